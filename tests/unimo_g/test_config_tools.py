@@ -1,0 +1,41 @@
+import pytest
+
+from unimo_g.config_tools import ConfigError, config_hash, from_dict, load_config, parse_overrides
+from unimo_g.pipeline_config import PipelineConfig
+
+
+def test_overrides_nest_and_parse_yaml_values():
+    assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+
+
+def test_bad_override_names_the_item():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["nonsense"])
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="grounding.box_treshold"):
+        from_dict(PipelineConfig, {"grounding": {"box_treshold": 0.3}})
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match="box_threshold"):
+        from_dict(PipelineConfig, {"grounding": {"box_threshold": 3.0}})
+    with pytest.raises(ConfigError, match="device"):
+        from_dict(PipelineConfig, {"grounding": {"runtime": {"device": "gpu"}}})
+    with pytest.raises(ConfigError, match="mode"):
+        from_dict(PipelineConfig, {"compose": {"mode": "prepend"}})
+
+
+def test_presets_load_and_hash_stably(tmp_path):
+    for name in ("default", "tiny"):
+        config = load_config(PipelineConfig, f"configs/{name}.yaml")
+        assert config_hash(config) == config_hash(load_config(PipelineConfig, f"configs/{name}.yaml"))
+    tiny = load_config(PipelineConfig, "configs/tiny.yaml", ["grounding.box_threshold=0.3"])
+    assert tiny.grounding.box_threshold == 0.3
+    assert tiny.random_weights
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(PipelineConfig, tmp_path / "nope.yaml")

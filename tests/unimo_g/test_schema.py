@@ -1,0 +1,67 @@
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from unimo_g.records import Entity, Mask, Phrase, PromptPart, Reject, Sample
+from unimo_g.schema import (
+    SCHEMA_VERSION,
+    VERSION_KEY,
+    SchemaVersionError,
+    check_schema_version,
+    lineage_of,
+    reject_schema,
+    sample_id,
+    shard_schema,
+)
+
+
+def _sample() -> Sample:
+    entity = Entity(
+        phrase=0, text="a dog", start=0, end=5, box=(1.0, 2.0, 30.0, 40.0), box_score=0.5,
+        mask=Mask(size=(48, 64), counts="abc"), mask_area=100, mask_score=0.9, image=b"png", image_format="PNG",
+    )
+    return Sample(
+        id=sample_id(b"img", "a dog"), source_key="k", url=None, sha256="0" * 64, image=b"img",
+        image_format="JPEG", width=64, height=48, caption="a dog", phrases=(Phrase("a dog", 0, 5),),
+        entities=(entity,), prompt=(PromptPart(entity=0),), prompt_text="<img>0</img>",
+    )
+
+
+def test_rows_round_trip_through_parquet_with_version_and_lineage():
+    schema = shard_schema({"config_hash": "abc"})
+    table = pa.Table.from_pylist([_sample().to_row()], schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    buf.seek(0)
+    read = pq.read_table(buf)
+    assert check_schema_version(read.schema.metadata) == SCHEMA_VERSION
+    assert lineage_of(read.schema.metadata) == {"config_hash": "abc"}
+    row = read.to_pylist()[0]
+    assert row["entities"][0]["box"] == [1.0, 2.0, 30.0, 40.0]
+    assert row["entities"][0]["mask"] == {"size": [48, 64], "counts": "abc"}
+    assert row["prompt"] == [{"text": None, "entity": 0}]
+
+
+def test_reject_rows_fit_reject_schema():
+    table = pa.Table.from_pylist([Reject("i", "k", "decode", "corrupt", "x").to_row()], schema=reject_schema())
+    assert table.num_rows == 1
+
+
+def test_future_or_missing_version_is_refused():
+    with pytest.raises(SchemaVersionError, match="not supported"):
+        check_schema_version({VERSION_KEY: str(SCHEMA_VERSION + 1).encode()})
+    with pytest.raises(SchemaVersionError, match="not a unimo-g shard"):
+        check_schema_version({})
+
+
+def test_sample_id_depends_on_image_and_caption():
+    assert sample_id(b"a", "x") == sample_id(b"a", "x")
+    assert sample_id(b"a", "x") != sample_id(b"a", "y")
+    assert sample_id(b"a", "x") != sample_id(b"b", "x")
+
+
+def test_bad_phrase_span_raises():
+    with pytest.raises(ValueError):
+        Phrase("x", 3, 3)

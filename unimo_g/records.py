@@ -1,0 +1,126 @@
+"""Typed records that cross stage boundaries.
+
+Frozen dataclasses, one per concept of the shard contract (DESIGN.md). Coordinates: every box is
+xyxy in pixels of the original, EXIF-transposed image; every character offset indexes the caption
+string (Python `str` indices, i.e. code points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A noun phrase of the caption: `caption[start:end] == text`."""
+
+    text: str
+    start: int
+    end: int
+
+    def __post_init__(self):
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"bad phrase span [{self.start}, {self.end}) for {self.text!r}")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """COCO compressed RLE of a binary mask of shape `size == [height, width]` (column-major)."""
+
+    size: tuple[int, int]
+    counts: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A grounded, segmented phrase.
+
+    `phrase` indexes `Sample.phrases`; `box` is xyxy in pixels of the EXIF-transposed original;
+    `image` is the entity segment on white, encoded as `image_format`.
+    """
+
+    phrase: int
+    text: str
+    start: int
+    end: int
+    box: tuple[float, float, float, float]
+    box_score: float
+    mask: Mask
+    mask_area: int
+    mask_score: float
+    image: bytes
+    image_format: str
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    """One element of an interleaved prompt: exactly one of `text` or `entity` is set."""
+
+    text: Optional[str] = None
+    entity: Optional[int] = None
+
+    def __post_init__(self):
+        if (self.text is None) == (self.entity is None):
+            raise ValueError("a prompt part holds exactly one of text or entity")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One output row (schema v1)."""
+
+    id: str
+    source_key: str
+    url: Optional[str]
+    sha256: str
+    image: bytes
+    image_format: str
+    width: int
+    height: int
+    caption: str
+    phrases: tuple[Phrase, ...] = ()
+    entities: tuple[Entity, ...] = ()
+    prompt: tuple[PromptPart, ...] = ()
+    prompt_text: str = ""
+
+    def to_row(self) -> dict:
+        """The row as plain Python values matching `schema.SHARD_SCHEMA`."""
+        row = asdict(self)
+        for entity in row["entities"]:
+            entity["box"] = list(entity["box"])
+            entity["mask"]["size"] = list(entity["mask"]["size"])
+        return row
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An input that did not become a row, with the stage that refused it and why.
+
+    `reason` is a short stable token (counted in metrics and the manifest); `detail` is free text.
+    """
+
+    id: str
+    source: str
+    stage: str
+    reason: str
+    detail: str = ""
+
+    def to_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """An input as read from a source, before any decoding.
+
+    `image` is None when the source has no image for this key (an orphan caption), `caption` is None
+    when it has no caption (an image without caption); `source_error` carries a failure the source
+    itself recorded (img2dataset's `status`/`error_message`).
+    """
+
+    source_key: str
+    image: Optional[bytes]
+    caption: Optional[str]
+    url: Optional[str] = None
+    source_error: Optional[str] = None
+    extra: dict = field(default_factory=dict)

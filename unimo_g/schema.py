@@ -1,0 +1,130 @@
+"""The Parquet contract between the data pipeline and the trainer (schema v1, DESIGN.md).
+
+Evolve by adding fields and bumping `SCHEMA_VERSION`. Readers call `check_schema_version` on a
+file's key-value metadata and refuse versions they do not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Mapping, Optional
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+VERSION_KEY = b"unimo_g.schema_version"
+LINEAGE_KEY = b"unimo_g.lineage"
+
+PHRASE_TYPE = pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32())])
+
+MASK_TYPE = pa.struct([("size", pa.list_(pa.int32(), 2)), ("counts", pa.string())])
+
+ENTITY_TYPE = pa.struct(
+    [
+        ("phrase", pa.int32()),
+        ("text", pa.string()),
+        ("start", pa.int32()),
+        ("end", pa.int32()),
+        ("box", pa.list_(pa.float32(), 4)),  # xyxy, pixels of the EXIF-transposed original
+        ("box_score", pa.float32()),
+        ("mask", MASK_TYPE),  # COCO compressed RLE at the original size
+        ("mask_area", pa.int64()),
+        ("mask_score", pa.float32()),  # SAM's predicted IoU
+        ("image", pa.binary()),  # entity segment on white, encoded
+        ("image_format", pa.string()),
+    ]
+)
+
+PROMPT_PART_TYPE = pa.struct([("text", pa.string()), ("entity", pa.int32())])
+
+SHARD_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("source_key", pa.string(), nullable=False),
+    pa.field("url", pa.string()),
+    pa.field("sha256", pa.string(), nullable=False),
+    pa.field("image", pa.binary(), nullable=False),
+    pa.field("image_format", pa.string(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("caption", pa.string(), nullable=False),
+    pa.field("phrases", pa.list_(PHRASE_TYPE), nullable=False),
+    pa.field("entities", pa.list_(ENTITY_TYPE), nullable=False),
+    pa.field("prompt", pa.list_(PROMPT_PART_TYPE), nullable=False),
+    pa.field("prompt_text", pa.string(), nullable=False),
+]
+
+REJECT_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+]
+
+
+class SchemaVersionError(ValueError):
+    """A shard was written with a schema version this code does not read."""
+
+
+def _with_metadata(fields, lineage: Optional[Mapping]) -> pa.Schema:
+    metadata = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
+    if lineage is not None:
+        metadata[LINEAGE_KEY] = json.dumps(lineage, sort_keys=True).encode()
+    return pa.schema(fields, metadata=metadata)
+
+
+def shard_schema(lineage: Optional[Mapping] = None) -> pa.Schema:
+    """The Arrow schema of sample shards, with the version (and lineage, if given) in its metadata."""
+    return _with_metadata(SHARD_FIELDS, lineage)
+
+
+def reject_schema(lineage: Optional[Mapping] = None) -> pa.Schema:
+    """The Arrow schema of reject shards."""
+    return _with_metadata(REJECT_FIELDS, lineage)
+
+
+def check_schema_version(metadata: Optional[Mapping[bytes, bytes]], where: str = "shard") -> int:
+    """Return the schema version recorded in Parquet key-value metadata, or raise.
+
+    Raises `SchemaVersionError` for a missing version or one newer than `SCHEMA_VERSION`.
+    """
+    raw = (metadata or {}).get(VERSION_KEY)
+    if raw is None:
+        raise SchemaVersionError(f"{where}: no {VERSION_KEY.decode()} in its metadata; not a unimo-g shard")
+    try:
+        version = int(raw)
+    except ValueError:
+        raise SchemaVersionError(f"{where}: unreadable schema version {raw!r}") from None
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where}: schema version {version} is not supported (this code reads 1..{SCHEMA_VERSION}); "
+            "upgrade unimo-g to read it"
+        )
+    return version
+
+
+def lineage_of(metadata: Optional[Mapping[bytes, bytes]]) -> dict:
+    """The lineage dict stored in a shard's metadata ({} if absent)."""
+    raw = (metadata or {}).get(LINEAGE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def sample_id(image: bytes, caption: str) -> str:
+    """Stable sample id: a content hash of the image bytes and the caption."""
+    digest = hashlib.sha256()
+    digest.update(hashlib.sha256(image).digest())
+    digest.update(caption.encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def prompt_text(prompt) -> str:
+    """Render an interleaved prompt with `<img>k</img>` for entity k.
+
+    `prompt` is a sequence of `PromptPart` or of row dicts `{"text": ..., "entity": ...}`.
+    """
+    pieces = []
+    for part in prompt:
+        text, entity = (part["text"], part["entity"]) if isinstance(part, Mapping) else (part.text, part.entity)
+        pieces.append(text if entity is None else f"<img>{entity}</img>")
+    return "".join(pieces)
