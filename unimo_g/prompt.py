@@ -17,10 +17,11 @@ Mode = Literal["replace", "append"]
 def compose_prompt(caption: str, spans: Sequence[tuple[int, int, int]], mode: Mode = "replace") -> tuple[PromptPart, ...]:
     """Interleave `caption` with entity references.
 
-    spans: `(start, end, entity_index)` character spans of the caption to substitute. Overlapping
-    spans keep the earlier-starting (then longer) one. In `replace` mode `caption[start:end]`
-    becomes the entity; in `append` mode the phrase stays and the entity follows it. Adjacent text
-    pieces are merged; empty text pieces are dropped.
+    spans: `(start, end, entity_index)` character spans of the caption to substitute. Several
+    entities of one span (a plural phrase grounded to several boxes) follow each other in the order
+    given; otherwise overlapping spans keep the earlier-starting (then longer) one. In `replace` mode
+    `caption[start:end]` becomes the entity; in `append` mode the phrase stays and the entity
+    follows it. Adjacent text pieces are merged; empty text pieces are dropped.
     """
     if mode not in ("replace", "append"):
         raise ValueError(f"compose mode must be 'replace' or 'append', got {mode!r}")
@@ -35,16 +36,20 @@ def compose_prompt(caption: str, spans: Sequence[tuple[int, int, int]], mode: Mo
             parts.append(PromptPart(text=text))
 
     cursor = 0
+    placed = None  # the (start, end) span placed last
     for start, end, entity in sorted(spans, key=lambda s: (s[0], -s[1])):
         if not 0 <= start < end <= len(caption):
             raise ValueError(f"span [{start}, {end}) lies outside a caption of {len(caption)} characters")
+        if (start, end) == placed:  # another entity of the same phrase
+            parts.append(PromptPart(entity=entity))
+            continue
         if start < cursor:  # overlaps a span already placed
             continue
         add_text(caption[cursor:start])
         if mode == "append":
             add_text(caption[start:end])
         parts.append(PromptPart(entity=entity))
-        cursor = end
+        cursor, placed = end, (start, end)
     add_text(caption[cursor:])
     return tuple(parts)
 

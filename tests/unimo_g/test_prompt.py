@@ -47,3 +47,9 @@ def test_substitution_sampling_respects_text_only_share():
     assert 0.08 < text_only < 0.12
     assert all(d in ([], [0, 1, 2]) for d in draws)
     assert sample_substitutions(0, rng, 1.0, 0.0) == []
+
+
+def test_entities_of_one_plural_phrase_follow_each_other():
+    caption = "two dogs on grass"
+    assert prompt_text(compose_prompt(caption, [(0, 8, 0), (0, 8, 1)], "replace")) == "<img>0</img><img>1</img> on grass"
+    assert prompt_text(compose_prompt(caption, [(0, 8, 0), (0, 8, 1)], "append")) == "two dogs<img>0</img><img>1</img> on grass"
