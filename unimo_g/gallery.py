@@ -28,10 +28,10 @@ from typing import Iterator, Mapping, Optional, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
-from pycocotools import mask as mask_utils
 
 from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.pipeline_config import PipelineConfig
+from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version
 
 # One colour per entity index (cycled): Tableau 10, distinguishable on photos.
@@ -50,11 +50,6 @@ def _hex(color: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(color)
 
 
-def decode_mask(mask: Mapping) -> np.ndarray:
-    """COCO compressed RLE `{"size": [H, W], "counts": str}` -> (H, W) bool array."""
-    return mask_utils.decode({"size": list(mask["size"]), "counts": mask["counts"].encode()}).astype(bool)
-
-
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -71,7 +66,7 @@ def draw_overlay(image: Image.Image, entities: Sequence[Mapping], alpha: float =
     """
     canvas = np.asarray(image.convert("RGB"), dtype=np.float32).copy()  # (H, W, 3)
     for k, entity in enumerate(entities):
-        mask = decode_mask(entity["mask"])  # (H, W)
+        mask = decode_mask(entity["mask"]["size"], entity["mask"]["counts"])  # (H, W)
         if mask.shape != canvas.shape[:2]:
             raise ValueError(f"entity {k}: mask is {mask.shape}, image is {canvas.shape[:2]}")
         canvas[mask] = (1.0 - alpha) * canvas[mask] + alpha * np.asarray(entity_color(k), dtype=np.float32)

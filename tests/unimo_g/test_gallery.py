@@ -106,13 +106,6 @@ def test_no_banner_for_real_weights():
     assert "Random weights" not in header and "config default" in header
 
 
-def test_decode_mask_round_trips_pycocotools_rle():
-    mask = _disc_mask()
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    decoded = gallery.decode_mask({"size": [H, W], "counts": rle["counts"].decode()})
-    assert decoded.dtype == bool and np.array_equal(decoded, mask)
-
-
 def test_draw_overlay_tints_the_mask_and_leaves_far_pixels_alone():
     image = Image.new("RGB", (W, H), (120, 120, 120))
     mask = _disc_mask()
