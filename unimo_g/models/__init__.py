@@ -1,0 +1,1 @@
+"""Models: the frozen multimodal prompt encoder (and the denoiser that it conditions)."""
