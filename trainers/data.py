@@ -1,0 +1,489 @@
+"""Training samples streamed from Parquet prompt shards (schema v1), for both training stages.
+
+Order of one epoch, for one (rank, DataLoader worker) = one "unit" of U = world_size * num_workers:
+  1. files in an order permuted by (seed, epoch), the same on every rank and worker;
+  2. rows numbered globally through that order; row g belongs to unit g % U (so no row is seen
+     twice in an epoch, and every row once);
+  3. a shuffle buffer seeded by (seed, epoch, rank, worker) mixes the unit's rows.
+The order is computed from the shards' footers alone (row counts), so a resumed run replays it
+without reading, let alone decoding, a row; only rows that are yielded are read and decoded.
+Each worker reads the row groups that hold its rows (every worker reads the same row groups and
+keeps its 1/U of the rows: reads cost U times the bytes used, decoding does not).
+
+Resuming mid-epoch: the DataLoader hands out whole batches from its workers in turn (worker 0
+first), so after the trainer has consumed n batches, worker w made n // W + (w < n % W) of them.
+The trainer reports n: `stream.state_dict(n, batch_size)` goes into the checkpoint;
+`stream.load_state_dict(state)` before the next `iter(loader)` makes every worker skip its
+share, with worker w taking over the order of worker (w + n) % W, because the new DataLoader
+asks worker 0 first. This holds while every worker still has batches to give, so the trainer runs exactly
+`stream.steps_per_epoch(batch_size)` steps per epoch (the same on every rank, as DDP needs; it
+leaves out at most num_workers batches of each rank per epoch). Use `make_loader` (it sets
+num_workers from the config and persistent_workers=False, so `set_epoch` reaches new workers).
+
+Per sample (a dict): "id"; "caption"; "pixel_values" (3, R, R) float32 in [-1, 1]; "prompt", a
+tuple of PromptPart; "entity_images", PIL RGB images of the substituted entities;
+"entity_masks" (K, R, R) float32 in [0, 1], each entity's mask transformed exactly like the
+target image. Stage 1 prompts are the caption alone (K = 0).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import posixpath
+import random
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from PIL import Image
+
+from trainers.prompts import choose_entities, substituted_prompt
+from unimo_g.images import ImageRejected, decode_image
+from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.records import PromptPart
+from unimo_g.rle import decode_mask
+from unimo_g.schema import check_schema_version
+
+logger = logging.getLogger(__name__)
+
+RESAMPLE = Image.Resampling.BICUBIC  # for the target image and its entity masks alike
+STAGE_COLUMNS = {1: ["id", "image", "caption"], 2: ["id", "image", "caption", "entities"]}
+OPEN_FILES = 4  # Parquet files a worker keeps open at once
+
+
+class ShardError(RuntimeError):
+    """A shard that cannot be read (corrupt, truncated, not a unimo-g shard). Names the file."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How shards become training samples.
+
+    resolution: side R of the square target image (shorter side resized to R, then center crop).
+    shuffle_buffer: rows in each worker's shuffle buffer (0 or 1: no shuffling within files).
+    skip_corrupt: skip (and count, with a warning) an unreadable shard, row group or row instead
+      of raising.
+    substitute_prob: stage 2, each entity becomes its image with this probability (the paper
+      does not give one).
+    text_only_prob: stage 2, share of samples that stay text-only (paper: 0.1).
+    compose_mode: "replace" (the phrase becomes the image, as in the paper) or "append".
+    max_entities: most entities substituted per sample (a random subset when more are drawn).
+    num_workers: DataLoader workers (0: load in the training process).
+    max_pixels: images whose header declares more pixels are refused before decoding.
+    """
+
+    resolution: int = 256
+    shuffle_buffer: int = 1000
+    skip_corrupt: bool = False
+    substitute_prob: float = 0.5
+    text_only_prob: float = 0.1
+    compose_mode: str = "replace"
+    max_entities: int = 4
+    num_workers: int = 2
+    max_pixels: int = 64_000_000
+
+    def __post_init__(self):
+        if self.resolution < 8:
+            raise ValueError(f"data.resolution must be >= 8, got {self.resolution!r}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"data.shuffle_buffer must be >= 0, got {self.shuffle_buffer!r}")
+        for name in ("substitute_prob", "text_only_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.{name} must be in [0, 1], got {value!r}")
+        if self.compose_mode not in ("replace", "append"):
+            raise ValueError(f"data.compose_mode must be 'replace' or 'append', got {self.compose_mode!r}")
+        if self.max_entities < 0:
+            raise ValueError(f"data.max_entities must be >= 0, got {self.max_entities!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"data.max_pixels must be >= 1, got {self.max_pixels!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and inspecting shards
+
+
+def list_shards(data: str) -> list[str]:
+    """Shard files of `data`, sorted: a directory (its `shards/*.parquet`, else its `*.parquet`),
+    a glob, a single file, or any of these as an fsspec URL (`s3://bucket/run/shards/*.parquet`)."""
+    fs, root = fsspec.core.url_to_fs(data)
+    if any(char in root for char in "*?["):
+        paths = fs.glob(root)
+    elif fs.isdir(root):
+        paths = fs.glob(posixpath.join(root, "shards", "*.parquet")) or fs.glob(posixpath.join(root, "*.parquet"))
+    elif fs.isfile(root):
+        paths = [root]
+    else:
+        raise FileNotFoundError(f"no such shard file or directory: {data}")
+    paths = sorted(path for path in paths if fs.isfile(path))
+    if not paths:
+        raise FileNotFoundError(f"no .parquet shards found at {data}")
+    return [path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path) for path in paths]
+
+
+def _inspect(file: str) -> list[int]:
+    """Row counts of the row groups of `file`, after checking its schema version (footer only)."""
+    try:
+        with fsspec.open(file, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            metadata = parquet.metadata
+            schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(f"{file}: cannot read the Parquet footer (corrupt or truncated?): {err}") from err
+    check_schema_version(schema.metadata, where=file)
+    missing = [name for name in STAGE_COLUMNS[2] if name not in schema.names]
+    if missing:
+        raise ShardError(f"{file}: columns {missing} are missing; not a unimo-g sample shard")
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+
+def _derive_seed(*parts) -> int:
+    """A 64-bit seed from a tuple of ints/strings (stable across processes, unlike hash())."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+# ---------------------------------------------------------------------------------------------
+# The epoch's order, from row counts alone
+
+
+def unit_order(
+    row_counts: Sequence[int], file_order: Sequence[int], unit: int, units: int, buffer: int, rng: random.Random
+) -> list[tuple[int, int]]:
+    """The (file index, row) sequence one unit yields: global rows g with g % units == unit,
+    through `file_order`, mixed by a shuffle buffer of `buffer` rows drawing from `rng`."""
+    out: list[tuple[int, int]] = []
+    pool: list[tuple[int, int]] = []
+    offset = 0
+    for file in file_order:
+        count = row_counts[file]
+        for row in range((unit - offset) % units, count, units):
+            key = (file, row)
+            if buffer <= 1:
+                out.append(key)
+            elif len(pool) < buffer:
+                pool.append(key)
+            else:
+                slot = rng.randrange(buffer)
+                out.append(pool[slot])
+                pool[slot] = key
+        offset += count
+    rng.shuffle(pool)
+    out.extend(pool)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and transforming one sample
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode image bytes as the pipeline does (`unimo_g.images.decode_image`: pixel count checked
+    on the header first, EXIF orientation applied, RGB with transparency on white), so that boxes
+    and masks of the shard share its frame. Raises `ImageRejected`."""
+    limits = DecodeConfig(max_pixels=max_pixels, min_side=1, max_aspect_ratio=float("inf"))
+    return Image.fromarray(decode_image(data, limits).pixels)
+
+
+def resize_crop_box(width: int, height: int, resolution: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Resized size (w, h) with the shorter side = `resolution`, and the centered crop box
+    (left, top, right, bottom) in the resized image's pixels."""
+    scale = resolution / min(width, height)
+    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+    return size, (left, top, left + resolution, top + resolution)
+
+
+def _resize_crop(image: Image.Image, resolution: int) -> Image.Image:
+    size, box = resize_crop_box(image.width, image.height, resolution)
+    return image.resize(size, RESAMPLE).crop(box)  # PIL's resampling filters antialias when shrinking
+
+
+def transform_image(image: Image.Image, resolution: int) -> torch.Tensor:
+    """(3, R, R) float32 in [-1, 1] from an RGB image (shorter side to R, center crop)."""
+    array = np.asarray(_resize_crop(image, resolution), dtype=np.float32)  # (R, R, 3)
+    return torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+
+
+def transform_mask(mask: np.ndarray, resolution: int) -> torch.Tensor:
+    """(R, R) float32 in [0, 1] from an (H, W) mask, with the geometry and filter of `transform_image`."""
+    image = Image.fromarray(mask.astype(np.float32))  # mode "F"
+    array = np.asarray(_resize_crop(image, resolution), dtype=np.float32)
+    return torch.from_numpy(np.clip(array, 0.0, 1.0))
+
+
+def build_sample(row: dict, config: DataConfig, stage: int, rng: random.Random) -> dict:
+    """One training sample from a shard row (`rng` draws the stage-2 substitutions)."""
+    image = open_image(row["image"], config.max_pixels)
+    resolution = config.resolution
+    caption = row["caption"]
+    sample = {"id": row["id"], "caption": caption, "pixel_values": transform_image(image, resolution)}
+    entities = (row.get("entities") or []) if stage == 2 else []
+    chosen = choose_entities(len(entities), rng, config.substitute_prob, config.text_only_prob, config.max_entities)
+    spans = [(entity["start"], entity["end"]) for entity in entities]
+    prompt, kept = substituted_prompt(caption, spans, chosen, config.compose_mode)
+    masks = []
+    for k in kept:
+        mask = entities[k]["mask"]
+        if tuple(mask["size"]) != (image.height, image.width):
+            raise ValueError(
+                f"entity {k}: mask size {list(mask['size'])} differs from the image's [{image.height}, {image.width}]"
+            )
+        masks.append(transform_mask(decode_mask(mask["size"], mask["counts"]), resolution))
+    sample["prompt"] = prompt if prompt else (PromptPart(text=caption),)
+    sample["entity_images"] = [open_image(entities[k]["image"], config.max_pixels) for k in kept]
+    sample["entity_masks"] = torch.stack(masks) if masks else torch.zeros(0, resolution, resolution)
+    return sample
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Samples of `files` for one rank (see the module docstring for order, sharding and resume).
+
+    Reads every file's footer at construction: schema versions are checked (a version this code
+    does not know raises `SchemaVersionError` naming the file) and an unreadable file raises
+    `ShardError` naming it, or with `skip_corrupt` is left out and listed in `skipped_files`.
+    `stats` counts skipped files, row groups and rows in this process (a worker's own counts
+    are logged as warnings). With `skip_corrupt`, rows skipped before a resume point shift the
+    resumed stream by as many rows (the replay does not read rows, so it cannot know of them).
+    """
+
+    def __init__(
+        self, files: Sequence[str], config: DataConfig, stage: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        super().__init__()
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.config, self.stage, self.seed, self.rank, self.world_size = config, stage, seed, rank, world_size
+        self.stats: Counter = Counter()
+        self.skipped_files: list[str] = []
+        self.files: list[str] = []
+        self.row_groups: list[list[int]] = []  # rows per row group, per file
+        for file in files:
+            try:
+                counts = _inspect(file)
+            except ShardError as err:
+                if not config.skip_corrupt:
+                    raise
+                logger.warning("skipping shard: %s", err)
+                self.skipped_files.append(file)
+                self.stats["skipped_files"] += 1
+                continue
+            self.files.append(file)
+            self.row_groups.append(counts)
+        self.row_counts = [sum(counts) for counts in self.row_groups]
+        self.epoch = 0
+        self._resume: Optional[dict] = None
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        """DataLoader workers per rank (1 when loading in the training process)."""
+        return max(1, self.config.num_workers)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.row_counts)
+
+    def rows_per_unit(self) -> list[int]:
+        """Rows each (rank, worker) unit yields per epoch, indexed by rank * workers + worker."""
+        units = self.world_size * self.workers
+        return [len(range(unit, self.num_rows, units)) for unit in range(units)]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches every rank takes per epoch: all workers still active, equal across ranks."""
+        return self.workers * (min(self.rows_per_unit()) // batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before each `iter(loader)`; a resume point for another epoch is dropped."""
+        self.epoch = epoch
+        if self._resume is not None and self._resume["epoch"] != epoch:
+            self._resume = None
+
+    def _fingerprint(self) -> str:
+        text = "\n".join(f"{file}\t{count}" for file, count in zip(self.files, self.row_counts))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _identity(self) -> dict:
+        return {
+            "seed": self.seed,
+            "stage": self.stage,
+            "world_size": self.world_size,
+            "num_workers": self.config.num_workers,
+            "shuffle_buffer": self.config.shuffle_buffer,
+            "files": self._fingerprint(),
+        }
+
+    def state_dict(self, batches_consumed: int, batch_size: int) -> dict:
+        """The position after the trainer consumed `batches_consumed` batches of this epoch."""
+        if batches_consumed < 0 or batch_size < 1:
+            raise ValueError(f"bad position: {batches_consumed} batches of {batch_size}")
+        return {"epoch": self.epoch, "batches_consumed": batches_consumed, "batch_size": batch_size, **self._identity()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume at `state`'s position on the next iteration (same files, seed and layout only)."""
+        mismatched = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
+        if mismatched:
+            detail = ", ".join(f"{k}: saved {saved!r}, now {now!r}" for k, (saved, now) in mismatched.items())
+            raise ValueError(f"cannot resume the data stream exactly; it changed since the checkpoint ({detail})")
+        self.epoch = state["epoch"]
+        self._resume = {key: state[key] for key in ("epoch", "batches_consumed", "batch_size")}
+
+    def _resume_role(self, worker: int) -> tuple[int, int]:
+        """(role, samples to skip) of DataLoader worker `worker` of this iteration.
+
+        A new DataLoader asks worker 0 first; after n consumed batches the next batch belongs to
+        the unit worker n % W made, so worker w takes over the order of unit worker (w + n) % W.
+        """
+        if self._resume is None or self._resume["epoch"] != self.epoch:
+            return worker, 0
+        done, workers = self._resume["batches_consumed"], self.workers
+        role = (worker + done) % workers
+        return role, (done // workers + (role < done % workers)) * self._resume["batch_size"]
+
+    # -- order and iteration -------------------------------------------------------------------
+
+    def plan(self, worker: int = 0) -> list[tuple[str, int]]:
+        """The (file, row) order `worker` of this rank yields this epoch (before any resume skip)."""
+        return [(self.files[file], row) for file, row in self._plan(worker)]
+
+    def _plan(self, worker: int) -> list[tuple[int, int]]:
+        file_order = list(range(len(self.files)))
+        random.Random(_derive_seed(self.seed, "files", self.epoch)).shuffle(file_order)
+        rng = random.Random(_derive_seed(self.seed, "buffer", self.epoch, self.rank, worker))
+        unit = self.rank * self.workers + worker
+        units = self.world_size * self.workers
+        return unit_order(self.row_counts, file_order, unit, units, self.config.shuffle_buffer, rng)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if workers != self.workers:
+            raise RuntimeError(
+                f"the stream is laid out for {self.workers} worker(s) (data.num_workers={self.config.num_workers}) "
+                f"but runs in {workers}; build the DataLoader with make_loader"
+            )
+        role, skip = self._resume_role(worker)
+        remaining = self._plan(role)[skip:]
+        reader = _RowReader(self, remaining)
+        try:
+            for key in remaining:
+                row = reader.take(key)
+                if row is None:  # in a skipped row group
+                    continue
+                rng = random.Random(_derive_seed(self.seed, "sample", self.epoch, row["id"]))
+                try:
+                    yield build_sample(row, self.config, self.stage, rng)
+                except (ImageRejected, OSError, ValueError) as err:
+                    where = f"{self.files[key[0]]}: row {key[1]} (id {row['id']})"
+                    if not self.config.skip_corrupt:
+                        raise ShardError(f"{where}: {err}") from err
+                    logger.warning("skipping row %s: %s", where, err)
+                    self.stats["skipped_rows"] += 1
+        finally:
+            reader.close()
+
+
+class _RowReader:
+    """Reads the rows of a unit's remaining order, one row group at a time, keeping only rows
+    still to come and dropping each once taken (memory ~ the shuffle buffer's rows)."""
+
+    def __init__(self, stream: ShardStream, keys: Sequence[tuple[int, int]]):
+        self.stream = stream
+        self.columns = STAGE_COLUMNS[stream.stage]
+        self.starts = [np.cumsum([0, *counts]).tolist() for counts in stream.row_groups]  # row-group offsets
+        self.wanted: dict[tuple[int, int], set[int]] = {}
+        for file, row in keys:
+            self.wanted.setdefault((file, self._group(file, row)), set()).add(row)
+        self.rows: dict[tuple[int, int], Optional[dict]] = {}
+        self.handles: OrderedDict = OrderedDict()
+
+    def _group(self, file: int, row: int) -> int:
+        return bisect.bisect_right(self.starts[file], row) - 1
+
+    def take(self, key: tuple[int, int]) -> Optional[dict]:
+        if key not in self.rows:
+            self._load(key[0], self._group(*key))
+        return self.rows.pop(key)
+
+    def _load(self, file: int, group: int) -> None:
+        rows = sorted(self.wanted.pop((file, group)))
+        try:
+            table = self._parquet(file).read_row_group(group, columns=self.columns)
+            taken = table.take(pa.array([row - self.starts[file][group] for row in rows])).to_pylist()
+        except (pa.ArrowException, OSError) as err:
+            if not self.stream.config.skip_corrupt:
+                raise ShardError(f"{self.stream.files[file]}: cannot read row group {group}: {err}") from err
+            logger.warning("skipping row group %d of %s: %s", group, self.stream.files[file], err)
+            self.stream.stats["skipped_row_groups"] += 1
+            taken = [None] * len(rows)
+        self.rows.update(((file, row), value) for row, value in zip(rows, taken))
+
+    def _parquet(self, file: int) -> pq.ParquetFile:
+        if file in self.handles:
+            self.handles.move_to_end(file)
+            return self.handles[file][1]
+        if len(self.handles) >= OPEN_FILES:
+            self.handles.popitem(last=False)[1][0].close()
+        handle = fsspec.open(self.stream.files[file], "rb").open()
+        self.handles[file] = (handle, pq.ParquetFile(handle))
+        return self.handles[file][1]
+
+    def close(self) -> None:
+        while self.handles:
+            self.handles.popitem()[1][0].close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+def collate(samples: Sequence[dict]) -> dict:
+    """A batch: pixel_values (B, 3, R, R); entity_masks (B, Kmax, R, R) zero-padded with
+    entity_valid (B, Kmax) bool; prompts, entity_images, ids and captions as lists."""
+    resolution = samples[0]["pixel_values"].shape[-1]
+    most = max(len(s["entity_images"]) for s in samples)
+    masks = torch.zeros(len(samples), most, resolution, resolution)
+    valid = torch.zeros(len(samples), most, dtype=torch.bool)
+    for b, sample in enumerate(samples):
+        count = sample["entity_masks"].shape[0]
+        masks[b, :count] = sample["entity_masks"]
+        valid[b, :count] = True
+    return {
+        "ids": [s["id"] for s in samples],
+        "captions": [s["caption"] for s in samples],
+        "pixel_values": torch.stack([s["pixel_values"] for s in samples]),
+        "prompts": [s["prompt"] for s in samples],
+        "entity_images": [s["entity_images"] for s in samples],
+        "entity_masks": masks,
+        "entity_valid": valid,
+    }
+
+
+def make_loader(stream: ShardStream, batch_size: int, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """The DataLoader the stream's resume arithmetic assumes (workers from the config, rebuilt each
+    iteration so that `set_epoch` / `load_state_dict` reach them)."""
+    workers = stream.config.num_workers
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+        pin_memory=pin_memory,
+    )
