@@ -1,0 +1,55 @@
+"""The data-construction pipeline as one Beam graph.
+
+    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases ─► RunInference(Grounding DINO)
+        ─► RunInference(SAM) ─► Assemble ─► WriteShards
+    every stage's rejects ─► Flatten ─► WriteRejects
+
+Every input ends as exactly one row or one reject.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import RunInference
+
+from pipelines.assemble import AssembleFn
+from pipelines.decode import CheckFn, DecodeFn, DedupeById
+from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
+from pipelines.phrase_stage import ExtractPhrasesFn
+from pipelines.sources import ReadSamples
+from pipelines.write import WriteRejects, WriteShards
+from unimo_g.pipeline_config import PipelineConfig
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    input_path: str,
+    output_dir: str,
+    config: PipelineConfig,
+    input_format: str = "auto",
+    lineage: dict | None = None,
+) -> None:
+    """Add the whole job to `pipeline`: read `input_path`, write shards and rejects under `output_dir`."""
+    lineage = lineage or {}
+    raw = pipeline | "Read" >> ReadSamples(input_path, input_format)
+    checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
+        CheckFn.REJECTS, main="samples"
+    )
+    # De-duplicate before decoding, so the shuffle moves compressed bytes, not pixel arrays.
+    unique = checked.samples | "Dedupe" >> DedupeById()
+    decoded = unique.samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
+        DecodeFn.REJECTS, main="samples"
+    )
+    rows = (
+        decoded.samples
+        | "Phrases" >> beam.ParDo(ExtractPhrasesFn(config.phrases))
+        | "Ground" >> RunInference(GroundingModelHandler(config.grounding))
+        | "Segment" >> RunInference(SegmentationModelHandler(config.segmentation))
+        | "Assemble" >> beam.ParDo(AssembleFn(config))
+    )
+    rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
+    (
+        (checked[CheckFn.REJECTS], unique.rejects, decoded[DecodeFn.REJECTS])
+        | "AllRejects" >> beam.Flatten()
+        | "WriteRejects" >> WriteRejects(output_dir, lineage)
+    )

@@ -1,0 +1,218 @@
+"""RawSample -> CheckedSample -> DecodedSample (decoded pixels) or Reject; and de-duplication by id.
+
+`check_sample` and `decode_checked` hold the rules; `CheckFn`, `DecodeFn` and `DedupeById` are thin
+Beam shells with counters. The pipeline checks, de-duplicates, then decodes.
+Reject stages and reasons:
+- stage `read`: a source error (reason: the source's token, e.g. `failed_to_download`,
+  `missing_image_file`, `bad_manifest_line`), `missing_image`, `missing_caption`, `empty_caption`,
+  `caption_too_long`;
+- stage `decode`: `ImageRejected.reason` (`not_an_image`, `truncated`, `too_small`, ...);
+- stage `dedupe`: `duplicate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Union
+
+import apache_beam as beam
+import numpy as np
+
+from pipelines import metrics
+from pipelines.source_formats import ERROR_REASON
+from unimo_g.images import ImageRejected, decode_image
+from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.records import RawSample, Reject
+from unimo_g.schema import sample_id
+
+REJECTS = "rejects"  # tag of the rejects output of DecodeFn and DedupeById
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: pixel arrays do not compare with ==
+class DecodedSample:
+    """A sample whose caption is valid and whose image decoded.
+
+    `image` holds the bytes as received (what the shard stores); `pixels` is (H, W, 3) uint8 RGB of
+    the EXIF-transposed image, the frame of every box and mask downstream. `caption` is the source
+    caption without leading/trailing whitespace; `id = sample_id(image, caption)`.
+    """
+
+    id: str
+    source_key: str
+    url: Optional[str]
+    sha256: str  # of `image`
+    image: bytes
+    image_format: str
+    pixels: np.ndarray  # (H, W, 3) uint8
+    caption: str
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def key_id(source_key: str) -> str:
+    """Id of an input that has no image or no caption: a hash of its source key."""
+    return hashlib.sha256(b"key:" + source_key.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CheckedSample:
+    """An input with an image and a usable caption, not yet decoded; `id = sample_id(image, caption)`.
+
+    De-duplication runs on these, so the shuffle moves compressed bytes, never pixel arrays.
+    """
+
+    id: str
+    source_key: str
+    url: Optional[str]
+    image: bytes
+    caption: str  # without leading/trailing whitespace
+
+
+def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample, Reject]:
+    """Apply the read-stage rules to one input. Never raises on bad data: the failure is the Reject."""
+    caption = raw.caption.strip() if raw.caption is not None else None
+    has_both = raw.image is not None and caption is not None
+    rid = sample_id(raw.image, caption) if has_both else key_id(raw.source_key)
+
+    def reject(reason: str, detail: str) -> Reject:
+        return Reject(id=rid, source=raw.source_key, stage="read", reason=reason, detail=detail)
+
+    if raw.source_error is not None:
+        return reject(raw.extra.get(ERROR_REASON, "source_error"), raw.source_error)
+    if raw.image is None:
+        return reject("missing_image", "no image for this key")
+    if caption is None:
+        return reject("missing_caption", "no caption for this key")
+    if not caption:
+        return reject("empty_caption", "the caption is empty or whitespace")
+    if len(caption) > max_caption_chars:
+        return reject("caption_too_long", f"{len(caption)} > {max_caption_chars} characters")
+    return CheckedSample(id=rid, source_key=raw.source_key, url=raw.url, image=raw.image, caption=caption)
+
+
+def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[DecodedSample, Reject]:
+    """Decode a checked sample's image (bounded, EXIF-transposed, RGB) or reject it at stage `decode`."""
+    try:
+        decoded = decode_image(sample.image, decode_config)
+    except ImageRejected as err:
+        return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail)
+    return DecodedSample(
+        id=sample.id,
+        source_key=sample.source_key,
+        url=sample.url,
+        sha256=hashlib.sha256(sample.image).hexdigest(),
+        image=sample.image,
+        image_format=decoded.format,
+        pixels=decoded.pixels,
+        caption=sample.caption,
+    )
+
+
+def decode_sample(
+    raw: RawSample, decode_config: DecodeConfig, max_caption_chars: int
+) -> Union[DecodedSample, Reject]:
+    """`check_sample` then `decode_checked`: one input to a DecodedSample or its Reject."""
+    checked = check_sample(raw, max_caption_chars)
+    return checked if isinstance(checked, Reject) else decode_checked(checked, decode_config)
+
+
+def split_duplicates(elements: Iterable) -> tuple[object, list[Reject]]:
+    """Of elements sharing one id, keep the one with the smallest (source_key, url); reject the others.
+
+    Works on anything with `id`, `source_key` and `url` attributes (DecodedSample, Sample).
+    """
+    ordered = sorted(elements, key=lambda e: (e.source_key, e.url or ""))
+    kept = ordered[0]
+    rejects = [
+        Reject(id=e.id, source=e.source_key, stage="dedupe", reason="duplicate",
+               detail=f"same id as {kept.source_key}")
+        for e in ordered[1:]
+    ]
+    return kept, rejects
+
+
+class _RejectingFn(beam.DoFn):
+    """Yields results of `_apply`: Rejects to the `REJECTS` output (counted by stage and reason)."""
+
+    REJECTS = REJECTS
+    passed_counter = ""
+
+    def setup(self):
+        self.passed = beam.metrics.Metrics.counter(metrics.DECODE, self.passed_counter)
+
+    def _apply(self, element):
+        raise NotImplementedError
+
+    def process(self, element) -> Iterator:
+        result = self._apply(element)
+        if isinstance(result, Reject):
+            beam.metrics.Metrics.counter(metrics.DECODE, metrics.reject_counter_name(result.stage, result.reason)).inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, result)
+        else:
+            self.passed.inc()
+            yield result
+
+
+class CheckFn(_RejectingFn):
+    """RawSample -> CheckedSample (main output) or Reject (output tagged `CheckFn.REJECTS`)."""
+
+    passed_counter = metrics.CHECKED
+
+    def __init__(self, max_caption_chars: int):
+        if max_caption_chars < 1:
+            raise ValueError(f"max_caption_chars must be >= 1, got {max_caption_chars!r}")
+        self.max_caption_chars = max_caption_chars
+
+    def _apply(self, raw: RawSample):
+        return check_sample(raw, self.max_caption_chars)
+
+
+class DecodeFn(_RejectingFn):
+    """CheckedSample -> DecodedSample (main output) or Reject (output tagged `DecodeFn.REJECTS`).
+
+    Use: `beam.ParDo(DecodeFn(config.decode)).with_outputs(DecodeFn.REJECTS, main="samples")`.
+    """
+
+    passed_counter = metrics.DECODED
+
+    def __init__(self, config: DecodeConfig):
+        self.config = config
+
+    def _apply(self, sample: CheckedSample):
+        return decode_checked(sample, self.config)
+
+
+class _KeepOneFn(beam.DoFn):
+    def __init__(self):
+        self.duplicates = beam.metrics.Metrics.counter(metrics.DEDUPE, metrics.DUPLICATES)
+
+    def process(self, keyed) -> Iterator:
+        _, elements = keyed
+        kept, rejects = split_duplicates(elements)
+        yield kept
+        for reject in rejects:
+            self.duplicates.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+
+
+class DedupeById(beam.PTransform):
+    """Keep one element per `id` (see `split_duplicates`); the others become Reject(stage="dedupe").
+
+    Returns outputs with `.samples` and `.rejects`. It groups whole elements by id, so it shuffles
+    everything it is given: apply it to CheckedSample (compressed bytes), before decoding.
+    """
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "KeyById" >> beam.Map(lambda element: (element.id, element))
+            | "GroupById" >> beam.GroupByKey()
+            | "KeepOne" >> beam.ParDo(_KeepOneFn()).with_outputs(REJECTS, main="samples")
+        )

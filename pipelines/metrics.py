@@ -1,0 +1,51 @@
+"""Names of the pipeline's Beam metrics, and reading them back from a finished run.
+
+Counters are for monitoring; the manifest's counts come from the written files (`pipelines.manifest`),
+which are exact on every runner.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from apache_beam.metrics.metric import MetricsFilter
+
+READ = "read"  # namespace of the sources
+INPUTS = "inputs"  # every RawSample read, including source errors
+SOURCE_ERRORS = "source_errors"
+UNITS = "units"  # files / key batches / manifests read
+
+DECODE = "decode"
+CHECKED = "checked"  # inputs with an image and a usable caption
+DECODED = "decoded"
+
+DEDUPE = "dedupe"
+DUPLICATES = "duplicates"
+
+
+def reject_counter_name(stage: str, reason: str) -> str:
+    """Counter name of rejects of `stage` for `reason`, e.g. `reject.decode.truncated`."""
+    return f"reject.{stage}.{reason}"
+
+
+def counter_value(result, namespace: str, name: str) -> Optional[int]:
+    """The committed (or, where the runner has none, attempted) total of one counter; None if absent."""
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
+    counters = query["counters"]
+    if not counters:
+        return None
+    total = 0
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        total += int(value or 0)
+    return total
+
+
+def counters(result, namespace: str) -> dict[str, int]:
+    """All counters of one namespace as {name: total}."""
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    totals: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
+    return totals

@@ -1,0 +1,260 @@
+"""Reading image-caption inputs into a PCollection of `RawSample`.
+
+Input formats (`input_format`):
+- `img2dataset`: an img2dataset output folder in its `parquet` (image bytes in a `jpg`/`png`/`webp`
+  column), `webdataset` (`*.tar` + metadata `*.parquet`) or `files` (`NNNNN/<key>.jpg` + metadata
+  `NNNNN.parquet`) layout, or one shard file. Inputs img2dataset failed to fetch (status != success)
+  are read too, as source errors with their key, so every input is accounted for.
+- `folder`: a tree of `<key>.<image ext>` with `<key>.txt` beside it (key = relative path without
+  extension, posix separators); `<key>.json` only supplies the url.
+- `jsonl` / `parquet`: manifests with `image` (path relative to the manifest, absolute, or a URL),
+  `caption`, optional `key` (default: the image path) and `url`. A path or a glob of manifests.
+- `auto`: a `.jsonl` file, a `.parquet` with an `image` column = manifest; a folder with `*.tar` or
+  img2dataset metadata Parquet files = img2dataset; any other folder = `folder`.
+
+The input files are listed when the transform is built (`FileSystems.match`), split into units,
+spread over workers with a Reshuffle and read there. Manifests are read in two steps (lines, then
+images after a second Reshuffle) so that one large manifest still fetches its images in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
+
+from pipelines import metrics
+from pipelines.source_formats import (
+    I2D_IMAGE_COLUMNS,
+    ReadUnit,
+    group_folder_files,
+    has_scheme,
+    load_entry,
+    local_path,
+    parquet_columns,
+    read_unit,
+    stem,
+)
+from unimo_g.records import RawSample
+
+FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
+MANIFEST_FORMATS = ("jsonl", "parquet")
+KEYS_PER_UNIT = 256  # folder layout: keys read by one worker call
+_GLOB_CHARS = "*?["
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2", ".jsonl.zst")
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What `ReadSamples` reads: the resolved format, its layout and the units to spread.
+
+    `format` is one of img2dataset, folder, jsonl, parquet; `layout` names the img2dataset output
+    format (parquet, webdataset, files) and equals `format` otherwise.
+    """
+
+    format: str
+    layout: str
+    units: tuple[ReadUnit, ...]
+
+
+# ---------------------------------------------------------------- listing
+
+
+def _normalize(path: str) -> str:
+    path = local_path(path)
+    if has_scheme(path):
+        return path.rstrip("/") if not path.endswith("://") else path
+    return os.path.abspath(path)
+
+
+def _match(pattern: str) -> list[str]:
+    return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
+
+
+def _is_local(path: str) -> bool:
+    try:
+        return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+    except ValueError:
+        raise ValueError(f"no filesystem for input path {path!r} (unknown scheme or missing Beam extra)") from None
+
+
+def _is_dir(path: str) -> bool:
+    if _is_local(path):
+        return os.path.isdir(path)
+    return path not in _match(path) and bool(_match(FileSystems.join(path, "*")))
+
+
+def _is_jsonl(path: str) -> bool:
+    return path.lower().endswith(_JSONL_SUFFIXES)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _file_units(files: list[str], input_format: str, where: str) -> tuple[str, str, list[ReadUnit]]:
+    """Units for explicit files (one path or a glob)."""
+    kinds = []
+    for path in files:
+        lower = path.lower()
+        if _is_jsonl(path) and input_format in ("auto", "jsonl"):
+            kinds.append(("jsonl", "jsonl", ReadUnit("jsonl", path)))
+        elif lower.endswith(".parquet") and input_format in ("auto", "parquet", "img2dataset"):
+            columns = parquet_columns(path)
+            if "image" in columns and input_format in ("auto", "parquet"):
+                kinds.append(("parquet", "parquet", ReadUnit("parquet", path)))
+            elif any(c in columns for c in I2D_IMAGE_COLUMNS) and input_format in ("auto", "img2dataset"):
+                kinds.append(("img2dataset", "parquet", ReadUnit("i2d_parquet", path)))
+            else:
+                raise ValueError(f"{path}: no image column fitting input format {input_format!r}")
+        elif lower.endswith(".tar") and input_format in ("auto", "img2dataset"):
+            companion = path[: -len(".tar")] + ".parquet"
+            unit = ReadUnit("i2d_tar", path, companion if _match(companion) else None)
+            kinds.append(("img2dataset", "webdataset", unit))
+        else:
+            raise ValueError(f"cannot read {path!r} as input format {input_format!r} (from input path {where!r})")
+    formats = {(fmt, layout) for fmt, layout, _ in kinds}
+    if len(formats) != 1:
+        raise ValueError(f"input path {where!r} mixes input formats: {sorted(formats)}")
+    (fmt, layout), = formats
+    return fmt, layout, [unit for _, _, unit in kinds]
+
+
+def _img2dataset_units(root: str) -> tuple[str, list[ReadUnit]] | None:
+    """Detect an img2dataset output folder and its layout; None when it is not one."""
+    tars = _match(FileSystems.join(root, "*.tar"))
+    parquets = _match(FileSystems.join(root, "*.parquet"))
+    if tars:
+        by_stem = {stem(p): p for p in parquets}
+        units = [ReadUnit("i2d_tar", tar, by_stem.pop(stem(tar), None)) for tar in tars]
+        # metadata without its tar: the failures it lists are still inputs
+        return "webdataset", units + [ReadUnit("i2d_failures", p) for p in by_stem.values()]
+    if not parquets:
+        return None
+    columns = parquet_columns(parquets[0])
+    if any(c in columns for c in I2D_IMAGE_COLUMNS):
+        return "parquet", [ReadUnit("i2d_parquet", p) for p in parquets]
+    if {"key", "status"} <= set(columns):
+        return "files", [ReadUnit("i2d_files", p, FileSystems.join(root, stem(p))) for p in parquets]
+    return None
+
+
+def _folder_units(root: str, keys_per_unit: int) -> list[ReadUnit]:
+    groups = group_folder_files(root, _match(FileSystems.join(root, "**")))
+    if not groups:
+        raise ValueError(f"input folder {root!r} holds no image or caption files")
+    return [ReadUnit("folder", root, groups=tuple(groups[i : i + keys_per_unit]))
+            for i in range(0, len(groups), keys_per_unit)]
+
+
+def _manifest_units(root: str, input_format: str) -> list[ReadUnit]:
+    pattern = "*.jsonl*" if input_format == "jsonl" else "*.parquet"
+    files = [p for p in _match(FileSystems.join(root, pattern)) if input_format != "jsonl" or _is_jsonl(p)]
+    if not files:
+        raise ValueError(f"input folder {root!r} holds no {input_format} manifest")
+    return [ReadUnit(input_format, p) for p in files]
+
+
+def _dir_plan(root: str, input_format: str, keys_per_unit: int) -> ReadPlan:
+    if input_format in MANIFEST_FORMATS:
+        return ReadPlan(input_format, input_format, tuple(_manifest_units(root, input_format)))
+    if input_format in ("auto", "img2dataset"):
+        detected = _img2dataset_units(root)
+        if detected is not None:
+            layout, units = detected
+            return ReadPlan("img2dataset", layout, tuple(units))
+        if input_format == "img2dataset":
+            raise ValueError(f"input folder {root!r} is not img2dataset output (no *.tar, no *.parquet with "
+                             f"{'/'.join(I2D_IMAGE_COLUMNS)} or status columns)")
+        parquets = _match(FileSystems.join(root, "*.parquet"))
+        if parquets and "image" in parquet_columns(parquets[0]):
+            return ReadPlan("parquet", "parquet", tuple(_manifest_units(root, "parquet")))
+    return ReadPlan("folder", "folder", tuple(_folder_units(root, keys_per_unit)))
+
+
+def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT) -> ReadPlan:
+    """List the inputs under `input_path` and split them into read units.
+
+    Raises ValueError (one line, naming the value) for an unknown format, a missing path, or a path
+    whose contents do not fit the format.
+    """
+    if input_format not in FORMATS:
+        raise ValueError(f"unknown input format {input_format!r} (expected one of: {', '.join(FORMATS)})")
+    if keys_per_unit < 1:
+        raise ValueError(f"keys_per_unit must be >= 1, got {keys_per_unit!r}")
+    path = _normalize(input_path)
+    is_glob = any(char in path for char in _GLOB_CHARS)
+    if not is_glob and _is_dir(path):
+        return _dir_plan(path, input_format, keys_per_unit)
+    files = _match(path)
+    if not files:
+        raise ValueError(f"input path not found: {input_path!r}")
+    if input_format == "folder":
+        raise ValueError(f"input format 'folder' needs a folder, got the file(s) {input_path!r}")
+    fmt, layout, units = _file_units(files, input_format, input_path)
+    return ReadPlan(fmt, layout, tuple(units))
+
+
+# ---------------------------------------------------------------- Beam
+
+
+class _ReadUnitFn(beam.DoFn):
+    """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step)."""
+
+    def __init__(self):
+        self.inputs = beam.metrics.Metrics.counter(metrics.READ, metrics.INPUTS)
+        self.source_errors = beam.metrics.Metrics.counter(metrics.READ, metrics.SOURCE_ERRORS)
+        self.units = beam.metrics.Metrics.counter(metrics.READ, metrics.UNITS)
+
+    def process(self, unit: ReadUnit) -> Iterator:
+        self.units.inc()
+        counted_here = unit.kind not in MANIFEST_FORMATS  # manifest entries are counted once fetched
+        for item in read_unit(unit):
+            if counted_here:
+                self._count(item)
+            yield item
+
+    def _count(self, sample: RawSample) -> None:
+        self.inputs.inc()
+        if sample.source_error is not None:
+            self.source_errors.inc()
+
+
+class _FetchImageFn(_ReadUnitFn):
+    """Manifest entries -> RawSample, fetching each image."""
+
+    def process(self, entry) -> Iterator[RawSample]:
+        sample = load_entry(entry)
+        self._count(sample)
+        yield sample
+
+
+class ReadSamples(beam.PTransform):
+    """`input_path` in `input_format` -> PCollection[RawSample]; see the module docstring.
+
+    The inputs are listed here, at construction, so a bad path or format fails before the job runs
+    (ValueError). `plan` holds what will be read.
+    """
+
+    def __init__(self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT):
+        super().__init__()
+        self.input_path = input_path
+        self.plan = plan_read(input_path, input_format, keys_per_unit)
+
+    def expand(self, pbegin):
+        units = (
+            pbegin
+            | "ListUnits" >> beam.Create(list(self.plan.units), reshuffle=False)
+            | "SpreadUnits" >> beam.Reshuffle()
+        )
+        if self.plan.format in MANIFEST_FORMATS:
+            return (
+                units
+                | "ReadManifests" >> beam.ParDo(_ReadUnitFn())
+                | "SpreadEntries" >> beam.Reshuffle()
+                | "FetchImages" >> beam.ParDo(_FetchImageFn())
+            )
+        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn())

@@ -1,0 +1,22 @@
+"""The element that flows through the model stages of the pipeline.
+
+Each stage fills one more field with `dataclasses.replace`; all geometry is in pixels of the
+EXIF-transposed original image held in `sample.pixels` (H, W, 3) uint8 RGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.decode import DecodedSample
+from unimo_g.records import Phrase
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    sample: DecodedSample
+    phrases: tuple[Phrase, ...] = ()
+    plural: tuple[bool, ...] = ()  # per phrase: its head noun is plural
+    groundings: tuple[Any, ...] = ()  # grounding.detect.Grounding, sorted
+    masks: tuple[Any, ...] = ()  # segmentation.segment.MaskPrediction, aligned with groundings

@@ -1,0 +1,150 @@
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import metrics
+from pipelines.decode import CheckFn, DecodeFn
+from pipelines.manifest import build_lineage, build_manifest, count_outputs, read_manifest, write_manifest
+from pipelines.sources import ReadSamples
+from pipelines.write import WriteRejects, WriteShards, prepare_output_dir
+from unimo_g.pipeline_config import DecodeConfig, PipelineConfig, WriteConfig
+from unimo_g.records import Entity, Mask, Phrase, PromptPart, Reject, Sample
+from unimo_g.schema import SCHEMA_VERSION, check_schema_version, lineage_of, shard_schema
+
+I2D = Path(__file__).resolve().parents[1] / "data" / "img2dataset"
+LINEAGE = {"config_hash": "abc", "seed": 3}
+
+
+def _pipeline():
+    return beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+
+
+def _sample(index: int) -> Sample:
+    entity = Entity(
+        phrase=0, text="a dog", start=0, end=5, box=(1.0, 2.0, 30.0, 40.0), box_score=0.5,
+        mask=Mask(size=(48, 64), counts="abc"), mask_area=100, mask_score=0.75, image=b"png", image_format="PNG",
+    )
+    return Sample(
+        id=f"id{index}", source_key=f"k{index}", url=None, sha256="0" * 64, image=b"img", image_format="JPEG",
+        width=64, height=48, caption="a dog", phrases=(Phrase("a dog", 0, 5),), entities=(entity,),
+        prompt=(PromptPart(entity=0),), prompt_text="<img>0</img>",
+    )
+
+
+def _lists(value):
+    """Sample.to_row keeps tuples; Parquet gives lists back."""
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+def _write(out: Path, samples, rejects, config=WriteConfig(row_group_rows=2, num_shards=1)):
+    with _pipeline() as pipeline:
+        _ = pipeline | "Samples" >> beam.Create(samples) | WriteShards(str(out), config, LINEAGE)
+        _ = pipeline | "Rejects" >> beam.Create(rejects) | WriteRejects(str(out), LINEAGE, config)
+
+
+def test_rows_and_rejects_round_trip_with_pyarrow_alone(tmp_path):
+    samples = [_sample(i) for i in range(5)]
+    rejects = [Reject("r1", "k9", "decode", "truncated", "x"), Reject("r2", "k8", "read", "missing_image")]
+    _write(tmp_path, samples, rejects)
+    files = sorted((tmp_path / "shards").glob("part-*.parquet"))
+    assert [f.name for f in files] == ["part-00000-of-00001.parquet"]
+    parquet = pq.ParquetFile(files[0])
+    assert parquet.metadata.num_row_groups == 3  # row_group_rows=2: 2 + 2 + 1
+    assert check_schema_version(parquet.schema_arrow.metadata) == SCHEMA_VERSION
+    assert lineage_of(parquet.schema_arrow.metadata) == LINEAGE
+    table = pq.read_table(tmp_path / "shards")
+    assert table.schema.remove_metadata() == shard_schema().remove_metadata()
+    assert sorted(table.to_pylist(), key=lambda r: r["id"]) == [_lists(s.to_row()) for s in samples]
+    reject_rows = pq.read_table(tmp_path / "rejects").to_pylist()
+    assert sorted(reject_rows, key=lambda r: r["id"]) == [r.to_row() for r in rejects]
+    assert count_outputs(str(tmp_path)) == {
+        "rows": 5, "rejects": 2, "rejects_by_stage": {"decode": 1, "read": 1},
+        "rejects_by_reason": {"decode": {"truncated": 1}, "read": {"missing_image": 1}},
+        "shard_files": 1, "reject_files": 1,
+    }
+
+
+def test_empty_collections_write_valid_empty_files(tmp_path):
+    _write(tmp_path, [], [], WriteConfig())
+    files = list((tmp_path / "shards").glob("*.parquet")) + list((tmp_path / "rejects").glob("*.parquet"))
+    assert len(files) == 2
+    for path in files:
+        table = pq.read_table(path)
+        assert table.num_rows == 0 and check_schema_version(table.schema.metadata) == SCHEMA_VERSION
+    assert count_outputs(str(tmp_path))["rows"] == 0
+
+
+def test_rerun_replaces_outputs_and_keeps_other_files(tmp_path):
+    out = tmp_path / "out"
+    prepare_output_dir(str(out))
+    _write(out, [_sample(i) for i in range(4)], [Reject("r", "k", "read", "x")], WriteConfig(num_shards=2))
+    write_manifest(str(out), {"old": True})
+    (out / "notes.txt").write_text("keep me")
+    (out / "shards_old").mkdir()
+    (out / "shards_old" / "part-0.parquet").write_bytes(b"keep")
+    assert len(list((out / "shards").glob("*.parquet"))) == 2
+
+    prepare_output_dir(str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "shards_old"]
+    _write(out, [_sample(9)], [], WriteConfig(num_shards=1))
+    assert count_outputs(str(out))["rows"] == 1 and count_outputs(str(out))["rejects"] == 0
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file.parquet"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file"):
+        prepare_output_dir(str(path))
+    assert path.read_bytes() == b"x"
+
+
+def _to_sample(decoded) -> Sample:
+    return Sample(id=decoded.id, source_key=decoded.source_key, url=decoded.url, sha256=decoded.sha256,
+                  image=decoded.image, image_format=decoded.image_format, width=decoded.width,
+                  height=decoded.height, caption=decoded.caption)
+
+
+def test_read_decode_write_and_manifest_account_for_every_input(tmp_path):
+    config = PipelineConfig(decode=DecodeConfig(min_side=26))  # the 32x24 fixture image is too small
+    lineage = build_lineage(config)
+    out = str(tmp_path / "run")
+    prepare_output_dir(out)
+    pipeline = _pipeline()
+    checked = (
+        pipeline
+        | ReadSamples(str(I2D / "webdataset"))
+        | beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(CheckFn.REJECTS, main="samples")
+    )
+    decoded = checked.samples | beam.ParDo(DecodeFn(config.decode)).with_outputs(DecodeFn.REJECTS, main="samples")
+    _ = decoded.samples | beam.Map(_to_sample) | WriteShards(out, config.write, lineage)
+    _ = (checked[CheckFn.REJECTS], decoded[DecodeFn.REJECTS]) | beam.Flatten() | WriteRejects(out, lineage)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    inputs = metrics.counter_value(result, metrics.READ, metrics.INPUTS)
+    manifest = build_manifest(config, out, inputs=inputs, runner="DirectRunner", wall_time_s=1.5,
+                              input_path=str(I2D / "webdataset"), input_format="auto", lineage=lineage)
+    write_manifest(out, manifest)
+    manifest = read_manifest(out)
+    assert manifest["counts"] == {
+        "inputs": 4, "rows": 2, "rejects": 2, "accounted": True,
+        "rejects_by_stage": {"decode": 1, "read": 1},
+        "rejects_by_reason": {"decode": {"too_small": 1}, "read": {"failed_to_download": 1}},
+        "shard_files": manifest["counts"]["shard_files"], "reject_files": manifest["counts"]["reject_files"],
+    }
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["config_hash"] == lineage["config_hash"] and manifest["config"]["decode"]["min_side"] == 26
+    assert manifest["models"]["grounding"] == {"id": "IDEA-Research/grounding-dino-tiny", "revision": None,
+                                               "backend": "transformers", "seed": 0}
+    assert manifest["libraries"]["apache-beam"] == beam.__version__
+    assert manifest["random_weights"] is False and manifest["runner"] == "DirectRunner"
+    footer = pq.ParquetFile(next((tmp_path / "run" / "shards").glob("*.parquet"))).schema_arrow.metadata
+    assert lineage_of(footer)["config_hash"] == lineage["config_hash"]
