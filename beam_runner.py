@@ -84,11 +84,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     except (SystemExit, ValueError) as err:
         raise UsageError(f"bad Beam pipeline option in {' '.join(beam_args)}: {err}") from None
 
-    if config.random_weights:
-        print(
-            f"WARNING: config {config.name!r} uses RANDOM-WEIGHT models; boxes, masks and prompts are not meaningful.",
-            file=sys.stderr,
-        )
     lineage = build_lineage(config)
     started = time.time()
     try:
@@ -96,6 +91,11 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         build_pipeline(pipeline, args.input, args.output, config, args.input_format, lineage)
     except ValueError as err:  # unusable input path or format, found while building the graph
         raise UsageError(str(err)) from None
+    if config.random_weights:
+        print(
+            f"WARNING: config {config.name!r} uses RANDOM-WEIGHT models; boxes, masks and prompts are not meaningful.",
+            file=sys.stderr,
+        )
     prepare_output_dir(args.output)
     result = pipeline.run()
     result.wait_until_finish()

@@ -136,7 +136,11 @@ def ground_batch(
         height, width = images[image_index].shape[:2]
         keep = select_boxes(phrase_ids, xyxy, scores, flags[image_index], width, height, config)
         results[image_index] = [
-            Grounding(phrase=int(phrase_ids[k]), box=tuple(float(v) for v in xyxy[k]), score=float(scores[k]))
+            Grounding(
+                phrase=int(phrase_ids[k]),
+                box=tuple(round(float(v), config.box_decimals) for v in xyxy[k]),
+                score=round(float(scores[k]), config.score_decimals),
+            )
             for k in keep
         ]
     return results

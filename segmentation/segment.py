@@ -65,7 +65,7 @@ def _decode_boxes(
     )[0]  # (N, 1, H, W) bool
     masks = masks[:, 0].cpu().numpy()  # (N, H, W)
     scores = outputs.iou_scores[0, :, 0].float().cpu().tolist()  # (N,)
-    return [MaskPrediction(mask=mask, score=float(score)) for mask, score in zip(masks, scores)]
+    return [MaskPrediction(mask=mask, score=round(score, config.score_decimals)) for mask, score in zip(masks, scores)]
 
 
 def segment_batch(

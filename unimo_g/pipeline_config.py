@@ -96,6 +96,10 @@ class GroundingConfig:
     max_boxes_per_phrase: int = 1
     max_text_len: int = 256  # Grounding DINO's text-token limit; longer queries are split
     pad_size: Optional[int] = None  # fixed square canvas for batching; None = processor's longest edge
+    # Float GEMMs differ in the last bits with batch shape; rounding the outputs makes rows
+    # bit-identical whatever batch, runner or worker count produced them.
+    box_decimals: int = 2  # boxes rounded to 1/100 pixel
+    score_decimals: int = 5
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
@@ -107,6 +111,8 @@ class GroundingConfig:
         if self.min_box_area_ratio > self.max_box_area_ratio:
             raise ValueError("grounding.min_box_area_ratio must not exceed grounding.max_box_area_ratio")
         _check_positive("grounding.max_boxes_per_phrase", self.max_boxes_per_phrase)
+        if not 0 <= self.box_decimals <= 6 or not 0 <= self.score_decimals <= 8:
+            raise ValueError("grounding.box_decimals must be in [0, 6] and grounding.score_decimals in [0, 8]")
         if self.max_text_len < 8:
             raise ValueError(f"grounding.max_text_len must be >= 8, got {self.max_text_len!r}")
 
@@ -122,13 +128,15 @@ class SegmentationConfig:
     mask_threshold: float = 0.0  # on SAM's mask logits
     min_mask_score: float = 0.0  # SAM's predicted IoU
     min_mask_area_ratio: float = 0.0  # mask area / image area
-    min_box_fill: float = 0.6  # mask area / box area
+    min_box_fill: float = 0.6  # mask area inside the box / box area
+    score_decimals: int = 5  # predicted IoU rounded, so rows do not depend on the batch
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
         _check_range("segmentation.min_mask_score", self.min_mask_score, 0.0, 1.0)
         _check_range("segmentation.min_mask_area_ratio", self.min_mask_area_ratio, 0.0, 1.0)
         _check_range("segmentation.min_box_fill", self.min_box_fill, 0.0, 1.0)
+        _check_range("segmentation.score_decimals", self.score_decimals, 0, 8)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+"""beam_runner's command line: unusable arguments exit 2 with one line naming the bad value."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import beam_runner
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(ROOT / "data" / "sample")
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--output", "x"], "--input"),
+        (["--input", SAMPLE, "--output", "x", "--config", "nope.yaml"], "nope.yaml"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--set", "grounding.box_threshold=2"], "box_threshold"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--set", "grounding.bogus=1"], "grounding.bogus"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--set", "oops"], "oops"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--input_format", "csv"], "csv"),
+        (["--input", "/no/such/input", "--output", "x", "--config", "tiny"], "/no/such/input"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--input_format", "jsonl"], SAMPLE),
+    ],
+)
+def test_unusable_arguments_exit_2_with_one_line(args, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert beam_runner.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("beam_runner.py: error:") and named in err[0], err
+    assert not (tmp_path / "x").exists()  # nothing written for a refused run
+
+
+def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
+    """Run as a user would: a cuda device on a machine without one fails the job loudly."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "beam_runner.py"), "--input", SAMPLE, "--output", str(tmp_path / "o"),
+         "--config", "tiny", "--set", "grounding.runtime.device=cuda"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "CUDA is not available" in result.stderr
