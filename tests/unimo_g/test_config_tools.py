@@ -39,3 +39,10 @@ def test_presets_load_and_hash_stably(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(PipelineConfig, tmp_path / "nope.yaml")
+
+
+def test_exponent_without_dot_is_a_number():
+    config = from_dict(PipelineConfig, parse_overrides(["grounding.box_threshold=3e-1"]))
+    assert config.grounding.box_threshold == 0.3
+    with pytest.raises(ConfigError, match="expected a number"):
+        from_dict(PipelineConfig, {"grounding": {"box_threshold": "high"}})
