@@ -1,0 +1,81 @@
+"""Two-process DDP on CPU (gloo): ranks train on disjoint rows and end with identical weights."""
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from tests.trainers.shard_fixtures import write_dataset
+from trainers import train
+from trainers.distributed import setup_distributed
+from unimo_g.checkpoint_format import read_denoiser_state_dict, read_latest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / "configs" / "train_tiny.yaml")
+WORLD = 2
+STEPS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, port: int, argv: list, scratch: str) -> None:
+    """One rank, as torchrun would start it: environment, then the trainer's own run()."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    seen = []
+    state = train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append([step, batch["ids"]]))
+    scratch = Path(scratch)
+    (scratch / f"ids-{rank}.json").write_text(json.dumps(seen))
+    weights = {k: v.contiguous() for k, v in state.denoiser.state_dict().items()}
+    save_file(weights, scratch / f"weights-{rank}.safetensors")
+    save_file({k: v.contiguous() for k, v in state.ema.shadow.items()}, scratch / f"ema-{rank}.safetensors")
+
+
+def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path):
+    data = tmp_path / "data"
+    write_dataset(data, [6, 6], num_entities=2)
+    output = tmp_path / "out"
+    argv = ["--config", TINY, "--stage", "2", "--data", str(data), "--output", str(output),
+            "--max-steps", str(STEPS), "--set", "data.resolution=32", "--set", "checkpoint_every=2"]
+    # forkserver: the server imports the trainer once, and both ranks fork from it (no threads yet)
+    mp.set_forkserver_preload(["trainers.train", "tests.trainers.test_ddp"])
+    mp.start_processes(_worker, args=(_free_port(), argv, str(tmp_path)), nprocs=WORLD, join=True,
+                       start_method="forkserver")
+
+    seen = [json.loads((tmp_path / f"ids-{rank}.json").read_text()) for rank in range(WORLD)]
+    ids = [{i for _, batch in ranks for i in batch} for ranks in seen]
+    assert [len(ranks) for ranks in seen] == [STEPS, STEPS]  # one batch per step on every rank
+    assert sum(len(batch) for ranks in seen for _, batch in ranks) == WORLD * STEPS * 2
+    assert ids[0].isdisjoint(ids[1])
+    assert len(ids[0]) == len(ids[1]) == STEPS * 2  # 6 rows per rank per epoch: no repeats in 3 steps
+
+    weights = [load_file(tmp_path / f"weights-{rank}.safetensors") for rank in range(WORLD)]
+    emas = [load_file(tmp_path / f"ema-{rank}.safetensors") for rank in range(WORLD)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert all(torch.equal(emas[0][k], emas[1][k]) for k in emas[0])
+
+    # rank 0 alone wrote the checkpoints and the metrics
+    checkpoint = read_latest(output)
+    assert checkpoint.name == "step-0000003"
+    saved = read_denoiser_state_dict(checkpoint)
+    assert all(torch.equal(saved[k], weights[0][k]) for k in saved)
+    steps = [json.loads(line)["step"] for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["world_size"] == WORLD
+    assert len(torch.load(checkpoint / "training_state.pt", weights_only=True)["rng"]) == WORLD
+
+
+def test_explicit_gpu_index_is_refused_with_several_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one GPU per rank"):
+        setup_distributed("cuda:1")

@@ -1,0 +1,148 @@
+"""The training config: one frozen dataclass tree, loaded from a YAML preset plus `--set` overrides.
+
+The stage (1: text-to-image pre-training, 2: multimodal instruction tuning) is a command-line
+argument, not a config key: one preset serves both stages, and only values that depend on the
+stage (the default learning rate) are resolved with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from trainers.data import DataConfig
+from unimo_g.checkpoint_format import ModelSpec
+from unimo_g.devices import check_device_name
+from unimo_g.diffusion.schedule import NoiseScheduleConfig
+from unimo_g.models.denoiser import DenoiserConfig
+from unimo_g.models.encoder import EncoderConfig
+
+STAGES = (1, 2)
+STAGE_LR = {1: 5e-5, 2: 1e-5}  # learning rate when optim.lr is not set
+MIXED_PRECISION = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up to a constant learning rate.
+
+    lr: peak learning rate; None takes the stage's default (`STAGE_LR`: 5e-5 stage 1, 1e-5 stage 2).
+    warmup_steps: optimizer steps of linear warm-up from lr / warmup_steps to lr.
+    grad_clip: maximum global gradient norm; 0 turns clipping off.
+    grad_accum: micro-batches per optimizer step (effective batch = batch_size * grad_accum * world size).
+    """
+
+    lr: Optional[float] = None
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+
+    def __post_init__(self):
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0 or null, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"optim.betas must be in [0, 1), got {list(self.betas)}")
+        if self.eps <= 0:
+            raise ValueError(f"optim.eps must be > 0, got {self.eps!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.grad_clip < 0:
+            raise ValueError(f"optim.grad_clip must be >= 0 (0: off), got {self.grad_clip!r}")
+        if self.grad_accum < 1:
+            raise ValueError(f"optim.grad_accum must be >= 1, got {self.grad_accum!r}")
+
+    def lr_for(self, stage: int) -> float:
+        """The peak learning rate of `stage`: `lr` when set, else the stage's default."""
+        return self.lr if self.lr is not None else STAGE_LR[stage]
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """Exponential moving average of the denoiser's weights (what the generator uses by default).
+
+    decay: the EMA decay; with `warmup`, update n uses min(decay, (1 + n) / (10 + n)) so that
+    short runs and early checkpoints are not dominated by the initial weights.
+    """
+
+    enabled: bool = True
+    decay: float = 0.9999
+    warmup: bool = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"ema.decay must be in [0, 1), got {self.decay!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (either stage).
+
+    batch_size: samples per micro-batch on each rank.
+    max_steps: optimizer steps to train to (the command line's --max-steps overrides it).
+    cond_dropout: probability of replacing a sample's condition by the empty prompt's encoding
+      (classifier-free guidance at sampling).
+    lambda_attn: weight of the stage-2 visual-enhancement loss L_attn (0: the ablation without
+      it; the cross-attention maps are then not even captured). Stage 1 ignores it. The attention
+      maps come from the denoiser's `capture_resolutions`.
+    mixed_precision: "fp32" (none) or "bf16" (bfloat16 autocast of the denoiser; float32 master
+      weights and optimizer). bf16 needs a CUDA device: on CPU it is refused rather than run slowly.
+      (Not "no": a bare `no` in YAML or --set is the boolean false.)
+    device: "cpu", "cuda" or "cuda:N". Under torchrun, "cuda" means the rank's local GPU.
+    checkpoint_every: optimizer steps between checkpoints (a final one is always written).
+    keep_last: checkpoints kept (older ones are deleted after a newer one is complete); 0 keeps all.
+    log_every: optimizer steps between metrics records.
+    """
+
+    seed: int = 0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    noise: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    batch_size: int = 8
+    max_steps: int = 1000
+    cond_dropout: float = 0.1
+    lambda_attn: float = 0.01
+    mixed_precision: str = "fp32"
+    device: str = "cuda"
+    checkpoint_every: int = 1000
+    keep_last: int = 0
+    log_every: int = 10
+
+    def __post_init__(self):
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps!r}")
+        if not 0.0 <= self.cond_dropout <= 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1], got {self.cond_dropout!r}")
+        if self.lambda_attn < 0:
+            raise ValueError(f"lambda_attn must be >= 0, got {self.lambda_attn!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {list(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        check_device_name(self.device)
+        if self.mixed_precision == "bf16" and self.device == "cpu":
+            raise ValueError("mixed_precision bf16 needs a CUDA device; use mixed_precision: fp32 on cpu")
+        for name in ("checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0 (0: keep all), got {self.keep_last!r}")
+
+    def model_spec(self) -> ModelSpec:
+        """What the generator needs to rebuild the trained model."""
+        return ModelSpec(
+            encoder=self.encoder, denoiser=self.denoiser, noise=self.noise, resolution=self.data.resolution
+        )
+
+
+# Keys that may differ between a run and the run it resumes (they do not change what is computed).
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_last", "log_every")

@@ -1,0 +1,132 @@
+"""One training step: a micro-batch's losses, and an optimizer step over grad_accum micro-batches.
+
+Stage 1 regresses the noise (ε-MSE) for the caption alone. Stage 2 adds λ · L_attn, the L1
+between each substituted entity's cross-attention map and its mask (captured only when λ > 0).
+A sample's condition is replaced by the empty prompt's encoding with probability `cond_dropout`;
+a dropped sample has no entities left, so it leaves the attention loss.
+
+Every random draw of a step (VAE posterior sample, condition dropout, timesteps, noise) comes
+from a generator seeded by (seed, rank, step, micro-batch): a resumed run draws exactly what an
+uninterrupted one draws, and ranks draw differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from trainers.config import TrainConfig
+from trainers.distributed import DistInfo
+from trainers.ema import EMA
+from unimo_g.diffusion.conditioning import drop_conditions
+from unimo_g.diffusion.losses import attention_loss, attention_maps_per_entity, diffusion_loss, total_loss
+from unimo_g.models.attention import AttentionStore
+from unimo_g.models.denoiser import Denoiser
+from unimo_g.models.encoder import MultimodalEncoder
+from unimo_g.models.vae import encode_images
+
+LOSS_KEYS = ("loss", "loss_mse", "loss_attn")
+
+
+@dataclass
+class TrainState:
+    """What a step needs. `model` is what forward and backward go through (the denoiser, or its
+    DDP wrapper); `denoiser` is the unwrapped module (saving, EMA). `store` is set when the
+    attention loss is on (stage 2, lambda_attn > 0). `uncond` is the empty prompt's encoding,
+    `(1, T_u, D)` and `(1, T_u)`."""
+
+    config: TrainConfig
+    stage: int
+    dist: DistInfo
+    encoder: MultimodalEncoder
+    vae: AutoencoderKL
+    denoiser: Denoiser
+    model: nn.Module
+    store: Optional[AttentionStore]
+    noise_scheduler: DDPMScheduler
+    uncond: tuple[torch.Tensor, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: Optional[EMA]
+
+
+@dataclass
+class StepResult:
+    """`losses`: (3,) tensor of LOSS_KEYS averaged over the micro-batches (on the device, not
+    synchronised); `lr`: the learning rate this step used; `grad_norm`: the gradient norm before clipping."""
+
+    losses: torch.Tensor
+    lr: float
+    grad_norm: torch.Tensor
+
+
+def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    """A 64-bit seed for micro-batch `micro` of optimizer step `step` (0-based) on `rank`."""
+    digest = hashlib.sha256(repr(("step", seed, rank, step, micro)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    """bf16 autocast of the denoiser on CUDA when configured (the config refuses bf16 on CPU)."""
+    if config.mixed_precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Scalar losses of one micro-batch (a `trainers.data.collate` batch): LOSS_KEYS, of which
+    "loss" carries the graph; "loss_attn" is 0 when the attention loss is off or has no entity."""
+    device = state.dist.device
+    latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w)
+    encoded = state.encoder(batch["prompts"], batch["entity_images"])
+    cond, cond_mask, dropped = drop_conditions(
+        encoded.hidden, encoded.attention_mask, *state.uncond, state.config.cond_dropout, generator
+    )  # (B, T', D), (B, T'), (B,)
+    attend = state.store is not None and encoded.entity_tokens.shape[1] > 0
+    if state.store is not None:
+        state.store.reset()
+        state.store.enabled = attend
+    with autocast(state.config, device):
+        mse = diffusion_loss(state.model, latents, cond, cond_mask, state.noise_scheduler, generator)["loss_mse"]
+    attn = None
+    if attend:
+        data_valid = batch["entity_valid"].to(device)  # (B, K)
+        if data_valid.shape != encoded.entity_valid.shape:
+            raise ValueError(f"entity_valid {tuple(data_valid.shape)} != encoder's {tuple(encoded.entity_valid.shape)}")
+        valid = encoded.entity_valid & data_valid & ~dropped[:, None]  # (B, K)
+        maps = attention_maps_per_entity(state.store.maps(), encoded.entity_tokens, tuple(latents.shape[-2:]))
+        attn = attention_loss(maps, batch["entity_masks"].to(device), valid)
+        state.store.reset()  # the loss holds the graph; the store need not
+    loss = total_loss(mse, attn, state.config.lambda_attn if attn is not None else 0.0)
+    zero = torch.zeros((), device=mse.device)
+    return {"loss": loss, "loss_mse": mse.detach(), "loss_attn": attn.detach() if attn is not None else zero}
+
+
+def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepResult:
+    """One optimizer step (0-based index `step`) over `batches`, the grad_accum micro-batches:
+    accumulate, clip, AdamW, advance the LR schedule, update the EMA."""
+    state.optimizer.zero_grad(set_to_none=True)
+    ddp = isinstance(state.model, DistributedDataParallel)
+    totals = []
+    for micro, batch in enumerate(batches):
+        generator = torch.Generator().manual_seed(step_seed(state.config.seed, state.dist.rank, step, micro))
+        last = micro == len(batches) - 1
+        with nullcontext() if last or not ddp else state.model.no_sync():  # all-reduce once per step
+            losses = compute_losses(state, batch, generator)
+            (losses["loss"] / len(batches)).backward()
+        totals.append(torch.stack([losses[key].detach().float() for key in LOSS_KEYS]))
+    clip = state.config.optim.grad_clip
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.denoiser.parameters(), clip if clip > 0 else float("inf"))
+    lr = state.optimizer.param_groups[0]["lr"]
+    state.optimizer.step()
+    state.lr_scheduler.step()
+    if state.ema is not None:
+        state.ema.update(state.denoiser)
+    return StepResult(losses=torch.stack(totals).mean(0), lr=lr, grad_norm=grad_norm.detach())

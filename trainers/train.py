@@ -1,0 +1,359 @@
+"""Train the UNIMO-G denoiser on prompt shards: stage 1 (text-to-image) or stage 2 (multimodal prompts).
+
+    python -m trainers.train --config configs/train_tiny.yaml --stage 1 --data DIR_OR_GLOB --output DIR
+        [--init-from CHECKPOINT] [--init-weights ema|raw] [--max-steps N] [--resume] [--set key=value ...]
+    torchrun --nproc-per-node 8 -m trainers.train ...        (DDP, one process per GPU)
+
+Stage 1 conditions on the caption alone and trains on ε-MSE; stage 2 conditions on multimodal
+prompts and adds lambda_attn · L_attn. --init-from starts from another run's checkpoint (a
+checkpoint directory or a training output; its EMA weights unless --init-weights raw) with a fresh
+optimizer. --resume continues OUTPUT's latest checkpoint exactly (it starts at step 0 when there
+is none). Writes OUTPUT/metrics.jsonl and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format).
+Unusable arguments, configs or inputs exit with code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
+from trainers.config import STAGES, TrainConfig
+from trainers.data import ShardError, ShardStream, list_shards, make_loader
+from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, setup_distributed
+from trainers.ema import EMA
+from trainers.metrics import MetricsLog, Throughput
+from trainers.optim import build_lr_scheduler, build_optimizer
+from trainers.step import LOSS_KEYS, TrainState, train_step
+from unimo_g.checkpoint_format import (
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    CheckpointError,
+    build_vae,
+    denoiser_weights,
+    read_latest,
+    read_model_spec,
+    resolve_checkpoint,
+)
+from unimo_g.config_tools import ConfigError, load_config
+from unimo_g.diffusion.schedule import make_train_scheduler
+from unimo_g.generation import encode_unconditional
+from unimo_g.models.attention import AttentionStore, install_attention_capture
+from unimo_g.models.denoiser import Denoiser, build_denoiser
+from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
+from unimo_g.schema import SchemaVersionError
+
+PROG = "python -m trainers.train"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
+
+OnBatch = Callable[[int, dict], None]
+
+
+class UsageError(Exception):
+    """An argument, config value or input that cannot be used; reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(message)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--config", required=True, help="YAML preset (a path, or a name in configs/)")
+    parser.add_argument("--stage", required=True, type=int, choices=STAGES)
+    parser.add_argument("--data", required=True, help="shard directory, glob or file (local or fsspec URL)")
+    parser.add_argument("--output", required=True, help="run directory: metrics.jsonl and checkpoints/")
+    parser.add_argument("--init-from", help="start from this checkpoint's denoiser (fresh optimizer)")
+    parser.add_argument("--init-weights", choices=("ema", "raw"), default="ema", help="which weights --init-from takes")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (overrides max_steps)")
+    parser.add_argument("--resume", action="store_true", help="continue OUTPUT's latest checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    return parser.parse_args(argv)
+
+
+def load_train_config(args: argparse.Namespace) -> TrainConfig:
+    """The preset with --set overrides and --max-steps."""
+    path = Path(args.config)
+    if not path.is_file():
+        candidates = [CONFIG_DIR / args.config, CONFIG_DIR / f"{args.config}.yaml"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise UsageError(f"--config: no such file or preset {args.config!r}")
+    try:
+        config = load_config(TrainConfig, path, args.set)
+        if args.max_steps is not None:
+            config = dataclasses.replace(config, max_steps=args.max_steps)
+    except (ConfigError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the run
+
+
+def build_frozen(config: TrainConfig, device: torch.device) -> tuple[MultimodalEncoder, torch.nn.Module]:
+    """The frozen encoder and VAE on `device`."""
+    try:
+        encoder = build_encoder(config.encoder, device)
+    except (OSError, ValueError) as err:  # not found on the hub or on disk, or a bad layer index
+        raise UsageError(f"encoder {config.encoder.model!r}: {_first_line(err)}") from None
+    try:
+        vae = build_vae(config.denoiser)
+    except OSError as err:
+        raise UsageError(f"vae {config.denoiser.vae!r}: {_first_line(err)}") from None
+    return encoder, vae.to(device)
+
+
+def build_trainable(
+    config: TrainConfig, stage: int, encoder: MultimodalEncoder, args: argparse.Namespace, device: torch.device
+) -> tuple[Denoiser, Optional[AttentionStore]]:
+    """The denoiser (from --init-from when given) on `device`, with cross-attention capture when
+    the attention loss is on (stage 2, lambda_attn > 0)."""
+    denoiser = build_denoiser(config.denoiser, encoder.hidden_size)
+    if args.init_from is not None:
+        kind = load_init_weights(denoiser, args.init_from, args.init_weights == "ema", config.encoder)
+        _say(f"initialised the denoiser from the {kind} weights of {args.init_from}")
+    denoiser.to(device).train()
+    store = None
+    if stage == 2 and config.lambda_attn > 0:
+        try:
+            store = install_attention_capture(denoiser.unet, config.denoiser.capture_resolutions)
+        except ValueError as err:
+            raise UsageError(f"denoiser.capture_resolutions: {err}") from None
+    return denoiser, store
+
+
+def load_init_weights(denoiser: Denoiser, path: str, use_ema: bool, encoder: EncoderConfig) -> str:
+    """Load another run's denoiser weights into `denoiser`; returns "ema" or "raw"."""
+    try:
+        directory = resolve_checkpoint(path)
+        spec = read_model_spec(directory)
+        state, kind = denoiser_weights(directory, use_ema)
+    except (CheckpointError, OSError) as err:
+        raise UsageError(f"--init-from: {err}") from None
+    differs = [k for k in ENCODER_IDENTITY if getattr(spec.encoder, k) != getattr(encoder, k)]
+    if differs:
+        raise UsageError(f"--init-from {directory} was trained on another encoder ({', '.join(differs)} differ)")
+    try:
+        denoiser.load_state_dict(state)
+    except RuntimeError as err:
+        detail = _first_line(err)
+        raise UsageError(f"--init-from {directory}: its denoiser does not fit this config: {detail}") from None
+    return kind
+
+
+def build_stream(data: str, config: TrainConfig, stage: int, dist: DistInfo) -> ShardStream:
+    """This rank's shard stream; unreadable or foreign shards are usage errors naming the file."""
+    try:
+        stream = ShardStream(list_shards(data), config.data, stage, seed=config.seed, rank=dist.rank,
+                             world_size=dist.world_size)
+    except (FileNotFoundError, ShardError, SchemaVersionError) as err:
+        raise UsageError(str(err)) from None
+    if stream.steps_per_epoch(config.batch_size) < 1:
+        raise UsageError(
+            f"{data}: {stream.num_rows} rows do not make one batch of {config.batch_size} per rank and worker "
+            f"({dist.world_size} rank(s) x {stream.workers} worker(s))"
+        )
+    return stream
+
+
+def build_state(args: argparse.Namespace, config: TrainConfig, dist: DistInfo) -> TrainState:
+    encoder, vae = build_frozen(config, dist.device)
+    denoiser, store = build_trainable(config, args.stage, encoder, args, dist.device)
+    ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
+    optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
+    return TrainState(
+        config=config,
+        stage=args.stage,
+        dist=dist,
+        encoder=encoder,
+        vae=vae,
+        denoiser=denoiser,
+        model=denoiser,
+        store=store,
+        noise_scheduler=make_train_scheduler(config.noise),
+        uncond=encode_unconditional(encoder),
+        optimizer=optimizer,
+        lr_scheduler=build_lr_scheduler(optimizer, config.optim.warmup_steps),
+        ema=ema,
+    )
+
+
+def prepare_output(output: Path, resume: bool, dist: DistInfo) -> Optional[Path]:
+    """The checkpoint to resume from (None: start at step 0); a fresh run refuses an output that
+    already holds checkpoints."""
+    try:
+        latest = read_latest(output)
+    except CheckpointError as err:
+        raise UsageError(str(err)) from None
+    if latest is not None and not resume:
+        raise UsageError(
+            f"{output} already holds checkpoints (latest {latest.name}); pass --resume or another --output"
+        )
+    if resume and latest is None:
+        _say(f"--resume: no checkpoint in {output}; starting at step 0")
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+    return latest if resume else None
+
+
+def resume(directory: Path, state: TrainState, stream: ShardStream, dist: DistInfo) -> tuple[int, int]:
+    """Load `directory` into the state and the stream; return (steps done, batches of the
+    current epoch consumed)."""
+    try:
+        check_resumable(directory, state.config, state.stage, dist)
+        trainer_state = load_checkpoint(directory, state)
+        stream.load_state_dict(trainer_state["data"])
+    except (CheckpointError, ValueError) as err:
+        raise UsageError(f"--resume: {err}") from None
+    _say(f"resumed from {directory} at step {trainer_state['step']}")
+    return trainer_state["step"], trainer_state["data"]["batches_consumed"]
+
+
+def wrap_ddp(state: TrainState) -> None:
+    if state.dist.distributed:
+        device_ids = [state.dist.device.index] if state.dist.device.type == "cuda" else None
+        state.model = DistributedDataParallel(state.denoiser, device_ids=device_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class BatchFeed:
+    """Batches across epochs, exactly `steps_per_epoch` per epoch, with the position for checkpoints."""
+
+    def __init__(self, stream: ShardStream, batch_size: int, consumed: int = 0):
+        self.stream, self.batch_size = stream, batch_size
+        self.per_epoch = stream.steps_per_epoch(batch_size)
+        self.epoch, self.consumed = stream.epoch, consumed
+        self._batches: Optional[Iterator[dict]] = None
+
+    def position(self) -> dict:
+        """The stream position after the batches handed out so far (`ShardStream.state_dict`)."""
+        return self.stream.state_dict(self.consumed, self.batch_size)
+
+    def __next__(self) -> dict:
+        if self.consumed >= self.per_epoch:
+            self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
+        if self._batches is None:
+            self.stream.set_epoch(self.epoch)
+            self._batches = iter(make_loader(self.stream, self.batch_size))
+        batch = next(self._batches, None)
+        if batch is None:
+            raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
+        self.consumed += 1
+        return batch
+
+
+def train_loop(
+    state: TrainState, feed: BatchFeed, start: int, output: Path, on_batch: Optional[OnBatch] = None
+) -> int:
+    """Optimizer steps `start`..max_steps, logging every log_every and checkpointing every
+    checkpoint_every steps; returns the step of the last checkpoint written (`start` if none)."""
+    config, dist = state.config, state.dist
+    metrics = MetricsLog(output / METRICS_FILE, start) if dist.is_main else None
+    progress = tqdm(total=config.max_steps, initial=start, disable=not dist.is_main, unit="step", dynamic_ncols=True)
+    meter = Throughput()
+    saved = start
+    for step in range(start, config.max_steps):
+        batches = [next(feed) for _ in range(config.optim.grad_accum)]
+        if on_batch is not None:
+            for batch in batches:
+                on_batch(step, batch)
+        result = train_step(state, batches, step)
+        done = step + 1
+        meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
+        progress.update(1)
+        if done % config.log_every == 0 or done == config.max_steps:
+            values = mean_over_ranks(dist, torch.cat([result.losses, result.grad_norm.float().reshape(1)])).tolist()
+            record = {"step": done, **dict(zip(LOSS_KEYS, values)), "lr": result.lr, "grad_norm": values[-1],
+                      "images_per_s": meter.rate(), "epoch": feed.epoch}
+            if metrics is not None:
+                metrics.write(record)
+            progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
+        if done % config.checkpoint_every == 0:
+            checkpoint(state, feed, done, output)
+            saved = done
+    progress.close()
+    return saved
+
+
+def checkpoint(state: TrainState, feed: BatchFeed, step: int, output: Path) -> None:
+    """Write the checkpoint of `step` (every rank calls; rank 0 writes), then prune old ones."""
+    save_checkpoint(output, step, state, feed.position())
+    if state.dist.is_main:
+        prune_checkpoints(output, state.config.keep_last)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainState:
+    """Train as the arguments say; returns the final state (for callers in Python). `on_batch(step,
+    batch)` sees every micro-batch before its step."""
+    config = load_train_config(args)
+    try:
+        dist = setup_distributed(config.device)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"device: {err}") from None
+    try:
+        output = Path(args.output)
+        resume_from = prepare_output(output, args.resume, dist)
+        stream = build_stream(args.data, config, args.stage, dist)
+        state = build_state(args, config, dist)  # encoder, VAE, denoiser (+ capture), EMA, optimizer, schedule
+        start, consumed = resume(resume_from, state, stream, dist) if resume_from is not None else (0, 0)
+        wrap_ddp(state)
+        _warn_random_weights(config)
+        if start >= config.max_steps:
+            _say(f"already at step {start} of {config.max_steps}; nothing to do")
+            return state
+        feed = BatchFeed(stream, config.batch_size, consumed)
+        if train_loop(state, feed, start, output, on_batch) != config.max_steps:
+            checkpoint(state, feed, config.max_steps, output)  # the final one
+        _say(f"finished at step {config.max_steps}; checkpoints in {output / CHECKPOINTS_DIR}")
+        return state
+    finally:
+        cleanup_distributed(dist)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        run(parse_args(argv))
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _say(message: str) -> None:
+    """A status line on stderr, from rank 0 only."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _warn_random_weights(config: TrainConfig) -> None:
+    models = {"encoder": config.encoder.model, "vae": config.denoiser.vae}
+    tiny = [name for name, value in models.items() if value == "tiny"]
+    if tiny:
+        _say(f"WARNING: random-weight {' and '.join(tiny)}: the trained model is for tests and smoke runs only")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Generate an image from a multimodal prompt with a trained checkpoint, or export its UNet.
+
+    python -m unimo_g.generate --checkpoint DIR --prompt "a <img>photos/dog.png</img> on a beach" \\
+        --out FILE.png [--steps 50] [--guidance 5.0] [--seed 0] [--resolution R] [--device cuda] [--raw-weights]
+    python -m unimo_g.generate --checkpoint DIR --export-unet OUT_DIR [--raw-weights]
+
+DIR is a checkpoint written by the trainer or a training output directory (its latest checkpoint).
+Entity image paths are relative to the working directory. The EMA weights are used when the
+checkpoint has them (--raw-weights: the trained weights). Unusable arguments exit with code 2 and
+a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+PROG = "python -m unimo_g.generate"
+
+
+class UsageError(Exception):
+    """An argument, prompt or checkpoint that cannot be used; reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory or training output directory")
+    parser.add_argument("--prompt", help='text with inline entity images: "a <img>dog.png</img> on grass"')
+    parser.add_argument("--out", help="PNG file to write")
+    parser.add_argument("--export-unet", metavar="OUT_DIR", help="write the UNet as a diffusers model folder")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5.0)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resolution", type=int, help="image side in pixels (default: the training resolution)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    args = _parser().parse_args(argv)
+    if args.export_unet is None and (args.prompt is None or args.out is None):
+        raise UsageError("pass --prompt and --out to generate, or --export-unet OUT_DIR")
+    if args.export_unet is not None and (args.prompt is not None or args.out is not None):
+        raise UsageError("--export-unet does not take --prompt or --out")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.resolution is not None and args.resolution < 8:
+        raise UsageError(f"--resolution must be >= 8, got {args.resolution}")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
+        raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    return args
+
+
+def run(args: argparse.Namespace) -> str:
+    """Do what the arguments ask; return a one-line summary."""
+    # torch, transformers and diffusers load only once the arguments are known to be usable (slow imports)
+    import torch
+    from PIL import Image
+
+    from unimo_g.checkpoint_format import CheckpointError, resolve_checkpoint
+    from unimo_g.devices import resolve_device
+    from unimo_g.generation import (
+        PromptError,
+        export_unet,
+        generate,
+        load_entity_image,
+        load_generation_models,
+        parse_prompt,
+    )
+
+    use_ema = not args.raw_weights
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        if args.export_unet is not None:
+            out_dir, weights = export_unet(checkpoint, args.export_unet, use_ema)
+            return f"exported the {weights} UNet of {checkpoint} to {out_dir}"
+        prompt, paths = parse_prompt(args.prompt)
+        images = [load_entity_image(path) for path in paths]
+    except (CheckpointError, PromptError, OSError) as err:
+        raise UsageError(str(err)) from None
+    try:
+        device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device: {err}") from None
+    try:
+        models = load_generation_models(checkpoint, device, use_ema)
+    except (CheckpointError, OSError) as err:  # e.g. an encoder or VAE the hub or disk does not have
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    try:
+        pixels = generate(models, prompt, images, args.steps, args.guidance, args.seed, args.resolution)
+    except ValueError as err:  # e.g. a resolution the VAE cannot produce, or a prompt the encoder refuses
+        raise UsageError(str(err)) from None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(out, format="PNG")
+    return f"wrote {out} ({pixels.shape[1]}x{pixels.shape[0]}, {models.weights} weights of {checkpoint})"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        summary = run(parse_args(argv))
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Images from multimodal prompts with a trained checkpoint: prompt parsing, model loading, DDIM + CFG.
+
+A prompt is text with entity images inline, `a <img>photos/dog.png</img> on a beach`: each
+`<img>PATH</img>` becomes `PromptPart(entity=k)` and its image the k-th entity image (k in order
+of appearance; the same path twice is one entity). The unconditional branch of classifier-free
+guidance is the encoding of the empty prompt (`encode_unconditional`), exactly as training's
+condition dropout uses it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from unimo_g.checkpoint_format import (
+    DENOISER_DIR,
+    ModelSpec,
+    build_vae,
+    load_trained_denoiser,
+    read_model_spec,
+    resolve_checkpoint,
+)
+from unimo_g.diffusion.sampler import ddim_sample, decode_latents
+from unimo_g.images import ImageRejected, decode_image
+from unimo_g.models.denoiser import DENOISER_META, PROJECTION_WEIGHTS, Denoiser
+from unimo_g.models.encoder import MultimodalEncoder, build_encoder
+from unimo_g.models.vae import vae_scale_factor
+from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.records import PromptPart
+
+IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.DOTALL)
+DEFAULT_MAX_PIXELS = 64_000_000  # entity images declaring more pixels are refused before decoding
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be used (bad markup, missing or unreadable entity image); names the problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+
+
+def parse_prompt(text: str) -> tuple[tuple[PromptPart, ...], list[str]]:
+    """`(prompt parts, entity image paths)` of a prompt with inline `<img>PATH</img>` entities.
+
+    Paths are returned as written (stripped); entity k of the parts is `paths[k]`.
+    """
+    parts: list[PromptPart] = []
+    paths: list[str] = []
+    cursor = 0
+    for match in IMAGE_TAG.finditer(text):
+        if match.start() > cursor:
+            parts.append(PromptPart(text=text[cursor : match.start()]))
+        path = match.group(1).strip()
+        if not path or "<img>" in path:
+            raise PromptError(f"bad entity image tag {match.group(0)!r}: expected <img>PATH</img>")
+        if path not in paths:
+            paths.append(path)
+        parts.append(PromptPart(entity=paths.index(path)))
+        cursor = match.end()
+    if cursor < len(text):
+        parts.append(PromptPart(text=text[cursor:]))
+    leftover = "".join(p.text for p in parts if p.text is not None)
+    if "<img>" in leftover or "</img>" in leftover:
+        raise PromptError(f"unbalanced <img> tag in prompt {text!r}")
+    if not paths and not leftover.strip():
+        raise PromptError("the prompt is empty")
+    return tuple(parts), paths
+
+
+def load_entity_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An entity image file as RGB (transparency on white, EXIF orientation applied, pixel count
+    checked on the header first). Raises `PromptError` naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PromptError(f"entity image not found: {path}") from None
+    except OSError as err:
+        raise PromptError(f"cannot read entity image {path}: {err.strerror or err}") from None
+    limits = DecodeConfig(max_pixels=max_pixels, min_side=1, max_aspect_ratio=float("inf"))
+    try:
+        return Image.fromarray(decode_image(data, limits).pixels)
+    except ImageRejected as err:
+        raise PromptError(f"entity image {path} is unusable: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions
+
+
+@torch.no_grad()
+def encode_unconditional(encoder: MultimodalEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """The empty prompt's encoding: `hidden (1, T_u, D)` float32 and `mask (1, T_u)` bool, on the
+    encoder's device.
+
+    The empty prompt is what the tokenizer makes of "" (LLaMA-style tokenizers: the BOS token);
+    a tokenizer that adds nothing (Qwen2) gets its pad token, so that the condition is never empty.
+    """
+    tokenizer = encoder.processor.tokenizer
+    input_ids = tokenizer([""], return_tensors="pt")["input_ids"]  # (1, T_u)
+    if input_ids.shape[1] == 0:
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer adds no token to an empty prompt and has no pad token")
+        input_ids = torch.tensor([[tokenizer.pad_token_id]])
+    input_ids = input_ids[:, : encoder.config.max_length].to(encoder.device)
+    attention_mask = torch.ones_like(input_ids)
+    states = encoder.vlm.model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False
+    ).hidden_states
+    hidden = states[encoder.config.layer].float()  # (1, T_u, D)
+    return hidden, attention_mask.bool()
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass
+class GenerationModels:
+    """A trained checkpoint ready to sample: frozen encoder and VAE, the denoiser (eval mode), the
+    empty-prompt encoding, and the spec they were built from. `weights` is "ema" or "raw"."""
+
+    spec: ModelSpec
+    encoder: MultimodalEncoder
+    vae: torch.nn.Module
+    denoiser: Denoiser
+    uncond: tuple[torch.Tensor, torch.Tensor]
+    weights: str
+    device: torch.device
+
+
+def load_generation_models(
+    checkpoint: str | Path, device: str | torch.device, use_ema: bool = True
+) -> GenerationModels:
+    """Rebuild a checkpoint's models on `device` (a checkpoint directory or a training output)."""
+    directory = resolve_checkpoint(checkpoint)
+    spec = read_model_spec(directory)
+    device = torch.device(device)
+    encoder = build_encoder(spec.encoder, device)
+    vae = build_vae(spec.denoiser).to(device)
+    denoiser, weights = load_trained_denoiser(directory, use_ema)
+    if denoiser.encoder_width != encoder.hidden_size:
+        raise ValueError(
+            f"{directory}: the denoiser expects {denoiser.encoder_width}-wide conditions but the encoder gives "
+            f"{encoder.hidden_size}"
+        )
+    denoiser = denoiser.to(device)
+    return GenerationModels(spec, encoder, vae, denoiser, encode_unconditional(encoder), weights, device)
+
+
+@torch.no_grad()
+def generate(
+    models: GenerationModels,
+    prompt: Sequence[PromptPart],
+    entity_images: Sequence[Image.Image],
+    steps: int = 50,
+    guidance: float = 5.0,
+    seed: int = 0,
+    resolution: Optional[int] = None,
+) -> np.ndarray:
+    """One image `(R, R, 3)` uint8 for `prompt` (DDIM, classifier-free guidance against the empty
+    prompt). The same seed gives the same image. R defaults to the training resolution."""
+    resolution = resolution or models.spec.resolution
+    factor = vae_scale_factor(models.vae)
+    if resolution % factor:
+        raise ValueError(f"resolution {resolution} is not a multiple of the VAE's downscale {factor}")
+    encoded = models.encoder([tuple(prompt)], [list(entity_images)])
+    channels = models.denoiser.unet.config.in_channels
+    shape = (1, channels, resolution // factor, resolution // factor)
+    latents = ddim_sample(
+        models.denoiser,
+        encoded.hidden,
+        encoded.attention_mask,
+        *models.uncond,
+        latent_shape=shape,
+        steps=steps,
+        guidance=guidance,
+        scheduler_config=models.spec.noise,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return decode_latents(models.vae, latents)[0]  # (R, R, 3)
+
+
+def export_unet(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> tuple[Path, str]:
+    """Write the trained UNet as a diffusers model folder (`UNet2DConditionModel.from_pretrained(out_dir)`
+    loads it alone), with the condition projection and `denoiser.json` beside it. Returns
+    `(out_dir, "ema" | "raw")`."""
+    directory = resolve_checkpoint(checkpoint)
+    denoiser, weights = load_trained_denoiser(directory, use_ema)
+    out_dir = Path(out_dir)
+    denoiser.unet.save_pretrained(out_dir, safe_serialization=True)
+    projection = {k: v.detach().contiguous() for k, v in denoiser.projection.state_dict().items()}
+    save_file(projection, out_dir / PROJECTION_WEIGHTS)
+    shutil.copyfile(directory / DENOISER_DIR / DENOISER_META, out_dir / DENOISER_META)
+    return out_dir, weights
