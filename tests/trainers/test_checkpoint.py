@@ -32,13 +32,7 @@ RUN = ["--config", TINY, "--stage", "2", "--set", "data.resolution=32", "--set",
        "--set", "checkpoint_every=3", "--set", "cond_dropout=0.3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from more threads, and on shared CPUs extra threads make them slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from unimo_g.models.denoiser import DENOISER_BUILDERS, DenoiserConfig, build_den
 TINY = DenoiserConfig(size="tiny", vae="tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from more threads, and on shared CPUs extra threads make them slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(seed=0):

@@ -18,13 +18,7 @@ from unimo_g.models.denoiser import (
 TINY = DenoiserConfig(size="tiny", vae="tiny", capture_resolutions=(8, 16))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from more threads, and on shared CPUs extra threads make them slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(batch=2, hw=8, length=5, width=16, seed=0):
