@@ -48,15 +48,15 @@ def _env_int(name: str, default: int) -> int:
 def setup_distributed(device_name: str) -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1), and pick the device.
 
-    `device_name` is the config's device: with several processes "cuda" becomes cuda:LOCAL_RANK
-    (an explicit "cuda:N" is refused, as every rank would take the same GPU).
+    `device_name` is the config's device: "cuda" becomes cuda:LOCAL_RANK (cuda:0 for one process);
+    with several processes an explicit "cuda:N" is refused, as every rank would take the same GPU.
     """
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if world_size > 1 and device_name.startswith("cuda:"):
         raise ValueError(f"device {device_name!r} with {world_size} processes: use device 'cuda' (one GPU per rank)")
-    if world_size > 1 and device_name == "cuda":
+    if device_name == "cuda":  # always an indexed device: set_device and NCCL need one
         device_name = f"cuda:{local_rank}"
     device = resolve_device(device_name)
     if device.type == "cuda":
