@@ -1,6 +1,7 @@
 """Loading Grounding DINO: a registry of backends and the loaded-model record.
 
-`GroundingConfig.model` is a hub id, a local directory, or `tiny` (random weights, offline).
+`GroundingConfig.model` is a hub id, a local directory, or a random-weight preset built offline
+(`tiny`, or `random-grounding-dino-tiny` with the published model's dimensions; see `grounding.tiny`).
 Loading never trusts remote code. Devices follow `unimo_g.devices`: an absent GPU raises.
 """
 
@@ -15,6 +16,9 @@ from unimo_g.devices import resolve_device, resolve_dtype
 from unimo_g.pipeline_config import GroundingConfig
 
 TINY = "tiny"
+# Names of the random-weight presets of `grounding.tiny.RANDOM_PRESETS` (kept here so that loading
+# a hub model does not import the preset builders).
+RANDOM_MODELS = (TINY, "random-grounding-dino-tiny")
 _DELIMITER_TOKENS = ("[CLS]", "[SEP]", ".", "?")  # must map to model.model.special_tokens, in order
 
 
@@ -80,11 +84,11 @@ def _check_model(model: Any, tokenizer: Any, config: GroundingConfig, name: str)
 
 
 def _load_transformers(config: GroundingConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any, Any]:
-    """(model, image_processor, tokenizer) from `tiny`, a hub id or a local directory."""
-    if config.model == TINY:
-        from grounding.tiny import tiny_image_processor, tiny_model, tiny_tokenizer
+    """(model, image_processor, tokenizer) from a random-weight preset, a hub id or a local directory."""
+    if config.model in RANDOM_MODELS:
+        from grounding.tiny import RANDOM_PRESETS
 
-        return tiny_model(config.seed), tiny_image_processor(), tiny_tokenizer()
+        return RANDOM_PRESETS[config.model](config.seed)
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
     processor = AutoProcessor.from_pretrained(config.model, revision=config.revision, trust_remote_code=False)

@@ -1,8 +1,10 @@
 """SAM loading: a registry of backends, each turning a `SegmentationConfig` into a ready model.
 
 `config.model` is a hub id or a local directory (weights through `from_pretrained`, pinned by
-`config.revision`), or `tiny`: a random-weight SAM built from a small config with `config.seed`,
-for tests and offline runs (its masks are not meaningful).
+`config.revision`), or a random-weight preset built from a config with `config.seed` (its masks are
+not meaningful): `tiny`, a small SAM for tests and offline runs, or `random-sam-vit-base`, the
+dimensions and processor settings of facebook/sam-vit-base (the same compute as the published
+model, for benchmarks without the weights).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from unimo_g.devices import resolve_device, resolve_dtype
 from unimo_g.pipeline_config import SegmentationConfig
 
 TINY_MODEL = "tiny"
+SAM_VIT_BASE_MODEL = "random-sam-vit-base"
 # The tiny model's input canvas (pixels, square) and ViT patch: an 8x8 embedding grid.
 TINY_IMAGE_SIZE = 128
 TINY_PATCH_SIZE = 16
@@ -78,6 +81,54 @@ def tiny_sam_processor() -> SamProcessor:
     return SamProcessor(image_processor)
 
 
+def sam_vit_base_config() -> SamConfig:
+    """The architecture of facebook/sam-vit-base: ViT-B image encoder (768 hidden, 12 layers, 12 heads,
+    MLP 3072, 16 px patches on a 1024 px canvas, 14 x 14-patch windows with global attention in blocks 2, 5, 8,
+    11, 256 output channels), SAM's prompt encoder and two-layer mask decoder (256 wide)."""
+    vision = {
+        "hidden_size": 768,
+        "output_channels": 256,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 1024,
+        "patch_size": 16,
+        "window_size": 14,
+        "global_attn_indexes": [2, 5, 8, 11],
+        "num_pos_feats": 128,
+        "mlp_dim": 3072,
+        # SAM's vision default (1e-10) draws near-zero weights: random embeddings would be ~0 (masks
+        # blind to the image) and CPU arithmetic on subnormal floats is many times slower.
+        "initializer_range": 0.02,
+    }
+    prompt_encoder = {"hidden_size": 256, "image_size": 1024, "patch_size": 16, "mask_input_channels": 16}
+    mask_decoder = {
+        "hidden_size": 256,
+        "mlp_dim": 2048,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "iou_head_hidden_dim": 256,
+    }
+    return SamConfig(vision_config=vision, prompt_encoder_config=prompt_encoder, mask_decoder_config=mask_decoder)
+
+
+def sam_vit_base_processor() -> SamProcessor:
+    """facebook/sam-vit-base's preprocessing: longest side 1024, padded to 1024 x 1024; masks 256."""
+    image_processor = SamImageProcessorPil(
+        size={"longest_edge": 1024},
+        pad_size={"height": 1024, "width": 1024},
+        mask_size={"longest_edge": 256},
+        mask_pad_size={"height": 256, "width": 256},
+    )
+    return SamProcessor(image_processor)
+
+
+# Model name (SegmentationConfig.model) -> (config builder, processor builder) of a random-weight preset.
+RANDOM_PRESETS: dict[str, tuple[Callable[[], SamConfig], Callable[[], SamProcessor]]] = {
+    TINY_MODEL: (tiny_sam_config, tiny_sam_processor),
+    SAM_VIT_BASE_MODEL: (sam_vit_base_config, sam_vit_base_processor),
+}
+
+
 def _check_fixed_canvas(processor: SamProcessor) -> None:
     """Every image must be padded to one canvas, or batch composition would change the results."""
     image_processor = processor.image_processor
@@ -92,11 +143,12 @@ def _check_fixed_canvas(processor: SamProcessor) -> None:
 def _load_transformers(config: SegmentationConfig) -> SegmentationModel:
     device = resolve_device(config.runtime.device)  # before any weights move: no silent CPU fallback
     dtype = resolve_dtype(config.runtime.dtype, device)
-    if config.model == TINY_MODEL:
+    if config.model in RANDOM_PRESETS:
+        build_config, build_processor = RANDOM_PRESETS[config.model]
         with torch.random.fork_rng(devices=[]):  # seeded build that leaves the caller's RNG alone
             torch.manual_seed(config.seed)
-            model = SamModel(tiny_sam_config())
-        processor = tiny_sam_processor()
+            model = SamModel(build_config())
+        processor = build_processor()
     else:
         model = SamModel.from_pretrained(config.model, revision=config.revision)
         processor = SamProcessor.from_pretrained(

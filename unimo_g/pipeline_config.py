@@ -190,5 +190,5 @@ class PipelineConfig:
 
     @property
     def random_weights(self) -> bool:
-        """True when any model is a random-weight `tiny` build: its output is not meaningful."""
-        return "tiny" in (self.grounding.model, self.segmentation.model)
+        """True when any model is a random-weight build (`tiny`, `random-*`): its output is not meaningful."""
+        return any(m == "tiny" or m.startswith("random-") for m in (self.grounding.model, self.segmentation.model))

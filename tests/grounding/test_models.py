@@ -86,3 +86,67 @@ def test_fixed_canvas():
     assert fixed_canvas({"height": 224, "width": 320}, None) == ({"height": 224, "width": 320}, (224, 320))
     with pytest.raises(ValueError, match="pad_size=256"):
         fixed_canvas({"height": 224, "width": 320}, 256)
+
+
+# ---- full-size random-weight preset (dimensions only: never built with real weights or run here)
+
+GROUNDING_DINO_TINY = {  # IDEA-Research/grounding-dino-tiny's config.json
+    "d_model": 256, "encoder_layers": 6, "decoder_layers": 6, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048,
+    "encoder_attention_heads": 8, "decoder_attention_heads": 8, "num_queries": 900, "num_feature_levels": 4,
+    "encoder_n_points": 4, "decoder_n_points": 4, "max_text_len": 256, "two_stage": True,
+}
+
+
+def test_full_size_preset_has_the_published_dimensions():
+    from grounding.tiny import grounding_dino_tiny_config
+
+    config = grounding_dino_tiny_config()
+    assert {key: getattr(config, key) for key in GROUNDING_DINO_TINY} == GROUNDING_DINO_TINY
+    swin, bert = config.backbone_config, config.text_config
+    assert (swin.embed_dim, swin.depths, swin.num_heads, swin.window_size) == (96, [2, 2, 6, 2], [3, 6, 12, 24], 7)
+    assert swin.out_features == ["stage2", "stage3", "stage4"]
+    assert (bert.vocab_size, bert.hidden_size, bert.num_hidden_layers, bert.num_attention_heads) == (30522, 768, 12, 12)
+
+
+def test_full_size_preset_has_172m_parameters_on_the_meta_device():
+    from transformers import GroundingDinoForObjectDetection
+
+    from grounding.tiny import grounding_dino_tiny_config
+
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = GroundingDinoForObjectDetection(grounding_dino_tiny_config())
+    assert 170e6 < sum(p.numel() for p in model.parameters()) < 175e6  # the published model: 172M
+    assert sum(p.numel() for p in model.model.text_backbone.parameters()) > 108e6  # BERT-base
+
+
+def test_padded_vocab_keeps_every_tiny_id_and_has_bert_base_size():
+    from grounding.tiny import BERT_BASE_VOCAB_SIZE, padded_vocab, tiny_tokenizer
+
+    vocab = padded_vocab(BERT_BASE_VOCAB_SIZE)
+    assert len(vocab) == 30522 and len(set(vocab)) == len(vocab)
+    assert vocab[: len(tiny_vocab())] == tiny_vocab()
+    assert {token: vocab.index(token) for token in FIXED_IDS} == FIXED_IDS
+    full, small = tiny_tokenizer(vocab), tiny_tokenizer()
+    assert len(full) == 30522
+    text = "a brown dog . two cats ?"
+    assert full(text)["input_ids"] == small(text)["input_ids"]
+    with pytest.raises(ValueError, match="below"):
+        padded_vocab(100)
+
+
+def test_full_size_preset_uses_the_published_processor_settings():
+    from grounding.tiny import RANDOM_PRESETS, grounding_dino_tiny_image_processor
+    from grounding.models import RANDOM_MODELS
+
+    processor = grounding_dino_tiny_image_processor()
+    assert dict(processor.size) == {"shortest_edge": 800, "longest_edge": 1333}
+    assert tuple(processor.image_mean) == (0.485, 0.456, 0.406) and processor.do_normalize and processor.do_pad
+    assert fixed_canvas(processor.size, 800) == ({"shortest_edge": 800, "longest_edge": 800}, (800, 800))
+    assert set(RANDOM_MODELS) == set(RANDOM_PRESETS) == {"tiny", "random-grounding-dino-tiny"}
+
+
+def test_tiny_model_is_random_model_of_the_tiny_config(tiny):
+    from grounding.tiny import random_model, tiny_config
+
+    again = random_model(tiny_config(len(tiny_vocab())), TINY.seed)
+    assert all(torch.equal(a, b) for a, b in zip(tiny.model.state_dict().values(), again.state_dict().values()))

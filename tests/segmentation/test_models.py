@@ -74,3 +74,41 @@ def test_processor_without_a_fixed_canvas_is_refused(tmp_path, tiny_model):
     processor.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="do_pad"):
         load_segmentation_model(dataclasses.replace(TINY, model=str(tmp_path)))
+
+
+# ---- full-size random-weight preset (dimensions only: never run here)
+
+
+def test_sam_vit_base_preset_has_the_published_dimensions():
+    from segmentation.models import sam_vit_base_config
+
+    config = sam_vit_base_config()
+    vision = config.vision_config
+    dims = (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.mlp_dim)
+    assert dims == (768, 12, 12, 3072)
+    assert (vision.image_size, vision.patch_size, vision.window_size) == (1024, 16, 14)
+    assert list(vision.global_attn_indexes) == [2, 5, 8, 11] and vision.output_channels == 256
+    assert vision.initializer_range == 0.02  # not SAM's 1e-10: no subnormal random weights
+    assert config.prompt_encoder_config.image_size == 1024 and config.mask_decoder_config.hidden_size == 256
+
+
+def test_sam_vit_base_preset_has_94m_parameters_on_the_meta_device():
+    from transformers import SamModel
+
+    from segmentation.models import sam_vit_base_config
+
+    with torch.device("meta"):
+        model = SamModel(sam_vit_base_config())
+    assert 93e6 < sum(p.numel() for p in model.parameters()) < 94.5e6  # facebook/sam-vit-base: 93.7M
+    assert 89e6 < sum(p.numel() for p in model.vision_encoder.parameters()) < 90e6  # ViT-B
+
+
+def test_sam_vit_base_preset_uses_the_published_processor_settings():
+    from segmentation.models import RANDOM_PRESETS, SAM_VIT_BASE_MODEL, sam_vit_base_processor
+
+    image_processor = sam_vit_base_processor().image_processor
+    assert image_processor.size["longest_edge"] == 1024
+    assert dict(image_processor.pad_size) == {"height": 1024, "width": 1024}
+    assert image_processor.mask_size["longest_edge"] == 256
+    assert image_processor.do_pad  # one canvas: batching is exact
+    assert set(RANDOM_PRESETS) == {TINY.model, SAM_VIT_BASE_MODEL}

@@ -46,3 +46,8 @@ def test_exponent_without_dot_is_a_number():
     assert config.grounding.box_threshold == 0.3
     with pytest.raises(ConfigError, match="expected a number"):
         from_dict(PipelineConfig, {"grounding": {"box_threshold": "high"}})
+
+
+def test_full_size_random_presets_are_flagged_as_random_weights():
+    assert load_config(PipelineConfig, "configs/bench_full.yaml").random_weights
+    assert not load_config(PipelineConfig, "configs/default.yaml").random_weights

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU benchmarks in one script, under 8 minutes on one H100 (or H200):
+#   1. the data pipeline at full model size (Grounding DINO-T + SAM ViT-B dimensions, random weights),
+#      bf16 on cuda: Beam vs the plain batched loop vs batch-of-one (SAM per box), images/s and MFU;
+#   2. the same with batch-of-one encoding each image once (Grounded-SAM's demo), a shorter run;
+#   3. the trainer benchmark (python -m bench.train --preset sd15), when bench/train.py exists.
+# Figures go to $OUT (default: bench-results/) as JSON beside the printed tables.
+#   bash bench/gpu.sh            # from the repository root
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench-results}"
+mkdir -p "$OUT"
+N="${BENCH_N:-192}"             # samples per pipeline run
+BATCH="${BENCH_BATCH:-16}"      # both models' batch size
+TRAIN_ARGS="${BENCH_TRAIN_ARGS:---preset sd15 --device cuda --dtype bf16 --batch-size 8 --steps 4 --warmup 2}"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())"
+
+# 1. ~3 min (at most 220 s): three pipeline runs of N samples, each in a fresh process, plus the FLOP count.
+timeout 220 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" \
+  --n "$N" --warmup-images "$BATCH" --flops-images "$BATCH" --one-sam per_box \
+  --json "$OUT/pipeline_full_cuda_bf16.json" || echo "pipeline benchmark (per_box) failed or timed out: $?"
+
+# 2. ~1.5 min (at most 100 s): batch-of-one with one SAM encoding per image, against the plain batched loop.
+timeout 100 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" \
+  --n "$((N / 2))" --warmup-images "$BATCH" --flops-images 0 --modes plain,one --one-sam per_image \
+  --json "$OUT/pipeline_full_cuda_bf16_per_image.json" || echo "pipeline benchmark (per_image) failed or timed out: $?"
+
+# 3. ~2 min (at most 150 s): the trainer at SD-1.5 size with the random LLaVA-1.5-7B layout, both stages.
+if [ -f bench/train.py ]; then
+  # shellcheck disable=SC2086  # TRAIN_ARGS is a list of arguments
+  timeout 150 python -m bench.train $TRAIN_ARGS --json "$OUT/train_sd15.json" \
+    || echo "trainer benchmark failed or timed out: $?"
+else
+  echo "bench/train.py not found: trainer benchmark skipped"
+fi
+ls -l "$OUT"
