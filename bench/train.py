@@ -56,7 +56,6 @@ from bench.train_flops import (
 )
 from bench.train_inputs import pipeline_shards, replicate_rows, rows_needed
 from bench.train_loops import (
-    build_train_state,
     release,
     time_frozen,
     time_loader,
@@ -166,7 +165,7 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
 
     random_full = options.encoder_kind() == "random-full"
     encoder = build_random_llava(config.encoder, dist.device) if random_full else None
-    state = build_train_state(args, config, dist, encoder)
+    state = train.build_state(args, config, dist, encoder)
     del encoder  # the state holds it
     if stage == 2 and state.store is None:
         raise ValueError("stage 2 is benchmarked with the attention loss on: lambda_attn must be > 0")

@@ -9,7 +9,6 @@ The frozen parts are synchronised around each call, so their times are their own
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import time
@@ -22,44 +21,10 @@ from bench.train_flops import count_flops
 from trainers import train
 from trainers.config import TrainConfig
 from trainers.data import make_loader
-from trainers.distributed import DistInfo
-from trainers.ema import EMA
-from trainers.optim import build_lr_scheduler, build_optimizer
+from trainers.optim import build_optimizer
 from trainers.step import TrainState, autocast, train_step
-from unimo_g.checkpoint_format import build_vae
-from unimo_g.diffusion.schedule import make_train_scheduler
-from unimo_g.generation import encode_unconditional
 from unimo_g.models.denoiser import DENOISER_BUILDERS
-from unimo_g.models.encoder import MultimodalEncoder
 from unimo_g.models.vae import encode_images
-
-
-def build_train_state(
-    args: argparse.Namespace, config: TrainConfig, dist: DistInfo, encoder: Optional[MultimodalEncoder] = None
-) -> TrainState:
-    """The TrainState `trainers.train.build_state` builds; with `encoder` (on `dist.device`) in place
-    of the config's (the rest is built as there: VAE, denoiser with capture, EMA, AdamW, schedule)."""
-    if encoder is None:
-        return train.build_state(args, config, dist)
-    vae = build_vae(config.denoiser).to(dist.device)
-    denoiser, store = train.build_trainable(config, args.stage, encoder, args, dist.device)
-    ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
-    optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
-    return TrainState(
-        config=config,
-        stage=args.stage,
-        dist=dist,
-        encoder=encoder,
-        vae=vae,
-        denoiser=denoiser,
-        model=denoiser,
-        store=store,
-        noise_scheduler=make_train_scheduler(config.noise),
-        uncond=encode_unconditional(encoder),
-        optimizer=optimizer,
-        lr_scheduler=build_lr_scheduler(optimizer, config.optim.warmup_steps),
-        ema=ema,
-    )
 
 
 def _sync(device: torch.device) -> None:

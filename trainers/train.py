@@ -102,10 +102,12 @@ def load_train_config(args: argparse.Namespace) -> TrainConfig:
 # Building the run
 
 
-def build_frozen(config: TrainConfig, device: torch.device) -> tuple[MultimodalEncoder, torch.nn.Module]:
-    """The frozen encoder and VAE on `device`."""
+def build_frozen(
+    config: TrainConfig, device: torch.device, encoder: Optional[MultimodalEncoder] = None
+) -> tuple[MultimodalEncoder, torch.nn.Module]:
+    """The frozen encoder (the config's, unless one is given) and VAE on `device`."""
     try:
-        encoder = build_encoder(config.encoder, device)
+        encoder = encoder if encoder is not None else build_encoder(config.encoder, device)
     except (OSError, ValueError) as err:  # not found on the hub or on disk, or a bad layer index
         raise UsageError(f"encoder {config.encoder.model!r}: {_first_line(err)}") from None
     try:
@@ -168,8 +170,13 @@ def build_stream(data: str, config: TrainConfig, stage: int, dist: DistInfo) -> 
     return stream
 
 
-def build_state(args: argparse.Namespace, config: TrainConfig, dist: DistInfo) -> TrainState:
-    encoder, vae = build_frozen(config, dist.device)
+def build_state(
+    args: argparse.Namespace, config: TrainConfig, dist: DistInfo, encoder: Optional[MultimodalEncoder] = None
+) -> TrainState:
+    """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule.
+
+    `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks."""
+    encoder, vae = build_frozen(config, dist.device, encoder)
     denoiser, store = build_trainable(config, args.stage, encoder, args, dist.device)
     ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
     optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)

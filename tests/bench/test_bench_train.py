@@ -13,9 +13,9 @@ from PIL import Image
 from bench import train as bench
 from bench.train_flops import build_random_llava, count_flops, full_encoder_flops
 from bench.train_inputs import replicate_rows, rows_needed
-from bench.train_loops import build_train_state, time_frozen, time_trainer
-from tests.trainers.shard_fixtures import write_dataset
+from bench.train_loops import time_frozen, time_trainer
 from trainers import train
+from tests.trainers.shard_fixtures import write_dataset
 from trainers.data import ShardStream, list_shards
 from trainers.distributed import DistInfo
 from unimo_g.models.encoder import EncoderConfig
@@ -141,7 +141,7 @@ def test_trainer_with_a_random_llava_encoder(shards):
     config = train.load_train_config(args)
     dist = DistInfo(0, 1, 0, torch.device("cpu"))
     encoder = build_random_llava(EncoderConfig(model="random-full"), dist.device, SMALL_VISION, SMALL_TEXT)
-    state = build_train_state(args, config, dist, encoder)
+    state = train.build_state(args, config, dist, encoder)
     assert state.encoder is encoder and state.denoiser.encoder_width == SMALL_TEXT["hidden_size"]
     feed = train.BatchFeed(train.build_stream(str(shards), config, 2, dist), config.batch_size)
     timing, kept = time_trainer(state, feed, steps=1, warmup=1)
