@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 from bench.inputs import make_inputs
 from bench.pipeline import PRESETS, ROOT
+from bench.results import write_json
 from bench.rss import PeakRss, rusage_peaks
 
 TARGET_RATIO = 1.2
@@ -96,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config_path = (args.config or PRESETS[args.preset]).resolve()
     if args.child:
         record = measure_run(args.input, args.output, config_path, args.set, args.direct_running_mode, args.workers)
-        args.result.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.result, record)
         return 0
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -119,8 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"peak RSS ratio {report['factor']}N / N = {report['ratio']:.3f} ({verdict} the target <= {TARGET_RATIO}); "
           f"{report['runner']}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.json, report)
         print(f"figures written to {args.json}")
     return 0
 

@@ -33,6 +33,7 @@ import psutil
 
 from bench.flops import peak_flops, utilisation
 from bench.inputs import make_inputs
+from bench.results import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {"tiny": ROOT / "configs" / "tiny.yaml", "full": ROOT / "configs" / "bench_full.yaml"}
@@ -305,8 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report = benchmark(args, config_path, overrides, Path(folder))
     print(format_report(report))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.json, report)
         print(f"figures written to {args.json}")
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from bench.loops import (
     prepare_items,
     segment_items,
 )
+from bench.results import write_json
 from bench.rss import PeakRss, rusage_peaks
 from pipelines.manifest import build_lineage
 from unimo_g.config_tools import load_config
@@ -211,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.mode, args.input, args.output, args.config, args.set, args.one_sam, args.direct_running_mode,
         args.workers, args.warmup_images, args.flops_images,
     )
-    args.result.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json(args.result, record)
     return 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -46,6 +45,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from bench.results import write_json
 from bench.train_flops import (
     LLAVA_7B_TEXT,
     build_random_llava,
@@ -462,7 +462,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result["command"] = " ".join(["python -m bench.train", *(sys.argv[1:] if argv is None else argv)])
     print(format_report(result))
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2))
+        write_json(json_path, result)
         print(f"wrote {json_path}")
     return 0
 
