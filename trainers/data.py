@@ -43,18 +43,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from fsspec.implementations.local import LocalFileSystem
-from PIL import Image
 
 from trainers.prompts import choose_entities, substituted_prompt
-from unimo_g.images import ImageRejected, decode_image
-from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.image_transforms import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
+from unimo_g.images import ImageRejected
 from unimo_g.records import PromptPart
 from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version
 
 logger = logging.getLogger(__name__)
 
-RESAMPLE = Image.Resampling.BICUBIC  # for the target image and its entity masks alike
 STAGE_COLUMNS = {1: ["id", "image", "caption"], 2: ["id", "image", "caption", "entities"]}
 OPEN_FILES = 4  # Parquet files a worker keeps open at once
 
@@ -80,7 +78,7 @@ class DataConfig:
     max_pixels: images whose header declares more pixels are refused before decoding.
     """
 
-    resolution: int = 256
+    resolution: int = DEFAULT_RESOLUTION
     shuffle_buffer: int = 1000
     skip_corrupt: bool = False
     substitute_prob: float = 0.5
@@ -184,41 +182,6 @@ def unit_order(
 
 # ---------------------------------------------------------------------------------------------
 # Decoding and transforming one sample
-
-
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode image bytes as the pipeline does (`unimo_g.images.decode_image`: pixel count checked
-    on the header first, EXIF orientation applied, RGB with transparency on white), so that boxes
-    and masks of the shard share its frame. Raises `ImageRejected`."""
-    limits = DecodeConfig(max_pixels=max_pixels, min_side=1, max_aspect_ratio=float("inf"))
-    return Image.fromarray(decode_image(data, limits).pixels)
-
-
-def resize_crop_box(width: int, height: int, resolution: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Resized size (w, h) with the shorter side = `resolution`, and the centered crop box
-    (left, top, right, bottom) in the resized image's pixels."""
-    scale = resolution / min(width, height)
-    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
-    left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-    return size, (left, top, left + resolution, top + resolution)
-
-
-def _resize_crop(image: Image.Image, resolution: int) -> Image.Image:
-    size, box = resize_crop_box(image.width, image.height, resolution)
-    return image.resize(size, RESAMPLE).crop(box)  # PIL's resampling filters antialias when shrinking
-
-
-def transform_image(image: Image.Image, resolution: int) -> torch.Tensor:
-    """(3, R, R) float32 in [-1, 1] from an RGB image (shorter side to R, center crop)."""
-    array = np.asarray(_resize_crop(image, resolution), dtype=np.float32)  # (R, R, 3)
-    return torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1).contiguous()
-
-
-def transform_mask(mask: np.ndarray, resolution: int) -> torch.Tensor:
-    """(R, R) float32 in [0, 1] from an (H, W) mask, with the geometry and filter of `transform_image`."""
-    image = Image.fromarray(mask.astype(np.float32))  # mode "F"
-    array = np.asarray(_resize_crop(image, resolution), dtype=np.float32)
-    return torch.from_numpy(np.clip(array, 0.0, 1.0))
 
 
 def build_sample(row: dict, config: DataConfig, stage: int, rng: random.Random) -> dict:

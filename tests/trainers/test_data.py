@@ -18,8 +18,8 @@ from trainers.data import (
     collate,
     list_shards,
     make_loader,
-    resize_crop_box,
 )
+from unimo_g.image_transforms import resize_crop_box
 from unimo_g.records import PromptPart
 from unimo_g.rle import encode_mask
 from unimo_g.schema import SchemaVersionError

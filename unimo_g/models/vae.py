@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 from diffusers import AutoencoderKL
+from diffusers.utils.torch_utils import randn_tensor
 
 SD_SCALING_FACTOR = 0.18215  # latent scale of the SD-1.x autoencoder
 
@@ -72,9 +73,23 @@ def vae_scale_factor(vae: AutoencoderKL) -> int:
 
 
 @torch.no_grad()
+def encode_moments(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior of `images` `(B, 3, H, W)` in [-1, 1] in scaled latent units: `(mean, std)`, each
+    `(B, C, H/f, W/f)` float32, so that `mean + std * eps` is a scaled latent (shift and scaling applied)."""
+    dist = vae.encode(images.to(dtype=vae.dtype)).latent_dist
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    scale = vae.config.scaling_factor
+    return ((dist.mean - shift) * scale).float(), (dist.std * scale).float()
+
+
+def sample_latents(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A draw `mean + std * eps` from a posterior of `encode_moments`, eps from `generator` (as
+    diffusers' `DiagonalGaussianDistribution.sample` draws it), so that pre-computed moments give
+    the same latents as encoding on the fly with the same generator."""
+    eps = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + std * eps
+
+
 def encode_images(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Scaled latents `(B, C, H/f, W/f)` of `images` `(B, 3, H, W)` in [-1, 1] (a sample of the posterior)."""
-    dist = vae.encode(images.to(dtype=vae.dtype)).latent_dist
-    latents = dist.sample(generator=generator)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return (latents - shift) * vae.config.scaling_factor
+    return sample_latents(*encode_moments(vae, images), generator)
