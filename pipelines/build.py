@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.assemble import AssembleFn
-from pipelines.decode import CheckFn, DecodeFn, DedupeById
+from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_ranks
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.sources import ReadSamples
@@ -35,8 +35,11 @@ def build_pipeline(
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
-    # De-duplicate before decoding, so the shuffle moves compressed bytes, not pixel arrays.
-    unique = checked.samples | "Dedupe" >> DedupeById()
+    # Duplicates are found from small keys taken in a second read of the inputs (it only hashes),
+    # so that nothing groups or buffers the samples' image bytes (see DedupeById).
+    ranks = dedupe_ranks(pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False),
+                         config.phrases.max_caption_chars)
+    unique = checked.samples | "Dedupe" >> DedupeById(ranks)
     decoded = unique.samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import apache_beam as beam
 import numpy as np
@@ -65,7 +65,7 @@ def key_id(source_key: str) -> str:
 class CheckedSample:
     """An input with an image and a usable caption, not yet decoded; `id = sample_id(image, caption)`.
 
-    De-duplication runs on these, so the shuffle moves compressed bytes, never pixel arrays.
+    `origin` is the input's `RawSample.origin`.
     """
 
     id: str
@@ -73,6 +73,7 @@ class CheckedSample:
     url: Optional[str]
     image: bytes
     caption: str  # without leading/trailing whitespace
+    origin: tuple[int, int] = (0, 0)
 
 
 def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample, Reject]:
@@ -94,7 +95,8 @@ def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample,
         return reject("empty_caption", "the caption is empty or whitespace")
     if len(caption) > max_caption_chars:
         return reject("caption_too_long", f"{len(caption)} > {max_caption_chars} characters")
-    return CheckedSample(id=rid, source_key=raw.source_key, url=raw.url, image=raw.image, caption=caption)
+    return CheckedSample(id=rid, source_key=raw.source_key, url=raw.url, image=raw.image, caption=caption,
+                         origin=raw.origin)
 
 
 def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[DecodedSample, Reject]:
@@ -123,19 +125,16 @@ def decode_sample(
     return checked if isinstance(checked, Reject) else decode_checked(checked, decode_config)
 
 
-def split_duplicates(elements: Iterable) -> tuple[object, list[Reject]]:
-    """Of elements sharing one id, keep the one with the smallest (source_key, url); reject the others.
+def dedupe_rank(element) -> tuple[str, str, tuple[int, int]]:
+    """Among inputs sharing one id, the one with the smallest rank is kept: (source_key, url, origin).
 
-    Works on anything with `id`, `source_key` and `url` attributes (DecodedSample, Sample).
-    """
-    ordered = sorted(elements, key=lambda e: (e.source_key, e.url or ""))
-    kept = ordered[0]
-    rejects = [
-        Reject(id=e.id, source=e.source_key, stage="dedupe", reason="duplicate",
-               detail=f"same id as {kept.source_key}")
-        for e in ordered[1:]
-    ]
-    return kept, rejects
+    Works on anything with `source_key`, `url` and `origin` (RawSample, CheckedSample)."""
+    return (element.source_key, element.url or "", tuple(element.origin))
+
+
+def duplicate_reject(element, kept_source_key: str) -> Reject:
+    return Reject(id=element.id, source=element.source_key, stage="dedupe", reason="duplicate",
+                  detail=f"same id as {kept_source_key}")
 
 
 class _RejectingFn(beam.DoFn):
@@ -189,30 +188,77 @@ class DecodeFn(_RejectingFn):
         return decode_checked(sample, self.config)
 
 
-class _KeepOneFn(beam.DoFn):
+class CountAndFirst(beam.CombineFn):
+    """Combines the `dedupe_rank`s of one id into (how many inputs have it, the smallest rank)."""
+
+    def create_accumulator(self):
+        return 0, None
+
+    def add_input(self, accumulator, rank):
+        count, first = accumulator
+        return count + 1, rank if first is None or rank < first else first
+
+    def merge_accumulators(self, accumulators):
+        count, first = 0, None
+        for other_count, other_first in accumulators:
+            count += other_count
+            if other_first is not None and (first is None or other_first < first):
+                first = other_first
+        return count, first
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class _KeepFirstFn(beam.DoFn):
+    """Passes an element unless its id is repeated and it is not that id's first (by `dedupe_rank`)."""
+
     def __init__(self):
         self.duplicates = beam.metrics.Metrics.counter(metrics.DEDUPE, metrics.DUPLICATES)
 
-    def process(self, keyed) -> Iterator:
-        _, elements = keyed
-        kept, rejects = split_duplicates(elements)
-        yield kept
-        for reject in rejects:
-            self.duplicates.inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+    def process(self, element, first_of_repeated: dict) -> Iterator:
+        first = first_of_repeated.get(element.id)
+        if first is None or dedupe_rank(element) == first:
+            yield element
+            return
+        self.duplicates.inc()
+        yield beam.pvalue.TaggedOutput(REJECTS, duplicate_reject(element, first[0]))
+
+
+def dedupe_ranks(raw: beam.PCollection, max_caption_chars: int) -> beam.PCollection:
+    """(id, `dedupe_rank`) of every input that passes `check_sample`: what `DedupeById` needs."""
+
+    def ranks(sample: RawSample) -> Iterator[tuple[str, tuple]]:
+        checked = check_sample(sample, max_caption_chars)
+        if isinstance(checked, CheckedSample):
+            yield checked.id, dedupe_rank(checked)
+
+    return raw | "CheckedRanks" >> beam.FlatMap(ranks)
 
 
 class DedupeById(beam.PTransform):
-    """Keep one element per `id` (see `split_duplicates`); the others become Reject(stage="dedupe").
+    """Keep one element per `id`, the one of smallest `dedupe_rank`; the others become
+    Reject(stage="dedupe").
 
-    Returns outputs with `.samples` and `.rejects`. It groups whole elements by id, so it shuffles
-    everything it is given: apply it to CheckedSample (compressed bytes), before decoding.
+    `ranks` holds (id, `dedupe_rank`) of every element, computed apart from the elements (the
+    pipeline reads the inputs a second time for it: `dedupe_ranks`). Only these small keys are
+    combined per id; each element then learns from a side input whether it is its id's first.
+    Nothing shuffles or groups the elements themselves, so no barrier holds the dataset's image
+    bytes, which matters on runners that keep such buffers in memory (the DirectRunner).
+    Returns outputs with `.samples` and `.rejects`.
     """
 
+    def __init__(self, ranks: beam.PCollection):
+        super().__init__()
+        self.ranks = ranks
+
     def expand(self, pcoll):
-        return (
-            pcoll
-            | "KeyById" >> beam.Map(lambda element: (element.id, element))
-            | "GroupById" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOneFn()).with_outputs(REJECTS, main="samples")
+        first_of_repeated = (
+            self.ranks
+            | "CountPerId" >> beam.CombinePerKey(CountAndFirst())
+            | "Repeated" >> beam.Filter(lambda keyed: keyed[1][0] > 1)
+            | "FirstRank" >> beam.MapTuple(lambda sample_id, count_first: (sample_id, count_first[1]))
         )
+        return pcoll | "KeepFirst" >> beam.ParDo(
+            _KeepFirstFn(), first_of_repeated=beam.pvalue.AsDict(first_of_repeated)
+        ).with_outputs(REJECTS, main="samples")

@@ -13,7 +13,7 @@ import json
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Iterable, Iterator, Optional, Union
 
 import pyarrow as pa
@@ -142,6 +142,7 @@ class ManifestEntry:
     image: Optional[bytes] = None
     source_error: Optional[str] = None
     error_reason: Optional[str] = None
+    origin: tuple[int, int] = (0, 0)  # as RawSample.origin
 
 
 # ---------------------------------------------------------------- img2dataset
@@ -407,10 +408,15 @@ def read_manifest(unit: ReadUnit) -> Iterator[ManifestEntry]:
 def load_entry(entry: Union[ManifestEntry, RawSample]) -> RawSample:
     """Fetch a manifest entry's image. A missing file becomes a `missing_image_file` source error.
 
-    A RawSample (a manifest that could not be read at all) passes through.
+    A RawSample (a manifest that could not be read at all) passes through. The sample keeps the
+    entry's `origin`.
     """
     if isinstance(entry, RawSample):
         return entry
+    return replace(_load_entry(entry), origin=entry.origin)
+
+
+def _load_entry(entry: ManifestEntry) -> RawSample:
     if entry.source_error is not None:
         return source_error(entry.key, entry.error_reason or "source_error", entry.source_error, entry.caption,
                             entry.url)

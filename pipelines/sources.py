@@ -20,7 +20,7 @@ images after a second Reshuffle) so that one large manifest still fetches its im
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import apache_beam as beam
@@ -204,20 +204,26 @@ def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = 
 class _ReadUnitFn(beam.DoFn):
     """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step)."""
 
-    def __init__(self):
+    def __init__(self, count: bool = True):
+        self.count = count
         self.inputs = beam.metrics.Metrics.counter(metrics.READ, metrics.INPUTS)
         self.source_errors = beam.metrics.Metrics.counter(metrics.READ, metrics.SOURCE_ERRORS)
         self.units = beam.metrics.Metrics.counter(metrics.READ, metrics.UNITS)
 
-    def process(self, unit: ReadUnit) -> Iterator:
-        self.units.inc()
+    def process(self, indexed_unit: tuple[int, ReadUnit]) -> Iterator:
+        index, unit = indexed_unit
+        if self.count:
+            self.units.inc()
         counted_here = unit.kind not in MANIFEST_FORMATS  # manifest entries are counted once fetched
-        for item in read_unit(unit):
+        for position, item in enumerate(read_unit(unit)):
+            item = replace(item, origin=(index, position))
             if counted_here:
                 self._count(item)
             yield item
 
     def _count(self, sample: RawSample) -> None:
+        if not self.count:
+            return
         self.inputs.inc()
         if sample.source_error is not None:
             self.source_errors.inc()
@@ -236,25 +242,29 @@ class ReadSamples(beam.PTransform):
     """`input_path` in `input_format` -> PCollection[RawSample]; see the module docstring.
 
     The inputs are listed here, at construction, so a bad path or format fails before the job runs
-    (ValueError). `plan` holds what will be read.
+    (ValueError). `plan` holds what will be read. `count=False` leaves the read counters alone
+    (for a second read of the same inputs).
     """
 
-    def __init__(self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT):
+    def __init__(
+        self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT, count: bool = True
+    ):
         super().__init__()
         self.input_path = input_path
+        self.count = count
         self.plan = plan_read(input_path, input_format, keys_per_unit)
 
     def expand(self, pbegin):
         units = (
             pbegin
-            | "ListUnits" >> beam.Create(list(self.plan.units), reshuffle=False)
+            | "ListUnits" >> beam.Create(list(enumerate(self.plan.units)), reshuffle=False)
             | "SpreadUnits" >> beam.Reshuffle()
         )
         if self.plan.format in MANIFEST_FORMATS:
             return (
                 units
-                | "ReadManifests" >> beam.ParDo(_ReadUnitFn())
+                | "ReadManifests" >> beam.ParDo(_ReadUnitFn(self.count))
                 | "SpreadEntries" >> beam.Reshuffle()
-                | "FetchImages" >> beam.ParDo(_FetchImageFn())
+                | "FetchImages" >> beam.ParDo(_FetchImageFn(self.count))
             )
-        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn())
+        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn(self.count))

@@ -15,10 +15,11 @@ from pipelines.decode import (
     DecodedSample,
     DecodeFn,
     DedupeById,
+    dedupe_ranks,
     check_sample,
     decode_sample,
     key_id,
-    split_duplicates,
+    dedupe_rank,
 )
 from pipelines.source_formats import ERROR_REASON
 from pipelines.sources import ReadSamples
@@ -73,13 +74,12 @@ def test_decoded_sample_fields():
     assert (result.pixels == [10, 20, 30]).all()
 
 
-def test_split_duplicates_is_order_independent():
+def test_dedupe_rank_orders_by_key_then_url_then_origin():
     a = check_sample(RawSample("b-key", PNG, "same"), 100)
-    b = check_sample(RawSample("a-key", PNG, "same"), 100)
-    for order in ([a, b], [b, a]):
-        kept, rejects = split_duplicates(order)
-        assert kept.source_key == "a-key"
-        assert [(r.source, r.stage, r.reason) for r in rejects] == [("b-key", "dedupe", "duplicate")]
+    b = check_sample(RawSample("a-key", PNG, "same", url="http://z"), 100)
+    c = check_sample(RawSample("a-key", PNG, "same", url="http://z", origin=(0, 1)), 100)
+    assert a.id == b.id == c.id
+    assert sorted([a, c, b], key=dedupe_rank) == [b, c, a]
 
 
 def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
@@ -88,8 +88,9 @@ def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
     extra = pipeline | "Extra" >> beam.Create([
         RawSample("dup-of-a", PNG, "dup"), RawSample("dup-of-b", PNG, "dup"), RawSample("blank", PNG, ""),
     ])
-    checked = (raw, extra) | beam.Flatten() | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
-    unique = checked.samples | DedupeById()
+    inputs = (raw, extra) | beam.Flatten()
+    checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
+    unique = checked.samples | DedupeById(dedupe_ranks(inputs, 100))
     decoded = unique.samples | beam.ParDo(DecodeFn(CONFIG)).with_outputs(DecodeFn.REJECTS, main="samples")
     assert_that(
         decoded.samples | "Rows" >> beam.Map(lambda s: (s.source_key, s.image_format, s.pixels.shape[2], s.caption)),
@@ -122,3 +123,20 @@ def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
 def test_check_fn_refuses_bad_caption_limit():
     with pytest.raises(ValueError, match="max_caption_chars"):
         CheckFn(0)
+
+
+def test_dedupe_keeps_one_of_identical_entries_and_passes_unique_ids():
+    other = _png(color=(200, 0, 0))
+    elements = [RawSample("k", PNG, "cap", origin=(0, 0)), RawSample("k", PNG, "cap", origin=(0, 1)),
+                RawSample("j", PNG, "cap", origin=(1, 0)), RawSample("u", other, "something else", origin=(1, 1))]
+    pipeline = BeamTestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+    inputs = pipeline | beam.Create(elements)
+    checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
+    unique = checked.samples | DedupeById(dedupe_ranks(inputs, 100))
+    assert_that(unique.samples | "Keys" >> beam.Map(lambda s: s.source_key), equal_to(["j", "u"]), label="Kept")
+    assert_that(
+        unique.rejects | "Reasons" >> beam.Map(lambda r: (r.source, r.reason, r.detail)),
+        equal_to([("k", "duplicate", "same id as j"), ("k", "duplicate", "same id as j")]),
+        label="Rejected",
+    )
+    pipeline.run()
