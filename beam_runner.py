@@ -24,13 +24,15 @@ class UsageError(Exception):
     """An argument or config value that cannot be used; reported in one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are `UsageError`s (one line, exit 2) instead of a usage dump."""
+
     def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
         raise UsageError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="beam_runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog="beam_runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--input", required=True, help="input path: img2dataset dir, folder, .jsonl or .parquet")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--input_format", default="auto", choices=INPUT_FORMATS)
@@ -50,7 +52,7 @@ def resolve_config_path(name: str) -> Path:
     raise UsageError(f"--config: no such file or preset {name!r}")
 
 
-def _with_runner(beam_args: list[str]) -> list[str]:
+def with_default_runner(beam_args: list[str]) -> list[str]:
     # Beam's default runner tries to download the Prism binary; name the DirectRunner instead.
     if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
         return beam_args
@@ -77,7 +79,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     from pipelines.manifest import build_lineage, build_manifest, write_manifest
     from pipelines.write import prepare_output_dir
 
-    beam_args = _with_runner(beam_args)
+    beam_args = with_default_runner(beam_args)
     try:
         options = PipelineOptions(beam_args)
         options.get_all_options(retain_unknown_options=False)

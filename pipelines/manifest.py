@@ -70,7 +70,8 @@ def build_lineage(config, models: Optional[Mapping[str, Any]] = None) -> dict:
     }
 
 
-def _files(pattern: str) -> list[str]:
+def matching_files(pattern: str) -> list[str]:
+    """Paths matching a glob (local or object store), sorted."""
     return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
 
 
@@ -82,14 +83,21 @@ def count_outputs(output_dir: str) -> dict:
     without a supported schema version (SchemaVersionError).
     """
     rows = 0
-    shard_files = _files(shard_files_pattern(output_dir))
+    shard_files = matching_files(shard_files_pattern(output_dir))
     for path in shard_files:
         with FileSystems.open(path) as handle:
             parquet = pq.ParquetFile(handle)
             check_schema_version(parquet.schema_arrow.metadata, where=path)
             rows += parquet.metadata.num_rows
+    return {"rows": rows, **count_rejects(output_dir), "shard_files": len(shard_files)}
+
+
+def count_rejects(output_dir: str) -> dict:
+    """Rejects actually written under OUTPUT/rejects: {"rejects", "rejects_by_stage": {stage: n},
+    "rejects_by_reason": {stage: {reason: n}}, "reject_files"}. Refuses files without a supported
+    schema version (SchemaVersionError)."""
     by_reason: Counter = Counter()
-    reject_files = _files(reject_files_pattern(output_dir))
+    reject_files = matching_files(reject_files_pattern(output_dir))
     for path in reject_files:
         with FileSystems.open(path) as handle:
             table = pq.read_table(handle, columns=["stage", "reason"])
@@ -101,11 +109,9 @@ def count_outputs(output_dir: str) -> dict:
         by_stage[stage] += count
         nested.setdefault(stage, {})[reason] = count
     return {
-        "rows": rows,
         "rejects": sum(by_stage.values()),
         "rejects_by_stage": dict(sorted(by_stage.items())),
         "rejects_by_reason": nested,
-        "shard_files": len(shard_files),
         "reject_files": len(reject_files),
     }
 

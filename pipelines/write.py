@@ -13,7 +13,7 @@ fewer). An empty PCollection still writes one valid Parquet file with zero rows 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -57,9 +57,10 @@ def _delete_tree(path: str) -> None:
         FileSystems.delete(matched)
 
 
-def prepare_output_dir(output_dir: str) -> None:
-    """Make `output_dir` ready for a (re)run: delete only OUTPUT/shards, OUTPUT/rejects and
-    OUTPUT/manifest.json from an earlier run; everything else in OUTPUT stays.
+def prepare_output_dir(output_dir: str, folders: Sequence[str] = (SHARDS_DIR, REJECTS_DIR)) -> None:
+    """Make `output_dir` ready for a (re)run: delete only OUTPUT/<folder> for each of `folders`
+    (default: shards and rejects) and OUTPUT/manifest.json from an earlier run; everything else
+    in OUTPUT stays.
 
     Raises ValueError when `output_dir` is an existing file.
     """
@@ -67,8 +68,8 @@ def prepare_output_dir(output_dir: str) -> None:
         output_dir in [m.path for m in FileSystems.match([output_dir])[0].metadata_list])
     if is_file:
         raise ValueError(f"output path {output_dir!r} is a file, not a folder")
-    _delete_tree(FileSystems.join(output_dir, SHARDS_DIR))
-    _delete_tree(FileSystems.join(output_dir, REJECTS_DIR))
+    for folder in folders:
+        _delete_tree(FileSystems.join(output_dir, folder))
     manifest = FileSystems.join(output_dir, MANIFEST_NAME)
     if FileSystems.exists(manifest):
         FileSystems.delete([manifest])
@@ -95,6 +96,25 @@ def _parquet_writer(output_dir: str, folder: str, schema, config: WriteConfig) -
         file_name_suffix=FILE_SUFFIX,
         num_shards=config.num_shards,
     )
+
+
+class WriteParquetRows(beam.PTransform):
+    """PCollection of row dicts (or records with `to_row()`) -> OUTPUT/<folder>/part-*.parquet
+    with `schema` (its metadata goes into every file's footer)."""
+
+    def __init__(self, output_dir: str, folder: str, schema, config: Optional[WriteConfig] = None):
+        super().__init__()
+        self.output_dir = output_dir
+        self.folder = folder
+        self.schema = schema
+        self.config = config or WriteConfig()
+
+    def expand(self, rows):
+        return (
+            rows
+            | "ToRows" >> beam.Map(_to_row)
+            | "WriteParquet" >> _parquet_writer(self.output_dir, self.folder, self.schema, self.config)
+        )
 
 
 class WriteShards(beam.PTransform):
