@@ -24,6 +24,10 @@ Per sample (a dict): "id"; "caption"; "pixel_values" (3, R, R) float32 in [-1, 1
 tuple of PromptPart; "entity_images", PIL RGB images of the substituted entities;
 "entity_masks" (K, R, R) float32 in [0, 1], each entity's mask transformed exactly like the
 target image. Stage 1 prompts are the caption alone (K = 0).
+
+Feature files (`unimo_g.features`: pre-computed VAE posteriors and caption encodings) stream the
+same way, stage 1 only; their samples and batches are `trainers.feature_data`'s. The kind is read
+from the footers: all files of a stream are one kind.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ import pyarrow.parquet as pq
 import torch
 from fsspec.implementations.local import LocalFileSystem
 
+from trainers.feature_data import FEATURE_COLUMNS, STAGE2_REFUSED, build_feature_sample, collate_features
 from trainers.prompts import choose_entities, substituted_prompt
+from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
 from unimo_g.image_transforms import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
 from unimo_g.images import ImageRejected
 from unimo_g.records import PromptPart
@@ -54,6 +60,7 @@ from unimo_g.schema import check_schema_version
 logger = logging.getLogger(__name__)
 
 STAGE_COLUMNS = {1: ["id", "image", "caption"], 2: ["id", "image", "caption", "entities"]}
+SAMPLES, FEATURES = "samples", "features"  # the two kinds of files a stream reads
 OPEN_FILES = 4  # Parquet files a worker keeps open at once
 
 
@@ -112,13 +119,17 @@ class DataConfig:
 
 
 def list_shards(data: str) -> list[str]:
-    """Shard files of `data`, sorted: a directory (its `shards/*.parquet`, else its `*.parquet`),
-    a glob, a single file, or any of these as an fsspec URL (`s3://bucket/run/shards/*.parquet`)."""
+    """Shard files of `data`, sorted: a directory (its `shards/*.parquet`, else, for a feature run,
+    its `features/*.parquet`, else its `*.parquet`), a glob, a single file, or any of these as an
+    fsspec URL (`s3://bucket/run/shards/*.parquet`)."""
     fs, root = fsspec.core.url_to_fs(data)
     if any(char in root for char in "*?["):
         paths = fs.glob(root)
     elif fs.isdir(root):
-        paths = fs.glob(posixpath.join(root, "shards", "*.parquet")) or fs.glob(posixpath.join(root, "*.parquet"))
+        for sub in ("shards", FEATURES_DIR, ""):  # a prompt-shard run, a feature run, a folder of files
+            paths = fs.glob(posixpath.join(root, sub, "*.parquet"))
+            if paths:
+                break
     elif fs.isfile(root):
         paths = [root]
     else:
@@ -129,8 +140,10 @@ def list_shards(data: str) -> list[str]:
     return [path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path) for path in paths]
 
 
-def _inspect(file: str) -> list[int]:
-    """Row counts of the row groups of `file`, after checking its schema version (footer only)."""
+def _inspect(file: str) -> tuple[list[int], Optional[tuple[FeatureSpec, FeatureLayout]]]:
+    """Row counts of the row groups of `file`, after checking its schema version, and the spec
+    and layout of a feature file (None for a sample shard); footer only. A feature file whose
+    metadata cannot be read raises `FeatureFormatError`, as a sample shard's version does."""
     try:
         with fsspec.open(file, "rb") as handle:
             parquet = pq.ParquetFile(handle)
@@ -138,11 +151,15 @@ def _inspect(file: str) -> list[int]:
             schema = parquet.schema_arrow
     except (pa.ArrowException, OSError) as err:
         raise ShardError(f"{file}: cannot read the Parquet footer (corrupt or truncated?): {err}") from err
-    check_schema_version(schema.metadata, where=file)
-    missing = [name for name in STAGE_COLUMNS[2] if name not in schema.names]
+    if is_feature_file(schema.metadata):
+        footer, columns, what = read_feature_metadata(schema.metadata, where=file), FEATURE_COLUMNS, "feature file"
+    else:
+        check_schema_version(schema.metadata, where=file)
+        footer, columns, what = None, STAGE_COLUMNS[2], "sample shard"
+    missing = [name for name in columns if name not in schema.names]
     if missing:
-        raise ShardError(f"{file}: columns {missing} are missing; not a unimo-g sample shard")
-    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        raise ShardError(f"{file}: columns {missing} are missing; not a unimo-g {what}")
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], footer
 
 
 def _derive_seed(*parts) -> int:
@@ -216,8 +233,11 @@ class ShardStream(torch.utils.data.IterableDataset):
     """Samples of `files` for one rank (see the module docstring for order, sharding and resume).
 
     Reads every file's footer at construction: schema versions are checked (a version this code
-    does not know raises `SchemaVersionError` naming the file) and an unreadable file raises
-    `ShardError` naming it, or with `skip_corrupt` is left out and listed in `skipped_files`.
+    does not know raises `SchemaVersionError`, or `FeatureFormatError` for a feature file, naming
+    the file) and an unreadable file raises `ShardError` naming it, or with `skip_corrupt` is left
+    out and listed in `skipped_files`. `kind` is SAMPLES or FEATURES; files of both kinds, feature
+    files of different specs or layouts, and feature files in stage 2 raise `ShardError`. A
+    feature stream exposes `feature_spec` and `feature_layout` (None otherwise).
     `stats` counts skipped files, row groups and rows in this process (a worker's own counts
     are logged as warnings). With `skip_corrupt`, rows skipped before a resume point shift the
     resumed stream by as many rows (the replay does not read rows, so it cannot know of them).
@@ -236,9 +256,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.skipped_files: list[str] = []
         self.files: list[str] = []
         self.row_groups: list[list[int]] = []  # rows per row group, per file
+        footers: list[Optional[tuple[FeatureSpec, FeatureLayout]]] = []
         for file in files:
             try:
-                counts = _inspect(file)
+                counts, footer = _inspect(file)
             except ShardError as err:
                 if not config.skip_corrupt:
                     raise
@@ -248,6 +269,11 @@ class ShardStream(torch.utils.data.IterableDataset):
                 continue
             self.files.append(file)
             self.row_groups.append(counts)
+            footers.append(footer)
+        self.kind = _one_kind(self.files, footers)
+        self.feature_spec, self.feature_layout = footers[0] if self.kind == FEATURES else (None, None)
+        if self.kind == FEATURES and stage != 1:
+            raise ShardError(STAGE2_REFUSED)
         self.row_counts = [sum(counts) for counts in self.row_groups]
         self.epoch = 0
         self._resume: Optional[dict] = None
@@ -349,9 +375,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 row = reader.take(key)
                 if row is None:  # in a skipped row group
                     continue
-                rng = random.Random(_derive_seed(self.seed, "sample", self.epoch, row["id"]))
                 try:
-                    yield build_sample(row, self.config, self.stage, rng)
+                    yield self._build(row)
                 except (ImageRejected, OSError, ValueError) as err:
                     where = f"{self.files[key[0]]}: row {key[1]} (id {row['id']})"
                     if not self.config.skip_corrupt:
@@ -361,6 +386,31 @@ class ShardStream(torch.utils.data.IterableDataset):
         finally:
             reader.close()
 
+    def _build(self, row: dict) -> dict:
+        if self.kind == FEATURES:
+            return build_feature_sample(row, self.feature_spec, self.feature_layout)
+        rng = random.Random(_derive_seed(self.seed, "sample", self.epoch, row["id"]))
+        return build_sample(row, self.config, self.stage, rng)
+
+
+def _one_kind(files: Sequence[str], footers: Sequence[Optional[tuple]]) -> str:
+    """The kind of all `files` (their `_inspect` footers); ShardError naming a file of each kind,
+    or two feature files whose spec or layout differ."""
+    features = [(file, footer) for file, footer in zip(files, footers) if footer is not None]
+    if not features:
+        return SAMPLES
+    if len(features) < len(files):
+        sample = next(file for file, footer in zip(files, footers) if footer is None)
+        raise ShardError(
+            f"prompt shards and feature files cannot be mixed: {sample} is a prompt shard, "
+            f"{features[0][0]} a feature file"
+        )
+    first, footer = features[0]
+    for file, other in features[1:]:
+        if other != footer:
+            raise ShardError(f"feature files of different specs or layouts: {first} and {file}")
+    return FEATURES
+
 
 class _RowReader:
     """Reads the rows of a unit's remaining order, one row group at a time, keeping only rows
@@ -368,7 +418,7 @@ class _RowReader:
 
     def __init__(self, stream: ShardStream, keys: Sequence[tuple[int, int]]):
         self.stream = stream
-        self.columns = STAGE_COLUMNS[stream.stage]
+        self.columns = FEATURE_COLUMNS if stream.kind == FEATURES else STAGE_COLUMNS[stream.stage]
         self.starts = [np.cumsum([0, *counts]).tolist() for counts in stream.row_groups]  # row-group offsets
         self.wanted: dict[tuple[int, int], set[int]] = {}
         for file, row in keys:
@@ -440,13 +490,13 @@ def collate(samples: Sequence[dict]) -> dict:
 
 def make_loader(stream: ShardStream, batch_size: int, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """The DataLoader the stream's resume arithmetic assumes (workers from the config, rebuilt each
-    iteration so that `set_epoch` / `load_state_dict` reach them)."""
+    iteration so that `set_epoch` / `load_state_dict` reach them), with the collate of its kind."""
     workers = stream.config.num_workers
     return torch.utils.data.DataLoader(
         stream,
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_features if stream.kind == FEATURES else collate,
         persistent_workers=False,
         pin_memory=pin_memory,
     )

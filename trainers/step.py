@@ -5,6 +5,12 @@ between each substituted entity's cross-attention map and its mask (captured onl
 A sample's condition is replaced by the empty prompt's encoding with probability `cond_dropout`;
 a dropped sample has no entities left, so it leaves the attention loss.
 
+A batch of pre-computed features (`trainers.feature_data.collate_features`, stage 1) holds the VAE
+posterior and the caption's encoder states instead of pixels and prompts: the step draws its
+latents from the posterior with the same generator at the same point, so it computes what the
+step on the images and captions those features came from computes. Then neither the encoder
+nor the VAE is needed (`TrainState.encoder` and `.vae` are None).
+
 Every random draw of a step (VAE posterior sample, condition dropout, timesteps, noise) comes
 from a generator seeded by (seed, rank, step, micro-batch): a resumed run draws exactly what an
 uninterrupted one draws, and ranks draw differently.
@@ -30,7 +36,7 @@ from unimo_g.diffusion.losses import attention_loss, attention_maps_per_entity, 
 from unimo_g.models.attention import AttentionStore
 from unimo_g.models.denoiser import Denoiser
 from unimo_g.models.encoder import MultimodalEncoder
-from unimo_g.models.vae import encode_images
+from unimo_g.models.vae import encode_images, sample_latents
 
 LOSS_KEYS = ("loss", "loss_mse", "loss_attn")
 
@@ -40,13 +46,14 @@ class TrainState:
     """What a step needs. `model` is what forward and backward go through (the denoiser, or its
     DDP wrapper); `denoiser` is the unwrapped module (saving, EMA). `store` is set when the
     attention loss is on (stage 2, lambda_attn > 0). `uncond` is the empty prompt's encoding,
-    `(1, T_u, D)` and `(1, T_u)`."""
+    `(1, T_u, D)` and `(1, T_u)`. `encoder` and `vae` are None when training from pre-computed
+    features."""
 
     config: TrainConfig
     stage: int
     dist: DistInfo
-    encoder: MultimodalEncoder
-    vae: AutoencoderKL
+    encoder: Optional[MultimodalEncoder]
+    vae: Optional[AutoencoderKL]
     denoiser: Denoiser
     model: nn.Module
     store: Optional[AttentionStore]
@@ -81,15 +88,25 @@ def autocast(config: TrainConfig, device: torch.device):
 
 
 def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Scalar losses of one micro-batch (a `trainers.data.collate` batch): LOSS_KEYS, of which
-    "loss" carries the graph; "loss_attn" is 0 when the attention loss is off or has no entity."""
+    """Scalar losses of one micro-batch (a `trainers.data.collate` batch, or a
+    `trainers.feature_data.collate_features` one): LOSS_KEYS, of which "loss" carries the graph;
+    "loss_attn" is 0 when the attention loss is off or has no entity."""
     device = state.dist.device
-    latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w)
-    encoded = state.encoder(batch["prompts"], batch["entity_images"])
+    encoded = None
+    if "latent_mean" in batch:  # pre-computed features: the posterior draw comes first, as in encode_images
+        mean, std = batch["latent_mean"].to(device), batch["latent_std"].to(device)
+        latents = sample_latents(mean, std, generator)  # (B, C, h, w)
+        hidden, hidden_mask = batch["hidden"].to(device), batch["hidden_mask"].to(device)  # (B, T, D), (B, T)
+    else:
+        latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w)
+        encoded = state.encoder(batch["prompts"], batch["entity_images"])
+        hidden, hidden_mask = encoded.hidden, encoded.attention_mask
+    latents = latents.contiguous()  # the VAE may return channels-last: one layout, the same numerics, for both
     cond, cond_mask, dropped = drop_conditions(
-        encoded.hidden, encoded.attention_mask, *state.uncond, state.config.cond_dropout, generator
+        hidden, hidden_mask, *state.uncond, state.config.cond_dropout, generator
     )  # (B, T', D), (B, T'), (B,)
-    attend = state.store is not None and encoded.entity_tokens.shape[1] > 0
+    # features hold caption-only conditions: no entity tokens, no attention loss
+    attend = state.store is not None and encoded is not None and encoded.entity_tokens.shape[1] > 0
     if state.store is not None:
         state.store.reset()
         state.store.enabled = attend

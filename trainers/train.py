@@ -5,11 +5,14 @@
     torchrun --nproc-per-node 8 -m trainers.train ...        (DDP, one process per GPU)
 
 Stage 1 conditions on the caption alone and trains on ε-MSE; stage 2 conditions on multimodal
-prompts and adds lambda_attn · L_attn. --init-from starts from another run's checkpoint (a
-checkpoint directory or a training output; its EMA weights unless --init-weights raw) with a fresh
-optimizer. --resume continues OUTPUT's latest checkpoint exactly (it starts at step 0 when there
-is none). Writes OUTPUT/metrics.jsonl and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format).
-Unusable arguments, configs or inputs exit with code 2 and a one-line message.
+prompts and adds lambda_attn · L_attn. Stage 1 also trains from a feature run (`unimo_g.features`:
+pre-computed VAE posteriors and caption encodings, --data FEATURE_DIR), computed with this
+config's encoder, VAE and resolution; then neither the encoder nor the VAE is loaded.
+--init-from starts from another run's checkpoint (a checkpoint directory or a training output;
+its EMA weights unless --init-weights raw) with a fresh optimizer. --resume continues OUTPUT's
+latest checkpoint exactly (it starts at step 0 when there is none). Writes OUTPUT/metrics.jsonl
+and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format). Unusable arguments, configs or inputs
+exit with code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from tqdm import tqdm
 
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers.config import STAGES, TrainConfig
-from trainers.data import ShardError, ShardStream, list_shards, make_loader
+from trainers.data import FEATURES, ShardError, ShardStream, list_shards, make_loader
 from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, setup_distributed
 from trainers.ema import EMA
+from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
 from trainers.optim import build_lr_scheduler, build_optimizer
 from trainers.step import LOSS_KEYS, TrainState, train_step
@@ -43,8 +47,9 @@ from unimo_g.checkpoint_format import (
     read_model_spec,
     resolve_checkpoint,
 )
-from unimo_g.config_tools import ConfigError, load_config
+from unimo_g.config_tools import ConfigError, load_config, to_dict
 from unimo_g.diffusion.schedule import make_train_scheduler
+from unimo_g.features import FeatureFormatError, FeatureSpec, spec_from_train_config
 from unimo_g.generation import encode_unconditional
 from unimo_g.models.attention import AttentionStore, install_attention_capture
 from unimo_g.models.denoiser import Denoiser, build_denoiser
@@ -54,6 +59,13 @@ from unimo_g.schema import SchemaVersionError
 PROG = "python -m trainers.train"
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
+# FeatureSpec settings by their training-config names (the encoder's keep theirs: encoder.*)
+FEATURE_SPEC_KEYS = {
+    "vae": "denoiser.vae",
+    "vae_subfolder": "denoiser.vae_subfolder",
+    "vae_seed": "denoiser.seed",
+    "resolution": "data.resolution",
+}
 
 OnBatch = Callable[[int, dict], None]
 
@@ -118,11 +130,11 @@ def build_frozen(
 
 
 def build_trainable(
-    config: TrainConfig, stage: int, encoder: MultimodalEncoder, args: argparse.Namespace, device: torch.device
+    config: TrainConfig, stage: int, encoder_width: int, args: argparse.Namespace, device: torch.device
 ) -> tuple[Denoiser, Optional[AttentionStore]]:
-    """The denoiser (from --init-from when given) on `device`, with cross-attention capture when
-    the attention loss is on (stage 2, lambda_attn > 0)."""
-    denoiser = build_denoiser(config.denoiser, encoder.hidden_size)
+    """The denoiser for conditions of width `encoder_width` (from --init-from when given) on
+    `device`, with cross-attention capture when the attention loss is on (stage 2, lambda_attn > 0)."""
+    denoiser = build_denoiser(config.denoiser, encoder_width)
     if args.init_from is not None:
         kind = load_init_weights(denoiser, args.init_from, args.init_weights == "ema", config.encoder)
         _say(f"initialised the denoiser from the {kind} weights of {args.init_from}")
@@ -160,7 +172,7 @@ def build_stream(data: str, config: TrainConfig, stage: int, dist: DistInfo) -> 
     try:
         stream = ShardStream(list_shards(data), config.data, stage, seed=config.seed, rank=dist.rank,
                              world_size=dist.world_size)
-    except (FileNotFoundError, ShardError, SchemaVersionError) as err:
+    except (FileNotFoundError, ShardError, SchemaVersionError, FeatureFormatError) as err:
         raise UsageError(str(err)) from None
     if stream.steps_per_epoch(config.batch_size) < 1:
         raise UsageError(
@@ -170,14 +182,66 @@ def build_stream(data: str, config: TrainConfig, stage: int, dist: DistInfo) -> 
     return stream
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureConditions:
+    """What a feature run gives in place of the encoder: the width D of its hidden states and the
+    empty prompt's encoding, `(1, T_u, D)` float32 and `(1, T_u)` bool."""
+
+    hidden_size: int
+    uncond: tuple[torch.Tensor, torch.Tensor]
+
+
+def feature_mismatches(spec: FeatureSpec, config: TrainConfig) -> list[str]:
+    """'key (features X, config Y)' for every setting of `spec` (a feature run's) that differs
+    from `config`'s, keys named as in the training config; [] when the features fit."""
+    wanted = spec_from_train_config(to_dict(config), spec.storage_dtype)
+    have, want = to_dict(spec), to_dict(wanted)
+
+    def value(values: dict, key: str):
+        for part in key.split("."):
+            values = values[part]
+        return values
+
+    return [
+        f"{FEATURE_SPEC_KEYS.get(key, key)} (features {value(have, key)!r}, config {value(want, key)!r})"
+        for key in spec.mismatches(wanted)
+    ]
+
+
+def open_features(stream: ShardStream, config: TrainConfig, data: str) -> FeatureConditions:
+    """The conditions of a feature stream's run, after checking that its features were computed
+    as `config` says (encoder, VAE, resolution). The stream refused stage 2 already."""
+    differs = feature_mismatches(stream.feature_spec, config)
+    if differs:
+        detail = "; ".join(differs)
+        raise UsageError(f"{data}: the features were computed with other settings than the config: {detail}")
+    try:
+        uncond = read_unconditional(feature_run_dir(stream.files), (stream.feature_spec, stream.feature_layout))
+    except (FileNotFoundError, ValueError) as err:  # FeatureFormatError is a ValueError
+        raise UsageError(f"{data}: {err}") from None
+    return FeatureConditions(stream.feature_layout.hidden_size, uncond)
+
+
 def build_state(
-    args: argparse.Namespace, config: TrainConfig, dist: DistInfo, encoder: Optional[MultimodalEncoder] = None
+    args: argparse.Namespace,
+    config: TrainConfig,
+    dist: DistInfo,
+    encoder: Optional[MultimodalEncoder] = None,
+    features: Optional[FeatureConditions] = None,
 ) -> TrainState:
     """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule.
 
-    `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks."""
-    encoder, vae = build_frozen(config, dist.device, encoder)
-    denoiser, store = build_trainable(config, args.stage, encoder, args, dist.device)
+    `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks.
+    With `features` (training from a feature run) neither the encoder nor the VAE is built."""
+    if features is None:
+        encoder, vae = build_frozen(config, dist.device, encoder)
+        width, uncond = encoder.hidden_size, encode_unconditional(encoder)
+    elif encoder is not None:
+        raise ValueError("an encoder and pre-computed features exclude each other")
+    else:
+        vae, width = None, features.hidden_size
+        uncond = tuple(tensor.to(dist.device) for tensor in features.uncond)
+    denoiser, store = build_trainable(config, args.stage, width, args, dist.device)
     ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
     optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
     return TrainState(
@@ -190,7 +254,7 @@ def build_state(
         model=denoiser,
         store=store,
         noise_scheduler=make_train_scheduler(config.noise),
-        uncond=encode_unconditional(encoder),
+        uncond=uncond,
         optimizer=optimizer,
         lr_scheduler=build_lr_scheduler(optimizer, config.optim.warmup_steps),
         ema=ema,
@@ -320,7 +384,10 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
         output = Path(args.output)
         resume_from = prepare_output(output, args.resume, dist)
         stream = build_stream(args.data, config, args.stage, dist)
-        state = build_state(args, config, dist)  # encoder, VAE, denoiser (+ capture), EMA, optimizer, schedule
+        features = open_features(stream, config, args.data) if stream.kind == FEATURES else None
+        if features is not None:
+            _say(f"training from the pre-computed features of {args.data}: no encoder or VAE is loaded")
+        state = build_state(args, config, dist, features=features)  # frozen parts, denoiser, EMA, optimizer
         start, consumed = resume(resume_from, state, stream, dist) if resume_from is not None else (0, 0)
         wrap_ddp(state)
         _warn_random_weights(config)

@@ -87,7 +87,7 @@ def test_init_from_loads_the_ema_weights_and_raw_on_request(tmp_path, data):
                                  str(tmp_path / weights), "--init-from", str(stage1), "--init-weights", weights])
         config = train.load_train_config(args)
         encoder, _ = train.build_frozen(config, torch.device("cpu"))
-        denoiser, store = train.build_trainable(config, 2, encoder, args, torch.device("cpu"))
+        denoiser, store = train.build_trainable(config, 2, encoder.hidden_size, args, torch.device("cpu"))
         assert torch.equal(denoiser.state_dict()[key], expected)
         assert store is not None and not store.enabled
 
