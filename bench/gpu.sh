@@ -3,7 +3,9 @@
 #   1. the data pipeline at full model size (Grounding DINO-T + SAM ViT-B dimensions, random weights),
 #      bf16 on cuda: Beam vs the plain batched loop vs batch-of-one (SAM per box), images/s and MFU;
 #   2. the same with batch-of-one encoding each image once (Grounded-SAM's demo), a shorter run;
-#   3. the trainer benchmark (python -m bench.train --preset sd15), when bench/train.py exists.
+#   3. the trainer at SD-1.5 size, stage 1 at 256 px: on images (random LLaVA-1.5-7B layout + SD VAE),
+#      on pre-computed features, and the plain UNet loop: images/s and MFU (the >= 40% target);
+#   4. the trainer at SD-1.5 size, stage 2 at 512 px with the attention loss.
 # Figures go to $OUT (default: bench-results/) as JSON beside the printed tables.
 #   bash bench/gpu.sh            # from the repository root
 set -euo pipefail
@@ -12,7 +14,8 @@ OUT="${OUT:-bench-results}"
 mkdir -p "$OUT"
 N="${BENCH_N:-192}"             # samples per pipeline run
 BATCH="${BENCH_BATCH:-16}"      # both models' batch size
-TRAIN_ARGS="${BENCH_TRAIN_ARGS:---preset sd15 --device cuda --dtype bf16 --batch-size 8 --steps 4 --warmup 2}"
+TRAIN1_ARGS="${BENCH_TRAIN1_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 1 --resolution 256 --batch-size 32 --steps 6 --warmup 3}"
+TRAIN2_ARGS="${BENCH_TRAIN2_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 2 --batch-size 8 --steps 4 --warmup 2}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())"
@@ -27,12 +30,13 @@ timeout 100 python -m bench.pipeline --preset full --device cuda --dtype bf16 --
   --n "$((N / 2))" --warmup-images "$BATCH" --flops-images 0 --modes plain,one --one-sam per_image \
   --json "$OUT/pipeline_full_cuda_bf16_per_image.json" || echo "pipeline benchmark (per_image) failed or timed out: $?"
 
-# 3. ~2 min (at most 150 s): the trainer at SD-1.5 size with the random LLaVA-1.5-7B layout, both stages.
-if [ -f bench/train.py ]; then
-  # shellcheck disable=SC2086  # TRAIN_ARGS is a list of arguments
-  timeout 150 python -m bench.train $TRAIN_ARGS --json "$OUT/train_sd15.json" \
-    || echo "trainer benchmark failed or timed out: $?"
-else
-  echo "bench/train.py not found: trainer benchmark skipped"
-fi
+# 3. ~2 min (at most 140 s): stage 1 at 256 px on images, on pre-computed features, and the plain loop.
+# shellcheck disable=SC2086  # the ARGS variables are lists of arguments
+timeout 140 python -m bench.train $TRAIN1_ARGS --json "$OUT/train_sd15_stage1_256.json" \
+  || echo "trainer benchmark (stage 1) failed or timed out: $?"
+
+# 4. ~1.5 min (at most 100 s): stage 2 at 512 px with the attention loss.
+# shellcheck disable=SC2086
+timeout 100 python -m bench.train $TRAIN2_ARGS --json "$OUT/train_sd15_stage2.json" \
+  || echo "trainer benchmark (stage 2) failed or timed out: $?"
 ls -l "$OUT"

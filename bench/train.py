@@ -13,6 +13,10 @@ For each stage (1: ε-MSE; 2: ε-MSE + λ·L_attn with cross-attention capture, 
   timed over --steps after --warmup untimed steps, with the time spent waiting for batches.
   Then the frozen encoder and the VAE encode are timed alone on the same batches: their share of
   the step is the most that pre-computed conditions and latents could save;
+- `features` (stage 1, unless --no-features): the trainer again, on pre-computed VAE posteriors
+  and caption encodings of the same rows (`bench.train_features`, the feature job's functions run
+  with the benchmarked encoder and VAE); its state holds neither, as for a feature run. Its
+  loader alone too;
 - `plain`:   the same UNet (size, cross-attention width, mixed precision, AdamW settings) in a bare
   loop: forward + ε-MSE + backward + AdamW on pre-made random latents and conditions (of the
   stage's mean length), nothing else. trainer / plain shows the trainer's overhead.
@@ -46,6 +50,7 @@ from typing import Optional, Sequence
 import torch
 
 from bench.results import write_json
+from bench.train_features import write_feature_run
 from bench.train_flops import (
     LLAVA_7B_TEXT,
     build_random_llava,
@@ -90,6 +95,7 @@ class BenchOptions:
     num_workers: Optional[int] = None  # None: the preset's
     threads: Optional[int] = None  # torch CPU threads; None: torch's default
     flops_only: bool = False
+    features: bool = True  # stage 1 also runs the trainer on pre-computed features
     peak_tflops: Optional[float] = None
     data: Optional[str] = None
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "unimo-g-bench")
@@ -177,8 +183,17 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
     latent_shape = (config.batch_size, state.vae.config.latent_channels, side, side)
     cross_dim = state.denoiser.unet.config.cross_attention_dim
     encoder_width = state.encoder.hidden_size
+    feature_dir = None
+    if stage == 1 and options.features:
+        shards = list_shards(data)
+        feature_dir = str(write_feature_run(state, shards, Path(data).parent / "features-run", config.batch_size))
     del state, feed, kept
     release(dist.device)
+
+    features = None
+    if feature_dir is not None:
+        features = bench_features(args, config, dist, feature_dir, options.steps, warmup)
+        release(dist.device)
 
     cond_tokens = round(frozen["cond_tokens"])
     plain = time_plain(config, cross_dim, dist.device, latent_shape, cond_tokens, options.steps, warmup)
@@ -196,8 +211,21 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
         "trainer": trainer,
         "frozen": frozen,
         "plain": plain,
+        "features": features,
         "full_encoder_flops": full_encoder,
     }
+
+
+def bench_features(args, config, dist: DistInfo, feature_dir: str, steps: int, warmup: int) -> dict:
+    """The loader alone and the trainer on the pre-computed features of `feature_dir` (stage 1):
+    the state holds neither the encoder nor the VAE, as `trainers.train` builds it for a feature run."""
+    loader = time_loader(train.build_stream(feature_dir, config, 1, dist), config.batch_size,
+                         (warmup + steps) * config.optim.grad_accum)
+    stream = train.build_stream(feature_dir, config, 1, dist)
+    state = train.build_state(args, config, dist, features=train.open_features(stream, config, feature_dir))
+    trainer, _ = time_trainer(state, train.BatchFeed(stream, config.batch_size), steps, warmup)
+    del state, stream
+    return {"loader": loader, "trainer": trainer}
 
 
 def flop_budget(options: BenchOptions, stage: int, data: str) -> dict:
@@ -259,11 +287,19 @@ def derive(stage: dict, peak: Optional[float]) -> dict:
         "trainer_counted_flops_per_s": trainer["flops_per_step"] / trainer["step_s"],
         "trainer_counted_flops_per_image": trainer["flops_per_step"] * trainer["steps"] / trainer["images"],
     }
+    features = stage["features"]
+    if features is not None:
+        out["features_over_trainer"] = features["trainer"]["images_per_s"] / trainer["images_per_s"]
+        out["features_over_plain"] = features["trainer"]["images_per_s"] / plain["images_per_s"]
+        out["features_unet_flops_per_s"] = per_image * features["trainer"]["images_per_s"]
+        out["features_loader_over_trainer"] = features["loader"]["samples_per_s"] / features["trainer"]["images_per_s"]
     if stage["full_encoder_flops"] is not None:
         out["full_encoder_over_unet"] = stage["full_encoder_flops"]["per_sample_padded"] / per_image
     if peak is not None:
         out["plain_mfu"] = out["plain_flops_per_s"] / peak
         out["trainer_mfu"] = out["trainer_unet_flops_per_s"] / peak
+        if features is not None:
+            out["features_mfu"] = out["features_unet_flops_per_s"] / peak
     return out
 
 
@@ -374,6 +410,16 @@ def _stage_lines(stage: dict, peak: Optional[float], cpus: int) -> list[str]:
         f"{_flops(f['vae_flops_per_image'])}FLOP + encoder {_flops(f['encoder_flops_per_sample'])}FLOP; "
         f"{f['cond_tokens']:.0f} cond tokens, {f['entity_images_per_sample']:.2f} entity images/sample",
     ]
+    features = stage["features"]
+    if features is not None:
+        ft, fl = features["trainer"], features["loader"]
+        lines.append(
+            f"  features {ft['images_per_s']:9.2f} img/s  {ft['step_s']:.3f} s/step, waiting for data "
+            f"{ft['data_wait_share']:.1%}: the trainer on pre-computed latents and conditions (no encoder, no VAE) = "
+            f"{d['features_over_trainer']:.2f}x the trainer on images, {d['features_over_plain']:.2f}x plain; UNet "
+            f"{_flops(d['features_unet_flops_per_s'])}FLOP/s{extras(ft, 'features_mfu')}; its loader "
+            f"{fl['samples_per_s']:.1f} samples/s alone = {d['features_loader_over_trainer']:.1f}x"
+        )
     full = stage["full_encoder_flops"]
     if full is not None:
         lines.append(
@@ -425,6 +471,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[BenchOptions, Opti
     parser.add_argument("--cache-dir", type=Path, help="where the default shards are cached")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     parser.add_argument("--flops-only", action="store_true", help="count model FLOPs per image; time nothing")
+    parser.add_argument("--no-features", dest="features", action="store_false",
+                        help="skip the stage-1 run on pre-computed features")
     parser.add_argument("--json", type=Path, help="write the full result here")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 12 steps, 1 thread (< 1 min on 2 cores)")
     args = parser.parse_args(argv)
@@ -445,6 +493,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[BenchOptions, Opti
         encoder=args.encoder,
         num_workers=args.num_workers,
         flops_only=args.flops_only,
+        features=args.features,
         peak_tflops=args.peak_tflops,
         data=args.data,
         overrides=tuple(args.set),

@@ -2,6 +2,8 @@
 count, options, and one end-to-end run of both stages (no timing assertions)."""
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench import train as bench
+from bench.train_features import write_feature_run
 from bench.train_flops import build_random_llava, count_flops, full_encoder_flops
 from bench.train_inputs import replicate_rows, rows_needed
 from bench.train_loops import time_frozen, time_trainer
@@ -134,7 +137,7 @@ def test_options_defaults_and_refusals():
     assert (config.device, config.mixed_precision, config.encoder.dtype) == ("cuda:0", "bf16", "bf16")
 
 
-def test_trainer_with_a_random_llava_encoder(shards):
+def test_trainer_with_a_random_llava_encoder(shards, tmp_path):
     """The `random-full` path (a LLaVA layout built here) at a test size: the state trains a step."""
     options = bench.BenchOptions(preset="tiny", batch_size=2, resolution=32, encoder="random-full")
     args = train.parse_args(bench.bench_argv(options, 2, str(shards)))
@@ -148,6 +151,13 @@ def test_trainer_with_a_random_llava_encoder(shards):
     assert timing["flops_per_step"] > 0 and len(kept) == 1 and state.ema.updates == 2
     frozen = time_frozen(state, kept)
     assert frozen["encoder_flops_per_sample"] > 0 and frozen["vae_flops_per_image"] > 0
+    # its features: a feature run the trainer accepts for this config, with the random encoder's width
+    config1 = train.load_train_config(train.parse_args(bench.bench_argv(options, 1, str(shards))))
+    run_dir = str(write_feature_run(state, list_shards(str(shards)), tmp_path / "features-run", batch_size=3))
+    stream = train.build_stream(run_dir, config1, 1, dist)
+    conditions = train.open_features(stream, config1, run_dir)
+    assert stream.num_rows == sum(pq.read_metadata(f).num_rows for f in list_shards(str(shards)))
+    assert conditions.hidden_size == SMALL_TEXT["hidden_size"] and stream.feature_layout.latent_shape == (4, 8, 8)
 
 
 def test_end_to_end_tiny_run_reports_both_stages(shards, tmp_path, capsys):
@@ -182,7 +192,9 @@ def test_end_to_end_tiny_run_reports_both_stages(shards, tmp_path, capsys):
         assert stage["loader"]["samples_per_s"] > 0 and stage["full_encoder_flops"] is None
         assert "plain_mfu" not in stage["derived"]  # no peak on CPU: FLOP/s only
     printed = capsys.readouterr().out
-    assert "trainer / plain" in printed and "loader" in printed and "frozen" in printed
+    assert "trainer / plain" in printed and "loader" in printed and "frozen" in printed and "features" in printed
+    assert stage1["features"]["trainer"]["images"] == 4 and stage2["features"] is None
+    assert stage1["derived"]["features_over_trainer"] > 0
 
 
 def test_flops_only_budget_adds_up_without_timing(shards, tmp_path):
@@ -211,3 +223,12 @@ def test_flops_only_budget_adds_up_without_timing(shards, tmp_path):
         parts = b["unet_train_flops"] + b["vae_encode_flops"] + b["encoder_flops"]
         assert b["total_flops"] == parts and 0 < b["frozen_share"] < 1
     assert budget[1]["cond_tokens"] > budget[0]["cond_tokens"]  # stage 2 adds 16 visual tokens per entity image
+
+
+@pytest.mark.parametrize("name", ["TRAIN1_ARGS", "TRAIN2_ARGS"])
+def test_gpu_script_trainer_arguments_are_valid_options(name):
+    script = (Path(bench.ROOT) / "bench" / "gpu.sh").read_text()
+    found = re.search(rf'{name}="\$\{{BENCH_{name}:-(.*)\}}"', script)
+    assert found, f"{name} is not set in bench/gpu.sh"
+    options, _ = bench.parse_args(shlex.split(found.group(1)))
+    assert (options.preset, options.device, options.dtype) == ("sd15", "cuda", "bf16")
