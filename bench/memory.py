@@ -1,6 +1,11 @@
 """Does the pipeline's memory grow with the dataset? Peak RSS over N and over FACTOR x N samples.
 
-    python -m bench.memory [--preset tiny] [--n 100] [--factor 10] [--json FILE]
+    python -m bench.memory [--job pipeline|features] [--preset tiny] [--n 100] [--factor 10] [--json FILE]
+
+`--job pipeline` (default) runs the data pipeline on N synthetic image-caption pairs
+(`bench.inputs`); `--job features` runs the feature job (`features_runner.py`, the training config
+`configs/train_tiny.yaml` unless --config names another) on N prompt-shard rows: the pipeline's
+output on the bundled sample, replicated (`bench.train_inputs`).
 
 Each pipeline run (`beam_runner.run`, DirectRunner) is a fresh process (`--child`), so the two peaks
 do not mix; the peak is the larger of the sampled RSS of that process and its descendants
@@ -25,23 +30,26 @@ from bench.results import write_json
 from bench.rss import PeakRss, rusage_peaks
 
 TARGET_RATIO = 1.2
+JOBS = ("pipeline", "features")
+FEATURES_CONFIG = ROOT / "configs" / "train_tiny.yaml"  # the feature job's default training config
 
 
 def measure_run(input_dir: Path, output_dir: Path, config_path: Path, overrides: Sequence[str] = (),
-                running_mode: str = "in_memory", workers: int = 1) -> dict:
-    """One pipeline run in this process: peak RSS (MiB) and seconds. Call it in a fresh process."""
-    from bench.runs import run_beam  # imports Beam
+                running_mode: str = "in_memory", workers: int = 1, job: str = "pipeline") -> dict:
+    """One run of `job` in this process: peak RSS (MiB) and seconds. Call it in a fresh process."""
+    from bench.runs import run_beam, run_features  # imports Beam
 
     with PeakRss() as rss:
-        result = run_beam(input_dir, output_dir, config_path, overrides, running_mode, workers)
+        run = run_features if job == "features" else run_beam
+        result = run(input_dir, output_dir, config_path, overrides, running_mode, workers)
     own = rusage_peaks()["self_mib"]
     return {**result, "tree_peak_mib": rss.peak_mib, "self_maxrss_mib": own, "peak_mib": max(rss.peak_mib, own)}
 
 
 def run_child(input_dir: Path, output_dir: Path, config_path: Path, overrides: Sequence[str], running_mode: str,
-              workers: int, result: Path) -> dict:
+              workers: int, result: Path, job: str = "pipeline") -> dict:
     """`measure_run` in a fresh `python -m bench.memory --child` process; its record."""
-    command = [sys.executable, "-m", "bench.memory", "--child", "--input", str(input_dir), "--output",
+    command = [sys.executable, "-m", "bench.memory", "--child", "--job", job, "--input", str(input_dir), "--output",
                str(output_dir), "--config", str(config_path), "--direct-running-mode", running_mode,
                "--workers", str(workers), "--result", str(result)]
     for override in overrides:
@@ -52,15 +60,27 @@ def run_child(input_dir: Path, output_dir: Path, config_path: Path, overrides: S
     return json.loads(result.read_text(encoding="utf-8"))
 
 
+def make_job_inputs(job: str, folder: Path, size: int) -> Path:
+    """`size` inputs of `job` under `folder`: image-caption pairs, or one prompt shard of `size` rows."""
+    if job == "pipeline":
+        return make_inputs(folder, size)
+    from bench.train_inputs import pipeline_shards, replicate_rows
+    from trainers.data import list_shards
+
+    source = list_shards(str(pipeline_shards(Path(tempfile.gettempdir()) / "unimo-g-bench")))
+    replicate_rows(source, folder / "shards" / "part-00000.parquet", size)
+    return folder
+
+
 def memory_ratio(workdir: Path, config_path: Path, n: int, factor: int, overrides: Sequence[str] = (),
-                 running_mode: str = "in_memory", workers: int = 1) -> dict:
+                 running_mode: str = "in_memory", workers: int = 1, job: str = "pipeline") -> dict:
     """Peak RSS of a run over `n` and over `factor * n` samples, each in a fresh process, and the ratio."""
     runs = {}
     for size in (n, factor * n):
-        input_dir = make_inputs(workdir / f"input-{size}", size)
-        print(f"[bench] pipeline run over {size} samples ...", file=sys.stderr, flush=True)
+        input_dir = make_job_inputs(job, workdir / f"input-{size}", size)
+        print(f"[bench] {job} run over {size} samples ...", file=sys.stderr, flush=True)
         runs[size] = run_child(input_dir, workdir / f"out-{size}", config_path, overrides, running_mode, workers,
-                               workdir / f"record-{size}.json")
+                               workdir / f"record-{size}.json", job)
     small, large = runs[n], runs[factor * n]
     return {
         "n": n,
@@ -74,6 +94,7 @@ def memory_ratio(workdir: Path, config_path: Path, n: int, factor: int, override
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job", choices=JOBS, default="pipeline", help="the data pipeline or the feature job")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--config", type=Path, help="a pipeline config instead of the preset's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -94,23 +115,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    config_path = (args.config or PRESETS[args.preset]).resolve()
+    default_config = FEATURES_CONFIG if args.job == "features" else PRESETS[args.preset]
+    config_path = (args.config or default_config).resolve()
     if args.child:
-        record = measure_run(args.input, args.output, config_path, args.set, args.direct_running_mode, args.workers)
+        record = measure_run(args.input, args.output, config_path, args.set, args.direct_running_mode, args.workers,
+                             args.job)
         write_json(args.result, record)
         return 0
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         report = memory_ratio(args.workdir.resolve(), config_path, args.n, args.factor, args.set,
-                              args.direct_running_mode, args.workers)
+                              args.direct_running_mode, args.workers, args.job)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
             report = memory_ratio(Path(folder), config_path, args.n, args.factor, args.set,
-                                  args.direct_running_mode, args.workers)
+                                  args.direct_running_mode, args.workers, args.job)
     report.update({
         "date": datetime.date.today().isoformat(),
         "command": " ".join(["python -m bench.memory", *sys.argv[1:]]),
-        "preset": args.preset,
+        "job": args.job,
+        "preset": args.preset if args.job == "pipeline" else None,
+        "config": str(config_path),
         "runner": f"DirectRunner, direct_running_mode={args.direct_running_mode}, direct_num_workers={args.workers}",
     })
     for size, record in report["runs"].items():

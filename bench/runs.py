@@ -74,6 +74,29 @@ def run_beam(
             "runner": manifest.get("runner"), "running_mode": running_mode, "workers": workers}
 
 
+def run_features(
+    input_dir: Path,
+    output_dir: Path,
+    config_path: Path,
+    overrides: Sequence[str],
+    running_mode: str = "in_memory",
+    workers: int = 1,
+) -> dict:
+    """Run the feature job through `features_runner.run` with the DirectRunner; wall seconds and counts."""
+    import features_runner  # imports Beam
+
+    argv = ["--input", str(input_dir), "--output", str(output_dir), "--config", str(config_path)]
+    for override in overrides:
+        argv += ["--set", override]
+    argv += ["--runner=DirectRunner", f"--direct_running_mode={running_mode}", f"--direct_num_workers={workers}"]
+    started = time.perf_counter()
+    manifest = features_runner.run(argv)
+    seconds = time.perf_counter() - started
+    counts = manifest["counts"]
+    return {"seconds": seconds, "samples": counts["inputs"], "rows": counts["rows"], "rejects": counts["rejects"],
+            "runner": manifest.get("runner"), "running_mode": running_mode, "workers": workers}
+
+
 @contextmanager
 def timed_model_stages():
     """Time every `run_inference` call of the two model handlers made in this process.

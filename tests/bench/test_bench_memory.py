@@ -1,0 +1,13 @@
+"""Smoke test of the memory benchmark's feature-job path (no memory assertion beyond sanity)."""
+
+from bench import memory
+
+
+def test_feature_job_memory_ratio_runs_both_sizes_in_fresh_processes(tmp_path):
+    report = memory.memory_ratio(tmp_path, memory.FEATURES_CONFIG, n=3, factor=2, job="features")
+    runs = report["runs"]
+    assert sorted(runs, key=int) == ["3", "6"]
+    for size, record in runs.items():
+        assert record["samples"] == int(size) == record["rows"] + record["rejects"]
+        assert record["peak_mib"] > 100 and record["seconds"] > 0
+    assert report["ratio"] == runs["6"]["peak_mib"] / runs["3"]["peak_mib"]
