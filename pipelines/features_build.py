@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -57,6 +58,7 @@ from unimo_g.pipeline_config import DecodeConfig, WriteConfig
 from unimo_g.schema import check_schema_version, lineage_of
 
 OUTPUT_FOLDERS = (FEATURES_DIR, UNCONDITIONAL_DIR, REJECTS_DIR)  # what a rerun replaces
+FOOTER_READERS = 16  # threads reading input footers on the launcher
 VAE_DTYPES = ("fp32", "bf16")
 
 
@@ -159,12 +161,14 @@ def check_sample_shard(path: str) -> SourceFile:
 
 def resolve_inputs(path: str) -> ShardInputs:
     """The shards under `path` (see `shard_pattern`), every footer checked; ValueError when none
-    match or one is not a sample shard."""
+    match or one is not a sample shard. Footers are read FOOTER_READERS at a time (object stores
+    answer each read with a round trip)."""
     pattern = shard_pattern(path)
     files = matching_files(pattern)
     if not files:
         raise ValueError(f"--input: no Parquet files match {pattern!r}")
-    return ShardInputs(pattern, tuple(check_sample_shard(f) for f in files))
+    with ThreadPoolExecutor(FOOTER_READERS) as pool:
+        return ShardInputs(pattern, tuple(pool.map(check_sample_shard, files)))
 
 
 # ---------------------------------------------------------------------------------------------

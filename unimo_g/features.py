@@ -14,8 +14,9 @@ Per row, computed from a prompt shard's (id, image, caption):
   each (C, h, w) in C order. The trainer draws `mean + std * eps` every step, as it would on the fly.
 - `hidden`: the encoder's hidden states of the caption alone (the stage-1 prompt), (T, D) in C
   order, real tokens only; `hidden_length` = T.
-Tensors are raw bytes (little-endian, as every platform torch supports) of `FeatureSpec.storage_dtype`. The footer metadata holds the
-feature schema version, the `FeatureSpec` (what a trainer must match) and the layout (C, h, w, D).
+Tensors are raw bytes (little-endian, as on every platform torch supports) of
+`FeatureSpec.storage_dtype`. The footer metadata holds the feature schema version, the
+`FeatureSpec` (what a trainer must match) and the layout (C, h, w, D).
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def decode_feature_row(row: Mapping, spec: FeatureSpec, layout: FeatureLayout) -
     """Tensors of a feature row: "hidden" (T, D) and, when present, "latent_mean" / "latent_std"
     (C, h, w), all float32. Raises ValueError on a row that does not fit the layout."""
     dtype = spec.storage_dtype
-    out = {"id": row["id"], "hidden": tensor_from_bytes(row["hidden"], (row["hidden_length"], layout.hidden_size), dtype)}
+    hidden = tensor_from_bytes(row["hidden"], (row["hidden_length"], layout.hidden_size), dtype)  # (T, D)
+    out = {"id": row["id"], "hidden": hidden}
     for name in ("latent_mean", "latent_std"):
         if row.get(name) is not None:
             out[name] = tensor_from_bytes(row[name], layout.latent_shape, dtype)
