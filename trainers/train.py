@@ -335,29 +335,30 @@ def train_loop(
     checkpoint_every steps; returns the step of the last checkpoint written (`start` if none)."""
     config, dist = state.config, state.dist
     metrics = MetricsLog(output / METRICS_FILE, start) if dist.is_main else None
-    progress = tqdm(total=config.max_steps, initial=start, disable=not dist.is_main, unit="step", dynamic_ncols=True)
     meter = Throughput()
     saved = start
-    for step in range(start, config.max_steps):
-        batches = [next(feed) for _ in range(config.optim.grad_accum)]
-        if on_batch is not None:
-            for batch in batches:
-                on_batch(step, batch)
-        result = train_step(state, batches, step)
-        done = step + 1
-        meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
-        progress.update(1)
-        if done % config.log_every == 0 or done == config.max_steps:
-            values = mean_over_ranks(dist, torch.cat([result.losses, result.grad_norm.float().reshape(1)])).tolist()
-            record = {"step": done, **dict(zip(LOSS_KEYS, values)), "lr": result.lr, "grad_norm": values[-1],
-                      "images_per_s": meter.rate(), "epoch": feed.epoch}
-            if metrics is not None:
-                metrics.write(record)
-            progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
-        if done % config.checkpoint_every == 0:
-            checkpoint(state, feed, done, output)
-            saved = done
-    progress.close()
+    # The context closes the bar on an error too, so that a message after it starts on its own line.
+    with tqdm(total=config.max_steps, initial=start, disable=not dist.is_main, unit="step",
+              dynamic_ncols=True) as progress:
+        for step in range(start, config.max_steps):
+            batches = [next(feed) for _ in range(config.optim.grad_accum)]
+            if on_batch is not None:
+                for batch in batches:
+                    on_batch(step, batch)
+            result = train_step(state, batches, step)
+            done = step + 1
+            meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
+            progress.update(1)
+            if done % config.log_every == 0 or done == config.max_steps:
+                values = mean_over_ranks(dist, torch.cat([result.losses, result.grad_norm.float().reshape(1)])).tolist()
+                record = {"step": done, **dict(zip(LOSS_KEYS, values)), "lr": result.lr, "grad_norm": values[-1],
+                          "images_per_s": meter.rate(), "epoch": feed.epoch}
+                if metrics is not None:
+                    metrics.write(record)
+                progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
+            if done % config.checkpoint_every == 0:
+                checkpoint(state, feed, done, output)
+                saved = done
     return saved
 
 
@@ -409,7 +410,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except ShardError as err:  # a row met during training that cannot be read; checkpoints so far stay
+        print(f"{PROG}: error: {shard_error_line(err)} (data.skip_corrupt=true skips such rows; --resume "
+              "continues from the last checkpoint)", file=sys.stderr)
+        return 1
     return 0
+
+
+def shard_error_line(err: ShardError) -> str:
+    """The message of a ShardError, also when a DataLoader worker raised it (the loader then wraps
+    the worker's traceback into the message; its last line holds the original message)."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    prefix = f"{ShardError.__module__}.{ShardError.__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
 
 
 def _say(message: str) -> None:

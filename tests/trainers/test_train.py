@@ -162,3 +162,15 @@ def test_presets_load_and_stage_learning_rates():
         load_config(TrainConfig, TINY, ["mixed_precision=bf16"])
     with pytest.raises(ConfigError, match="grad_accum"):
         load_config(TrainConfig, TINY, ["optim.grad_accum=0"])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_row_met_during_training_ends_with_one_line(tmp_path, capsys, workers):
+    rows = [make_row(i) for i in range(4)] + [make_row(4, image=b"\x89PNG\r\n\x1a\n broken")]
+    shard = write_shard(tmp_path / "shards" / "part-00000.parquet", rows)
+    code = _train("--config", TINY, "--stage", "1", "--data", tmp_path, "--output", tmp_path / "out",
+                  "--max-steps", "3", *FAST, "--set", "data.shuffle_buffer=0", "--set", f"data.num_workers={workers}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith(f"python -m trainers.train: error: {shard}: row 4") and "skip_corrupt" in err[-1]
+    assert not any("Traceback" in line for line in err)
