@@ -327,7 +327,9 @@ def run_bench(options: BenchOptions, work_dir: Path) -> dict:
     probe = train.load_train_config(train.parse_args(bench_argv(options, options.stages[0], "unused")))
     batches = (options.warmup_steps + options.steps) * probe.optim.grad_accum
     rows = rows_needed(batches, probe.batch_size, probe.data.num_workers)
-    replicate_rows(source, Path(work_dir) / "shards" / "part-00000.parquet", rows)
+    # Row groups of one batch each: the stream deals whole row groups to its units, so every unit
+    # gets the batches `rows_needed` counts on.
+    replicate_rows(source, Path(work_dir) / "shards" / "part-00000.parquet", rows, row_group_rows=probe.batch_size)
     data = str(work_dir)
     result = {
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()},

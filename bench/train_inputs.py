@@ -70,6 +70,7 @@ def replicate_rows(files: Sequence[str], out_path: Path, rows: int, row_group_ro
 
 def rows_needed(batches: int, batch_size: int, workers: int) -> int:
     """Rows that give `batches` batches within one epoch of a `trainers.data.ShardStream` read by
-    `workers` DataLoader workers (each worker makes whole batches from its own share of rows)."""
+    `workers` DataLoader workers (each worker makes whole batches from its own share of rows),
+    when the rows are written in row groups of `batch_size` rows (or read in "rows" assignment)."""
     workers = max(1, workers)
     return workers * batch_size * (math.ceil(batches / workers) + 1)

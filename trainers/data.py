@@ -1,14 +1,23 @@
 """Training samples streamed from Parquet prompt shards (schema v1), for both training stages.
 
-Order of one epoch, for one (rank, DataLoader worker) = one "unit" of U = world_size * num_workers:
-  1. files in an order permuted by (seed, epoch), the same on every rank and worker;
-  2. rows numbered globally through that order; row g belongs to unit g % U (so no row is seen
-     twice in an epoch, and every row once);
-  3. a shuffle buffer seeded by (seed, epoch, rank, worker) mixes the unit's rows.
-The order is computed from the shards' footers alone (row counts), so a resumed run replays it
-without reading, let alone decoding, a row; only rows that are yielded are read and decoded.
-Each worker reads the row groups that hold its rows (every worker reads the same row groups and
-keeps its 1/U of the rows: reads cost U times the bytes used, decoding does not).
+One epoch is shared by U = world_size * num_workers "units", one per (rank, DataLoader worker).
+Its row groups are listed in one order, the same on every rank and worker: files in an order
+permuted by (seed, epoch), each file's row groups in an order permuted by (seed, epoch). Units
+share the epoch in one of two ways, `ShardStream.assignment`, fixed by the footers and U alone:
+  - "row_groups": the row groups, ranked by rows (largest first, ties in the epoch's order), go
+    to the units round robin; a unit yields its row groups' rows in the epoch's order. Each unit
+    reads only its own row groups: the bytes read are the bytes used. A unit's rows depend on the
+    row-group sizes alone (the same every epoch, on every rank), and two units differ by at most
+    one row group's rows. Used when every unit gets a row group and the smallest unit holds at
+    least MIN_UNIT_SHARE of the mean rows per unit (so a few rows more per unit are not bought
+    with much of the epoch left out).
+  - "rows", for data sets of few row groups: rows numbered globally through the file order; row g
+    belongs to unit g % U. Every unit reads every row group it touches and keeps 1/U of its rows
+    (reads cost up to U times the bytes used; decoding does not).
+Either way every row belongs to exactly one unit per epoch (none is seen twice), and a shuffle
+buffer seeded by (seed, epoch, rank, worker) mixes each unit's rows.
+The order is computed from the shards' footers alone (row-group sizes), so a resumed run replays
+it without reading, let alone decoding, a row; only rows that are yielded are read and decoded.
 
 Resuming mid-epoch: the DataLoader hands out whole batches from its workers in turn (worker 0
 first), so after the trainer has consumed n batches, worker w made n // W + (w < n % W) of them.
@@ -16,9 +25,11 @@ The trainer reports n: `stream.state_dict(n, batch_size)` goes into the checkpoi
 `stream.load_state_dict(state)` before the next `iter(loader)` makes every worker skip its
 share, with worker w taking over the order of worker (w + n) % W, because the new DataLoader
 asks worker 0 first. This holds while every worker still has batches to give, so the trainer runs exactly
-`stream.steps_per_epoch(batch_size)` steps per epoch (the same on every rank, as DDP needs; it
-leaves out at most num_workers batches of each rank per epoch). Use `make_loader` (it sets
-num_workers from the config and persistent_workers=False, so `set_epoch` reaches new workers).
+`stream.steps_per_epoch(batch_size)` steps per epoch, from the smallest unit's rows (the same on
+every rank, as DDP needs). It leaves out each unit's rows beyond those batches: at most
+num_workers batches of each rank in "rows" assignment, up to one row group more per unit in
+"row_groups" assignment. Use `make_loader` (it sets num_workers from the config and
+persistent_workers=False, so `set_epoch` reaches new workers).
 
 Per sample (a dict): "id"; "caption"; "pixel_values" (3, R, R) float32 in [-1, 1]; "prompt", a
 tuple of PromptPart; "entity_images", PIL RGB images of the substituted entities;
@@ -48,6 +59,17 @@ import pyarrow.parquet as pq
 import torch
 from fsspec.implementations.local import LocalFileSystem
 
+from trainers.epoch_order import (
+    MIN_UNIT_SHARE,
+    ROW_GROUPS,
+    ROWS,
+    choose_assignment,
+    dealt_rows,
+    derive_seed,
+    epoch_row_groups,
+    row_group_order,
+    unit_order,
+)
 from trainers.feature_data import FEATURE_COLUMNS, STAGE2_REFUSED, build_feature_sample, collate_features
 from trainers.prompts import choose_entities, substituted_prompt
 from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
@@ -62,6 +84,7 @@ logger = logging.getLogger(__name__)
 STAGE_COLUMNS = {1: ["id", "image", "caption"], 2: ["id", "image", "caption", "entities"]}
 SAMPLES, FEATURES = "samples", "features"  # the two kinds of files a stream reads
 OPEN_FILES = 4  # Parquet files a worker keeps open at once
+LEGACY_IDENTITY = {"assignment": ROWS}  # what a resume state saved before "assignment" existed used
 
 
 class ShardError(RuntimeError):
@@ -73,7 +96,7 @@ class DataConfig:
     """How shards become training samples.
 
     resolution: side R of the square target image (shorter side resized to R, then center crop).
-    shuffle_buffer: rows in each worker's shuffle buffer (0 or 1: no shuffling within files).
+    shuffle_buffer: rows in each worker's shuffle buffer (0 or 1: rows in the order of their files and row groups).
     skip_corrupt: skip (and count, with a warning) an unreadable shard, row group or row instead
       of raising.
     substitute_prob: stage 2, each entity becomes its image with this probability (the paper
@@ -162,41 +185,6 @@ def _inspect(file: str) -> tuple[list[int], Optional[tuple[FeatureSpec, FeatureL
     return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], footer
 
 
-def _derive_seed(*parts) -> int:
-    """A 64-bit seed from a tuple of ints/strings (stable across processes, unlike hash())."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
-
-
-# ---------------------------------------------------------------------------------------------
-# The epoch's order, from row counts alone
-
-
-def unit_order(
-    row_counts: Sequence[int], file_order: Sequence[int], unit: int, units: int, buffer: int, rng: random.Random
-) -> list[tuple[int, int]]:
-    """The (file index, row) sequence one unit yields: global rows g with g % units == unit,
-    through `file_order`, mixed by a shuffle buffer of `buffer` rows drawing from `rng`."""
-    out: list[tuple[int, int]] = []
-    pool: list[tuple[int, int]] = []
-    offset = 0
-    for file in file_order:
-        count = row_counts[file]
-        for row in range((unit - offset) % units, count, units):
-            key = (file, row)
-            if buffer <= 1:
-                out.append(key)
-            elif len(pool) < buffer:
-                pool.append(key)
-            else:
-                slot = rng.randrange(buffer)
-                out.append(pool[slot])
-                pool[slot] = key
-        offset += count
-    rng.shuffle(pool)
-    out.extend(pool)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Decoding and transforming one sample
 
@@ -237,9 +225,11 @@ class ShardStream(torch.utils.data.IterableDataset):
     the file) and an unreadable file raises `ShardError` naming it, or with `skip_corrupt` is left
     out and listed in `skipped_files`. `kind` is SAMPLES or FEATURES; files of both kinds, feature
     files of different specs or layouts, and feature files in stage 2 raise `ShardError`. A
-    feature stream exposes `feature_spec` and `feature_layout` (None otherwise).
-    `stats` counts skipped files, row groups and rows in this process (a worker's own counts
-    are logged as warnings). With `skip_corrupt`, rows skipped before a resume point shift the
+    feature stream exposes `feature_spec` and `feature_layout` (None otherwise). `assignment` is
+    ROW_GROUPS or ROWS, how the units share an epoch (`choose_assignment` of the row-group sizes).
+    `stats` counts skipped files, row groups and rows, and the row groups read ("row_groups_read")
+    and the rows they hold ("rows_read"), in this process (a worker's own skips are logged as
+    warnings). With `skip_corrupt`, rows skipped before a resume point shift the
     resumed stream by as many rows (the replay does not read rows, so it cannot know of them).
     """
 
@@ -275,6 +265,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         if self.kind == FEATURES and stage != 1:
             raise ShardError(STAGE2_REFUSED)
         self.row_counts = [sum(counts) for counts in self.row_groups]
+        sizes = [n for counts in self.row_groups for n in counts]
+        self.assignment = choose_assignment(sizes, self.units, MIN_UNIT_SHARE)
         self.epoch = 0
         self._resume: Optional[dict] = None
 
@@ -286,13 +278,20 @@ class ShardStream(torch.utils.data.IterableDataset):
         return max(1, self.config.num_workers)
 
     @property
+    def units(self) -> int:
+        """(rank, worker) units sharing an epoch: world_size * workers."""
+        return self.world_size * self.workers
+
+    @property
     def num_rows(self) -> int:
         return sum(self.row_counts)
 
     def rows_per_unit(self) -> list[int]:
-        """Rows each (rank, worker) unit yields per epoch, indexed by rank * workers + worker."""
-        units = self.world_size * self.workers
-        return [len(range(unit, self.num_rows, units)) for unit in range(units)]
+        """Rows each (rank, worker) unit yields per epoch, indexed by rank * workers + worker; the
+        same every epoch and on every rank."""
+        if self.assignment == ROW_GROUPS:
+            return dealt_rows([n for counts in self.row_groups for n in counts], self.units)
+        return [len(range(unit, self.num_rows, self.units)) for unit in range(self.units)]
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Batches every rank takes per epoch: all workers still active, equal across ranks."""
@@ -305,8 +304,12 @@ class ShardStream(torch.utils.data.IterableDataset):
             self._resume = None
 
     def _fingerprint(self) -> str:
-        text = "\n".join(f"{file}\t{count}" for file, count in zip(self.files, self.row_counts))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The files and the footer figures the order depends on: row counts ("rows"), row-group
+        sizes too ("row_groups")."""
+        lines = [f"{file}\t{count}" for file, count in zip(self.files, self.row_counts)]
+        if self.assignment == ROW_GROUPS:
+            lines = [f"{line}\t{','.join(map(str, counts))}" for line, counts in zip(lines, self.row_groups)]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
     def _identity(self) -> dict:
         return {
@@ -315,6 +318,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             "world_size": self.world_size,
             "num_workers": self.config.num_workers,
             "shuffle_buffer": self.config.shuffle_buffer,
+            "assignment": self.assignment,
             "files": self._fingerprint(),
         }
 
@@ -326,7 +330,8 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at `state`'s position on the next iteration (same files, seed and layout only)."""
-        mismatched = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
+        given = {**LEGACY_IDENTITY, **state}
+        mismatched = {k: (given.get(k), v) for k, v in self._identity().items() if given.get(k) != v}
         if mismatched:
             detail = ", ".join(f"{k}: saved {saved!r}, now {now!r}" for k, (saved, now) in mismatched.items())
             raise ValueError(f"cannot resume the data stream exactly; it changed since the checkpoint ({detail})")
@@ -353,11 +358,14 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def _plan(self, worker: int) -> list[tuple[int, int]]:
         file_order = list(range(len(self.files)))
-        random.Random(_derive_seed(self.seed, "files", self.epoch)).shuffle(file_order)
-        rng = random.Random(_derive_seed(self.seed, "buffer", self.epoch, self.rank, worker))
-        unit = self.rank * self.workers + worker
-        units = self.world_size * self.workers
-        return unit_order(self.row_counts, file_order, unit, units, self.config.shuffle_buffer, rng)
+        random.Random(derive_seed(self.seed, "files", self.epoch)).shuffle(file_order)
+        rng = random.Random(derive_seed(self.seed, "buffer", self.epoch, self.rank, worker))
+        unit, buffer = self.rank * self.workers + worker, self.config.shuffle_buffer
+        if self.assignment == ROWS:
+            return unit_order(self.row_counts, file_order, unit, self.units, buffer, rng)
+        group_rng = random.Random(derive_seed(self.seed, "groups", self.epoch))
+        groups = epoch_row_groups(self.row_groups, file_order, group_rng)
+        return row_group_order(self.row_groups, groups, unit, self.units, buffer, rng)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -389,7 +397,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def _build(self, row: dict) -> dict:
         if self.kind == FEATURES:
             return build_feature_sample(row, self.feature_spec, self.feature_layout)
-        rng = random.Random(_derive_seed(self.seed, "sample", self.epoch, row["id"]))
+        rng = random.Random(derive_seed(self.seed, "sample", self.epoch, row["id"]))
         return build_sample(row, self.config, self.stage, rng)
 
 
@@ -414,7 +422,8 @@ def _one_kind(files: Sequence[str], footers: Sequence[Optional[tuple]]) -> str:
 
 class _RowReader:
     """Reads the rows of a unit's remaining order, one row group at a time, keeping only rows
-    still to come and dropping each once taken (memory ~ the shuffle buffer's rows)."""
+    still to come and dropping each once taken (memory ~ the shuffle buffer's rows plus the
+    unit's rows of one row group: a whole row group in "row_groups" assignment)."""
 
     def __init__(self, stream: ShardStream, keys: Sequence[tuple[int, int]]):
         self.stream = stream
@@ -438,6 +447,8 @@ class _RowReader:
         rows = sorted(self.wanted.pop((file, group)))
         try:
             table = self._parquet(file).read_row_group(group, columns=self.columns)
+            self.stream.stats["row_groups_read"] += 1
+            self.stream.stats["rows_read"] += table.num_rows
             taken = table.take(pa.array([row - self.starts[file][group] for row in rows])).to_pylist()
         except (pa.ArrowException, OSError) as err:
             if not self.stream.config.skip_corrupt:

@@ -76,9 +76,10 @@ def test_rows_needed_give_every_batch_in_one_epoch(shards, tmp_path, workers):
         )
     )
     rows = rows_needed(7, config.batch_size, workers)
-    path = replicate_rows(list_shards(str(shards)), tmp_path / "p.parquet", rows)
-    stream = ShardStream([path], config.data, stage=1)
-    assert stream.steps_per_epoch(config.batch_size) >= 7
+    for group_rows in (64, config.batch_size):  # "rows" assignment, then "row_groups" (the bench's layout)
+        path = replicate_rows(list_shards(str(shards)), tmp_path / f"p{group_rows}.parquet", rows, group_rows)
+        stream = ShardStream([path], config.data, stage=1)
+        assert stream.steps_per_epoch(config.batch_size) >= 7
 
 
 def test_count_flops_counts_cpu_attention():

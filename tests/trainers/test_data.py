@@ -4,33 +4,65 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
 
 from tests.trainers.shard_fixtures import OBJECTS, encode_image, make_row, rectangle, write_dataset, write_shard
 from trainers import data as data_module
-from trainers.data import (
-    DataConfig,
-    ShardError,
-    ShardStream,
-    build_sample,
-    collate,
-    list_shards,
-    make_loader,
+from trainers.data import DataConfig, ShardError, ShardStream, build_sample, collate, list_shards, make_loader
+from trainers.epoch_order import (
+    ROW_GROUPS,
+    ROWS,
+    choose_assignment,
+    deal_row_groups,
+    dealt_rows,
+    epoch_row_groups,
+    row_group_order,
+    unit_order,
 )
 from unimo_g.image_transforms import resize_crop_box
 from unimo_g.records import PromptPart
 from unimo_g.rle import encode_mask
 from unimo_g.schema import SchemaVersionError
 
-ROWS = [5, 4, 6]  # rows per file; row groups of 2
+FILE_ROWS = [5, 4, 6]  # rows per file; row groups of 2 (8 row groups: "row_groups" for up to 4 units)
+GROUP_ROWS = [[2, 2, 1], [2, 2], [2, 2, 2]]
 CONFIG = DataConfig(resolution=16, shuffle_buffer=4, num_workers=0)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> list[str]:
-    return write_dataset(tmp_path_factory.mktemp("data"), ROWS)
+    return write_dataset(tmp_path_factory.mktemp("data"), FILE_ROWS)
+
+
+@pytest.fixture(scope="module")
+def one_group(tmp_path_factory) -> list[str]:
+    """The same 15 rows in one file of one row group: "rows" assignment for two units or more."""
+    rows = [make_row(index) for index in range(sum(FILE_ROWS))]
+    return [write_shard(tmp_path_factory.mktemp("one") / "part-00000.parquet", rows, row_group_size=len(rows))]
+
+
+@pytest.fixture(scope="module")
+def layouts(dataset, one_group) -> dict[str, list[str]]:
+    """Files whose streams take each assignment, for 2 to 4 units."""
+    return {ROW_GROUPS: dataset, ROWS: one_group}
+
+
+def all_keys(files) -> set[tuple[str, int]]:
+    return {(file, row) for file in files for row in range(pq.ParquetFile(file).metadata.num_rows)}
+
+
+def group_of(file: str, row: int) -> tuple[str, int]:
+    """The (file, row group) holding `row` of `file`."""
+    metadata = pq.ParquetFile(file).metadata
+    start = 0
+    for group in range(metadata.num_row_groups):
+        start += metadata.row_group(group).num_rows
+        if row < start:
+            return file, group
+    raise IndexError(row)
 
 
 def all_ids(files) -> set[str]:
@@ -79,26 +111,33 @@ def test_fsspec_url_end_to_end(dataset):
 # -- order, sharding, determinism ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", [ROW_GROUPS, ROWS])
 @pytest.mark.parametrize("epoch", [0, 1])
-def test_units_cover_every_row_once(dataset, epoch):
+def test_units_cover_every_row_once(layouts, mode, epoch):
+    files = layouts[mode]
     config = dataclasses.replace(CONFIG, num_workers=2)
     keys = []
     for rank in range(2):
-        stream = ShardStream(dataset, config, stage=1, seed=7, rank=rank, world_size=2)
+        stream = ShardStream(files, config, stage=1, seed=7, rank=rank, world_size=2)
+        assert stream.assignment == mode
         stream.set_epoch(epoch)
         for worker in range(2):
-            keys.extend(stream.plan(worker))
-    assert len(keys) == sum(ROWS) == len(set(keys))
-    assert set(keys) == {(file, row) for file, count in zip(dataset, ROWS) for row in range(count)}
+            plan = stream.plan(worker)
+            assert len(plan) == stream.rows_per_unit()[rank * 2 + worker]
+            keys.extend(plan)
+    assert len(keys) == sum(FILE_ROWS) == len(set(keys))
+    assert set(keys) == all_keys(files)
 
 
-def test_real_workers_and_ranks_yield_disjoint_complete_rows(dataset):
+@pytest.mark.parametrize("mode", [ROW_GROUPS, ROWS])
+def test_real_workers_and_ranks_yield_disjoint_complete_rows(layouts, mode):
+    files = layouts[mode]
     config = dataclasses.replace(CONFIG, num_workers=2)
     ids = []
     for rank in range(2):
-        ids.extend(loader_ids(ShardStream(dataset, config, stage=2, seed=1, rank=rank, world_size=2), batch_size=1))
-    assert len(ids) == len(set(ids)) == sum(ROWS)
-    assert set(ids) == all_ids(dataset)
+        ids.extend(loader_ids(ShardStream(files, config, stage=2, seed=1, rank=rank, world_size=2), batch_size=1))
+    assert len(ids) == len(set(ids)) == sum(FILE_ROWS)
+    assert set(ids) == all_ids(files)
 
 
 def test_order_is_deterministic_and_seeded(dataset):
@@ -114,27 +153,171 @@ def test_order_is_deterministic_and_seeded(dataset):
     assert {i for i, _ in first} == {i for i, _ in order(4, 0)}
 
 
-def test_steps_per_epoch_equal_across_ranks(dataset):
+@pytest.mark.parametrize("mode", [ROW_GROUPS, ROWS])
+def test_steps_per_epoch_equal_across_ranks(layouts, mode):
     config = dataclasses.replace(CONFIG, num_workers=2)
-    streams = [ShardStream(dataset, config, stage=1, rank=r, world_size=2) for r in range(2)]
-    assert streams[0].rows_per_unit() == [4, 4, 4, 3]
+    streams = [ShardStream(layouts[mode], config, stage=1, rank=r, world_size=2) for r in range(2)]
+    assert {s.assignment for s in streams} == {mode}
+    # "row_groups": seven groups of 2 rows and one of 1 dealt to 4 units; "rows": 15 rows dealt one by one
+    assert streams[0].rows_per_unit() == streams[1].rows_per_unit() == [4, 4, 4, 3]
     assert {s.steps_per_epoch(2) for s in streams} == {2 * (3 // 2)}
+
+
+# -- row-group assignment ---------------------------------------------------------------------------
+
+
+def test_deal_row_groups_ranks_then_deals_round_robin():
+    # ranked by size, ties in index order: 4 (3 rows), 0, 2, 3 (2 rows), 1 (1 row)
+    assert deal_row_groups([2, 1, 2, 2, 3], 2) == [[1, 2, 4], [0, 3]]
+    assert dealt_rows([2, 1, 2, 2, 3], 2) == [6, 4]
+    assert deal_row_groups([5, 5], 3) == [[0], [1], []]
+
+
+def test_dealt_rows_are_balanced_within_one_row_group_whatever_the_order():
+    rng = random.Random(0)
+    for _ in range(200):
+        sizes = [rng.choice([0, 1, 7, 64, 64, 64, 100]) for _ in range(rng.randrange(1, 40))]
+        units = rng.randrange(1, 12)
+        dealt = deal_row_groups(sizes, units)
+        assert sorted(index for mine in dealt for index in mine) == list(range(len(sizes)))
+        rows = dealt_rows(sizes, units)
+        assert rows == sorted(rows, reverse=True) and rows[0] - rows[-1] <= max(sizes)
+        assert dealt_rows(rng.sample(sizes, len(sizes)), units) == rows  # the same every epoch
+
+
+@pytest.mark.parametrize(
+    "sizes, units, expected",
+    [
+        ([2] * 8, 4, ROW_GROUPS),
+        ([2, 2, 1, 2, 2, 2, 2, 2], 4, ROW_GROUPS),  # the `dataset` fixture: units of 4, 4, 4, 3 rows
+        ([2, 2, 2], 4, ROWS),  # a unit would get no row group
+        ([15], 2, ROWS),
+        ([4, 4, 1], 3, ROWS),  # the smallest unit: 1 row, under half the mean of 3
+        ([4, 4, 2], 3, ROW_GROUPS),  # 2 rows, at least half the mean of 3.33
+        ([0, 0], 2, ROWS),
+        ([15], 1, ROW_GROUPS),
+    ],
+)
+def test_choose_assignment(sizes, units, expected):
+    assert choose_assignment(sizes, units) == expected
+
+
+def test_epoch_row_groups_keep_files_together_in_file_order():
+    groups = epoch_row_groups(GROUP_ROWS, [2, 0, 1], random.Random(3))
+    assert [file for file, _ in groups] == [2, 2, 2, 0, 0, 0, 1, 1]
+    assert sorted(groups) == [(file, group) for file, counts in enumerate(GROUP_ROWS) for group in range(len(counts))]
+    orders = {tuple(epoch_row_groups(GROUP_ROWS, [2, 0, 1], random.Random(seed))) for seed in range(10)}
+    assert len(orders) > 1  # the groups of a file are permuted too
+
+
+def test_row_group_order_gives_each_unit_whole_row_groups_of_its_own():
+    groups = epoch_row_groups(GROUP_ROWS, [1, 2, 0], random.Random(0))
+    starts = [np.cumsum([0, *counts]).tolist() for counts in GROUP_ROWS]
+    seen: dict[tuple[int, int], int] = {}
+    keys = []
+    for unit in range(3):
+        order = row_group_order(GROUP_ROWS, groups, unit, 3, 0, random.Random(0))
+        mine = [groups[index] for index in deal_row_groups([GROUP_ROWS[f][g] for f, g in groups], 3)[unit]]
+        # no shuffle buffer: the unit's row groups in the epoch's order, each one's rows in turn
+        assert order == [(f, row) for f, g in mine for row in range(starts[f][g], starts[f][g + 1])]
+        for group in mine:
+            assert seen.setdefault(group, unit) == unit
+        keys.extend(order)
+        assert sorted(order) == sorted(row_group_order(GROUP_ROWS, groups, unit, 3, 4, random.Random(1)))
+    assert sorted(keys) == [(f, row) for f, count in enumerate(FILE_ROWS) for row in range(count)]
+
+
+def test_unit_order_deals_rows_one_by_one():
+    assert unit_order([3, 4], [1, 0], 1, 3, 0, random.Random(0)) == [(1, 1), (0, 0)]
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+def test_every_unit_reads_row_groups_no_other_unit_touches(dataset, epoch):
+    config = dataclasses.replace(CONFIG, num_workers=2)
+    owner: dict[tuple[str, int], int] = {}
+    for rank in range(2):
+        stream = ShardStream(dataset, config, stage=1, seed=11, rank=rank, world_size=2)
+        assert stream.assignment == ROW_GROUPS
+        stream.set_epoch(epoch)
+        for worker in range(2):
+            unit = rank * 2 + worker
+            plan = stream.plan(worker)
+            groups = {group_of(*key) for key in plan}
+            for group in groups:
+                assert owner.setdefault(group, unit) == unit, f"{group} read by units {owner[group]} and {unit}"
+            # whole row groups: the unit yields every row of every row group it reads
+            assert set(plan) == {key for key in all_keys(dataset) if group_of(*key) in groups}
+    assert len(owner) == sum(len(counts) for counts in GROUP_ROWS)
+
+
+def test_row_groups_move_between_units_across_epochs(dataset):
+    config = dataclasses.replace(CONFIG, num_workers=2)
+    stream = ShardStream(dataset, config, stage=1, seed=11)
+    assignments = set()
+    for epoch in range(4):
+        stream.set_epoch(epoch)
+        assert [len(stream.plan(worker)) for worker in range(2)] == stream.rows_per_unit() == [8, 7]
+        assignments.add(frozenset(group_of(*key) for key in stream.plan(0)))
+    assert len(assignments) > 1
+
+
+def test_tiny_set_falls_back_to_rows(one_group, dataset):
+    config = dataclasses.replace(CONFIG, num_workers=2)
+    stream = ShardStream(one_group, config, stage=1, seed=11, rank=1, world_size=2)
+    assert stream.assignment == ROWS
+    assert sorted(row for _, row in stream.plan(1)) == list(range(3, 15, 4))  # rows g with g % 4 == 3
+    few = ShardStream(dataset[:1], config, stage=1, rank=1, world_size=2)  # 3 row groups for 4 units
+    assert few.assignment == ROWS and few.rows_per_unit() == [2, 1, 1, 1]
+    assert few.steps_per_epoch(1) == 2
+
+
+def _read_row_groups(files, monkeypatch, world_size) -> tuple[list[set], list[int], list[int]]:
+    """Per rank of `world_size` (one unit each): the row groups read, the rows they hold, the rows yielded."""
+    groups, read, used = [], [], []
+    real_load = data_module._RowReader._load
+
+    def spy(reader, file, group):
+        groups[-1].add((reader.stream.files[file], group))
+        return real_load(reader, file, group)
+
+    monkeypatch.setattr(data_module._RowReader, "_load", spy)
+    for rank in range(world_size):
+        stream = ShardStream(files, CONFIG, stage=1, seed=4, rank=rank, world_size=world_size)
+        groups.append(set())
+        used.append(len(list(stream)))
+        assert stream.stats["row_groups_read"] == len(groups[-1])
+        read.append(stream.stats["rows_read"])
+    return groups, read, used
+
+
+def test_each_unit_reads_only_its_own_row_groups(dataset, monkeypatch):
+    groups, read, used = _read_row_groups(dataset, monkeypatch, world_size=4)
+    assert used == [4, 4, 4, 3] and read == used  # every row read is used
+    assert sum(len(mine) for mine in groups) == len(set().union(*groups)) == 8  # each row group read once
+    monkeypatch.setattr(data_module, "MIN_UNIT_SHARE", 2.0)  # no assignment passes: rows one by one
+    groups, read, used = _read_row_groups(dataset, monkeypatch, world_size=4)
+    assert used == [4, 4, 4, 3] and sum(read) > sum(used)
+    assert sum(len(mine) for mine in groups) > 8  # row groups shared by units are read by each
 
 
 # -- resume ---------------------------------------------------------------------------------------
 
 
-def test_resume_mid_epoch_gives_the_rest(dataset):
+@pytest.mark.parametrize("mode", [ROW_GROUPS, ROWS])
+def test_resume_mid_epoch_gives_the_rest(layouts, mode):
+    files = layouts[mode]
     config = dataclasses.replace(CONFIG, num_workers=2, shuffle_buffer=3)
     batch = 1
-    stream = ShardStream(dataset, config, stage=2, seed=5)
+    stream = ShardStream(files, config, stage=2, seed=5)
+    assert stream.assignment == mode
     stream.set_epoch(1)
     steps = stream.steps_per_epoch(batch)
     full = loader_ids(stream, batch, steps)
     assert len(full) == steps * batch == 14
     for done in (1, 4, 5):
         state = stream.state_dict(done, batch)
-        resumed = ShardStream(dataset, config, stage=2, seed=5)
+        assert state["assignment"] == mode
+        resumed = ShardStream(files, config, stage=2, seed=5)
         resumed.load_state_dict(state)
         assert resumed.epoch == 1
         assert loader_ids(resumed, batch, steps - done) == full[done * batch :]
@@ -169,6 +352,22 @@ def test_resume_refuses_a_changed_stream(dataset):
         ShardStream(dataset[:2], CONFIG, stage=1, seed=2).load_state_dict(state)
     with pytest.raises(ValueError, match="num_workers"):
         ShardStream(dataset, dataclasses.replace(CONFIG, num_workers=2), stage=1, seed=2).load_state_dict(state)
+
+
+def test_resume_refuses_another_assignment(dataset, monkeypatch):
+    row_groups = ShardStream(dataset, CONFIG, stage=1, seed=2)
+    monkeypatch.setattr(data_module, "MIN_UNIT_SHARE", 2.0)
+    rows = ShardStream(dataset, CONFIG, stage=1, seed=2)
+    assert (row_groups.assignment, rows.assignment) == (ROW_GROUPS, ROWS)
+    with pytest.raises(ValueError, match="assignment: saved 'rows', now 'row_groups'"):
+        row_groups.load_state_dict(rows.state_dict(1, 2))
+    with pytest.raises(ValueError, match="assignment: saved 'row_groups', now 'rows'"):
+        rows.load_state_dict(row_groups.state_dict(1, 2))
+    # a state saved before assignments were recorded resumes a "rows" stream only (its only order then)
+    legacy = {k: v for k, v in rows.state_dict(1, 2).items() if k != "assignment"}
+    rows.load_state_dict(legacy)
+    with pytest.raises(ValueError, match="assignment"):
+        row_groups.load_state_dict(legacy)
 
 
 def test_worker_count_must_match_the_config(dataset):
