@@ -119,7 +119,8 @@ def time_frozen(state: TrainState, batches: Sequence[dict]) -> dict:
     generator = torch.Generator().manual_seed(0)
     first = batches[0]
     encoder_flops, _ = count_flops(state.encoder, first["prompts"], first["entity_images"])
-    vae_flops, _ = count_flops(encode_images, state.vae, first["pixel_values"].to(device), generator)
+    with autocast(state.config, device):  # as the step encodes
+        vae_flops, _ = count_flops(encode_images, state.vae, first["pixel_values"].to(device), generator)
     encoder_s = vae_s = 0.0
     tokens, entities = [], []
     for batch in batches:
@@ -128,7 +129,8 @@ def time_frozen(state: TrainState, batches: Sequence[dict]) -> dict:
         encoded = state.encoder(batch["prompts"], batch["entity_images"])
         _sync(device)
         middle = time.perf_counter()
-        encode_images(state.vae, batch["pixel_values"].to(device), generator)
+        with autocast(state.config, device):
+            encode_images(state.vae, batch["pixel_values"].to(device), generator)
         _sync(device)
         encoder_s += middle - start
         vae_s += time.perf_counter() - middle

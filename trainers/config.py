@@ -89,8 +89,8 @@ class TrainConfig:
     lambda_attn: weight of the stage-2 visual-enhancement loss L_attn (0: the ablation without
       it; the cross-attention maps are then not even captured). Stage 1 ignores it. The attention
       maps come from the denoiser's `capture_resolutions`.
-    mixed_precision: "fp32" (none) or "bf16" (bfloat16 autocast of the denoiser; float32 master
-      weights and optimizer). bf16 needs a CUDA device: on CPU it is refused rather than run slowly.
+    mixed_precision: "fp32" (none) or "bf16" (bfloat16 autocast of the denoiser and of the VAE
+      encode; float32 master weights and optimizer). bf16 needs a CUDA device: on CPU it is refused rather than run slowly.
       (Not "no": a bare `no` in YAML or --set is the boolean false.)
     device: "cpu", "cuda" or "cuda:N". Under torchrun, "cuda" means the rank's local GPU.
     checkpoint_every: optimizer steps between checkpoints (a final one is always written).

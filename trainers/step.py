@@ -98,7 +98,8 @@ def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -
         latents = sample_latents(mean, std, generator)  # (B, C, h, w)
         hidden, hidden_mask = batch["hidden"].to(device), batch["hidden_mask"].to(device)  # (B, T, D), (B, T)
     else:
-        latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w)
+        with autocast(state.config, device):  # bf16 runs encode in bf16 too (fp32 convs would cost more than the UNet)
+            latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w) float32
         encoded = state.encoder(batch["prompts"], batch["entity_images"])
         hidden, hidden_mask = encoded.hidden, encoded.attention_mask
     latents = latents.contiguous()  # the VAE may return channels-last: one layout, the same numerics, for both
