@@ -26,6 +26,7 @@ import torch
 
 from grounding.boxes import cxcywh_to_xyxy, select_boxes
 from grounding.models import GroundingModel
+from grounding.preprocess import preprocess_images
 from grounding.queries import TextQuery, build_queries, positive_map
 from unimo_g.pipeline_config import GroundingConfig
 from unimo_g.records import Phrase
@@ -54,18 +55,28 @@ def _check_inputs(images, phrases, plural) -> list[tuple[bool, ...]]:
     return [tuple(bool(x) for x in flags) for flags in plural]
 
 
+def _pixels(model: GroundingModel, images: Sequence[np.ndarray], preprocess: str):
+    """`pixel_values` `(B, 3, H, W)` in `model.dtype` and `pixel_mask` `(B, H, W)` on `model.device`,
+    every image padded to `model.canvas = (H, W)`: by torch ops on the device (`tensor`) or by the
+    transformers image processor on the CPU (`processor`); the two are equal byte for byte."""
+    if preprocess == "tensor":
+        return preprocess_images(model, images)
+    height, width = model.canvas
+    pixels = model.image_processor(
+        list(images), size=model.resize, do_pad=True, pad_size={"height": height, "width": width},
+        input_data_format="channels_last", return_tensors="pt",
+    )
+    return pixels["pixel_values"].to(model.device, model.dtype), pixels["pixel_mask"].to(model.device)
+
+
 def _forward(model: GroundingModel, images: Sequence[np.ndarray], row_image: list[int], texts: list[str], config):
     """Run the model on `len(texts)` rows; row r pairs `images[row_image[r]]` with `texts[r]`.
 
     Returns probs `(R, Q, T)` (sigmoid of the logits of the T text positions), boxes `(R, Q, 4)`
     normalised cxcywh of the unpadded image, and offsets `(R, T, 2)`.
     """
-    height, width = model.canvas
-    pixels = model.image_processor(
-        list(images), size=model.resize, do_pad=True, pad_size={"height": height, "width": width},
-        input_data_format="channels_last", return_tensors="pt",
-    )
-    index = torch.as_tensor(row_image, dtype=torch.long)
+    pixel_values, pixel_mask = _pixels(model, images, config.runtime.preprocess)  # (B, 3, H, W), (B, H, W)
+    index = torch.as_tensor(row_image, dtype=torch.long, device=model.device)
     text = model.tokenizer(
         texts, padding="longest", truncation=True, max_length=config.max_text_len,
         return_offsets_mapping=True, return_tensors="pt",
@@ -74,8 +85,8 @@ def _forward(model: GroundingModel, images: Sequence[np.ndarray], row_image: lis
     num_tokens = offsets.shape[1]
     with torch.inference_mode():
         outputs = model.model(
-            pixel_values=pixels["pixel_values"][index].to(model.device, model.dtype),  # (R, 3, H, W)
-            pixel_mask=pixels["pixel_mask"][index].to(model.device),  # (R, H, W)
+            pixel_values=pixel_values[index],  # (R, 3, H, W)
+            pixel_mask=pixel_mask[index],  # (R, H, W)
             **{key: value.to(model.device) for key, value in text.items()},
         )
         # float64: float32 sigmoid saturates to exact ties at 1.0 from logits of ~17 on
@@ -110,8 +121,9 @@ def ground_batch(
     image is padded to the model's fixed canvas, so results do not depend on the batch. Images
     without phrases get `[]` and do not enter the forward.
 
-    `config` supplies the text limit, thresholds and box rules; the model, device, dtype and canvas
-    (`pad_size`) were fixed by `load_grounding_model`.
+    `config` supplies the text limit, thresholds, box rules and the image preprocessing
+    (`runtime.preprocess`); the model, device, dtype and canvas (`pad_size`) were fixed by
+    `load_grounding_model`.
     """
     flags = _check_inputs(images, phrases, plural)
     rows: list[tuple[int, TextQuery]] = []

@@ -19,6 +19,7 @@ TINY = "tiny"
 # Names of the random-weight presets of `grounding.tiny.RANDOM_PRESETS` (kept here so that loading
 # a hub model does not import the preset builders).
 RANDOM_MODELS = (TINY, "random-grounding-dino-tiny")
+IMAGE_PROCESSOR_BACKEND = "pil"  # see _load_transformers
 _DELIMITER_TOKENS = ("[CLS]", "[SEP]", ".", "?")  # must map to model.model.special_tokens, in order
 
 
@@ -91,7 +92,11 @@ def _load_transformers(config: GroundingConfig, device: torch.device, dtype: tor
         return RANDOM_PRESETS[config.model](config.seed)
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-    processor = AutoProcessor.from_pretrained(config.model, revision=config.revision, trust_remote_code=False)
+    # The Pillow-backed processor, the published preprocessing: with torchvision installed, transformers
+    # would otherwise pick its torchvision one, whose resize differs.
+    processor = AutoProcessor.from_pretrained(
+        config.model, revision=config.revision, trust_remote_code=False, backend=IMAGE_PROCESSOR_BACKEND
+    )
     model = GroundingDinoForObjectDetection.from_pretrained(
         config.model, revision=config.revision, dtype=dtype, trust_remote_code=False
     )

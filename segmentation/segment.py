@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from segmentation.models import SegmentationModel
+from segmentation.preprocess import canvas_of, mask_logits_at_original_size, preprocess_images
 from unimo_g.pipeline_config import SegmentationConfig
 
 
@@ -47,6 +48,19 @@ def scale_boxes(boxes: np.ndarray, original_size: tuple[int, int], resized_size:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale  # (N, 4)
 
 
+def _pixels(
+    model: SegmentationModel, images: Sequence[np.ndarray], preprocess: str
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """`pixel_values` `(B, 3, S, S)` in `model.dtype` on `model.device` and each image's resized
+    `(h, w)`: by torch ops on the device (`tensor`) or by the transformers image processor on the
+    CPU (`processor`); the two are equal byte for byte."""
+    if preprocess == "tensor":
+        return preprocess_images(model, images)
+    encoding = model.processor.image_processor(images, return_tensors="pt", input_data_format="channels_last")
+    sizes = [tuple(int(v) for v in size) for size in encoding["reshaped_input_sizes"]]
+    return encoding["pixel_values"].to(device=model.device, dtype=model.dtype), sizes
+
+
 def _decode_boxes(
     model: SegmentationModel,
     embedding: torch.Tensor,
@@ -60,9 +74,13 @@ def _decode_boxes(
     input_boxes = torch.as_tensor(scaled, dtype=torch.float32, device=model.device)[None]  # (1, N, 4)
     outputs = model.model(image_embeddings=embedding, input_boxes=input_boxes, multimask_output=False)
     low_res = outputs.pred_masks[0].float()  # (N, 1, 4h', 4w') logits
-    masks = model.processor.post_process_masks(
-        [low_res], [original_size], [resized_size], mask_threshold=config.mask_threshold
-    )[0]  # (N, 1, H, W) bool
+    if config.runtime.preprocess == "tensor":
+        logits = mask_logits_at_original_size(low_res, canvas_of(model), resized_size, original_size)
+        masks = logits > config.mask_threshold  # (N, 1, H, W) bool, on the device
+    else:
+        masks = model.processor.post_process_masks(
+            [low_res], [original_size], [resized_size], mask_threshold=config.mask_threshold
+        )[0]  # (N, 1, H, W) bool
     masks = masks[:, 0].cpu().numpy()  # (N, H, W)
     scores = outputs.iou_scores[0, :, 0].float().cpu().tolist()  # (N,)
     return [MaskPrediction(mask=mask, score=round(score, config.score_decimals)) for mask, score in zip(masks, scores)]
@@ -80,7 +98,8 @@ def segment_batch(
     Images without boxes get [] and are not encoded. Every image is resized and padded to the
     processor's fixed canvas, so an image's masks do not depend on the other images of the batch;
     the encoder sees at most `config.runtime.batch_size` images at once. Masks are SAM's single-mask
-    output (multimask off), thresholded at `config.mask_threshold` on the logits.
+    output (multimask off), thresholded at `config.mask_threshold` on the logits. Pre- and
+    post-processing follow `config.runtime.preprocess` (`tensor`: on the model's device).
     """
     _check_inputs(images, boxes)
     results: list[list[MaskPrediction]] = [[] for _ in images]
@@ -89,15 +108,12 @@ def segment_batch(
     with torch.inference_mode():
         for start in range(0, len(with_boxes), chunk_size):
             chunk = with_boxes[start : start + chunk_size]
-            encoding = model.processor.image_processor(
-                [images[index] for index in chunk], return_tensors="pt", input_data_format="channels_last"
-            )
-            pixel_values = encoding["pixel_values"].to(device=model.device, dtype=model.dtype)  # (B, 3, S, S)
+            chunk_images = [images[index] for index in chunk]
+            pixel_values, resized_sizes = _pixels(model, chunk_images, config.runtime.preprocess)  # (B, 3, S, S)
             embeddings = model.model.get_image_embeddings(pixel_values)  # (B, C, S/16, S/16)
             for row, index in enumerate(chunk):
                 original_size = tuple(int(v) for v in images[index].shape[:2])
-                resized_size = tuple(int(v) for v in encoding["reshaped_input_sizes"][row])
                 results[index] = _decode_boxes(
-                    model, embeddings[row : row + 1], boxes[index], original_size, resized_size, config
+                    model, embeddings[row : row + 1], boxes[index], original_size, resized_sizes[row], config
                 )
     return results

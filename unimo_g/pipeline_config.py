@@ -58,19 +58,34 @@ class PhraseConfig:
         _check_positive("phrases.max_caption_chars", self.max_caption_chars)
 
 
+PREPROCESS_MODES = ("tensor", "processor")
+
+
 @dataclass(frozen=True)
 class ModelRuntimeConfig:
-    """Where and how a model runs. A GPU device that is absent is an error, never a CPU fallback."""
+    """Where and how a model runs. A GPU device that is absent is an error, never a CPU fallback.
+
+    `preprocess`: how images are resized, normalised and padded for the model (and SAM's masks
+    resized back). `tensor`: torch ops on the model's device, so that on a GPU the CPU only uploads
+    bytes; `processor`: the transformers image processor in numpy/Pillow on the CPU. With the
+    PIL-backed processors the presets load, both give the same pixel values byte for byte (the
+    tensor path reproduces Pillow's bilinear resize exactly) and the same masks.
+    """
 
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 8
     max_batch_size: Optional[int] = None  # RunInference's upper bound; defaults to batch_size
+    preprocess: Literal["tensor", "processor"] = "tensor"
 
     def __post_init__(self):
         check_device_name(self.device)
         check_dtype_name(self.dtype)
         _check_positive("batch_size", self.batch_size)
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"runtime.preprocess must be one of {list(PREPROCESS_MODES)}, got {self.preprocess!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ def test_local_directory_round_trip(tiny, tmp_path):
     tiny.model.save_pretrained(tmp_path)
     loaded = load_grounding_model(dataclasses.replace(TINY, model=str(tmp_path)))
     assert loaded.canvas == tiny.canvas and loaded.name == str(tmp_path)
+    assert type(loaded.image_processor).__name__.endswith("Pil")  # the published (Pillow) preprocessing
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     phrases = [(Phrase("a dog", 0, 5), Phrase("a red ball", 10, 20))]
     assert ground_batch(loaded, [image], phrases, None, TINY) == ground_batch(tiny, [image], phrases, None, TINY)
