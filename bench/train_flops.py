@@ -115,8 +115,9 @@ def build_random_llava(
 def full_encoder_flops(batches: Sequence[dict], max_length: int) -> dict:
     """FLOPs per sample the LLaVA-1.5-7B encoder spends on `batches` (`trainers.data.collate`
     batches), counted on the meta device: the vision tower + projector once per entity image, and
-    the language model on each batch padded to its longest prompt, as `MultimodalEncoder.forward`
-    runs it (`per_sample_unpadded`: each prompt alone). The language model counts as its number of
+    the language model on each batch's prompts grouped by their number of entity images, each group
+    padded to its longest prompt, as `MultimodalEncoder.forward` runs it (`per_sample_unpadded`:
+    each prompt alone). The language model counts as its number of
     layers times one decoder layer (its embedding lookup and final norm are not matrix products).
     `padded_tokens_per_sample`: the condition length the UNet then sees (at most `max_length`)."""
     encoder = build_random_llava(EncoderConfig(model="random-full", dtype="bf16"), torch.device("meta"))
@@ -150,7 +151,11 @@ def full_encoder_flops(batches: Sequence[dict], max_length: int) -> dict:
             call["images"] = pools
         mask = encoder.processor(**call)["attention_mask"]  # (B, L)
         lengths = [int(n) for n in mask.sum(1)]
-        padded += lm_flops(len(texts), mask.shape[1])  # prompts are not truncated before the forward
+        groups: dict[int, list[int]] = {}  # entity images shown -> lengths of those prompts
+        for pool, length in zip(pools, lengths):
+            groups.setdefault(len(pool), []).append(length)
+        # prompts are not truncated before the forward
+        padded += sum(lm_flops(len(group), max(group)) for group in groups.values())
         unpadded += sum(lm_flops(1, n) for n in lengths)
         images += sum(len(pool) for pool in pools)
         samples += len(texts)

@@ -108,15 +108,18 @@ def test_full_encoder_flops_match_the_7b_layout():
     batch = {
         "prompts": [
             [PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a park")],
+            [PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a large green park with old trees")],
             [PromptPart(text="a red cube and a blue ball")],
         ],
-        "entity_images": [[image], []],
+        "entity_images": [[image], [image], []],
     }
     full = full_encoder_flops([batch], max_length=2048)
-    assert full["images_per_sample"] == 0.5
-    assert full["tokens_per_sample"] > 576 / 2  # 576 visual tokens per 336-px image
-    assert full["per_sample_padded"] > full["per_sample_unpadded"]  # the text-only prompt is padded to the other
-    lm_per_token = (full["per_sample_unpadded"] - full["vision_per_image"] * 0.5) / full["tokens_per_sample"]
+    assert full["images_per_sample"] == 2 / 3
+    assert full["tokens_per_sample"] > 576 * 2 / 3  # 576 visual tokens per 336-px image
+    # grouped by image count: only the shorter one-image prompt is padded (a few text tokens), not
+    # the text-only prompt to 576 visual tokens
+    assert full["per_sample_unpadded"] < full["per_sample_padded"] < 1.02 * full["per_sample_unpadded"]
+    lm_per_token = (full["per_sample_unpadded"] - full["vision_per_image"] * 2 / 3) / full["tokens_per_sample"]
     assert 12.5e9 < lm_per_token < 14e9  # ~2 x 6.5B language-model parameters per token, plus attention
     assert 0.35e12 < full["vision_per_image"] < 0.45e12  # ViT-L/14 at 336 px (577 tokens) + projector
 

@@ -170,11 +170,35 @@ class MultimodalEncoder(torch.nn.Module):
     def forward(
         self, prompts: Sequence[Sequence[PromptPart]], entity_images: Sequence[Sequence[Image.Image]]
     ) -> EncodedPrompt:
-        """Encode a batch; `prompts[b]` refers to `entity_images[b][k]` by `PromptPart(entity=k)`."""
+        """Encode a batch; `prompts[b]` refers to `entity_images[b][k]` by `PromptPart(entity=k)`.
+
+        Prompts are encoded in one call per number of entity images they show: each image adds
+        hundreds of visual tokens (576 for LLaVA-1.5), so one call would pad a text-only prompt to
+        the length of a three-image one. The result equals one call up to float rounding (right
+        padding: real tokens never see padding), zero-padded to the batch's longest prompt.
+        """
         if len(prompts) != len(entity_images) or not prompts:
             raise ValueError(
                 f"need one entity-image list per prompt, got {len(prompts)} prompts and {len(entity_images)} lists"
             )
+        groups: dict[int, list[int]] = {}  # entity images shown -> the prompts showing that many
+        for b, (prompt, pool) in enumerate(zip(prompts, entity_images)):
+            text, order = self.render(prompt, len(pool))
+            if not text.strip() and not order:
+                raise ValueError(f"prompt {b} is empty")
+            groups.setdefault(len(order), []).append(b)
+        if len(groups) == 1:
+            return self._encode(prompts, entity_images)
+        parts = [
+            (members, self._encode([prompts[b] for b in members], [entity_images[b] for b in members]))
+            for members in groups.values()
+        ]
+        return _merge(parts, len(prompts), max(len(pool) for pool in entity_images))
+
+    def _encode(
+        self, prompts: Sequence[Sequence[PromptPart]], entity_images: Sequence[Sequence[Image.Image]]
+    ) -> EncodedPrompt:
+        """One processor call and one forward for the whole batch (see `forward`)."""
         texts, orders, images = [], [], []
         for b, (prompt, pool) in enumerate(zip(prompts, entity_images)):
             text, order = self.render(prompt, len(pool))
@@ -221,6 +245,25 @@ class MultimodalEncoder(torch.nn.Module):
         """Write model and processor so that `EncoderConfig(model=str(directory))` loads them."""
         self.vlm.save_pretrained(directory)
         self.processor.save_pretrained(directory)
+
+
+def _merge(parts: Sequence[tuple[list[int], EncodedPrompt]], batch: int, num_entities: int) -> EncodedPrompt:
+    """One `EncodedPrompt` of `batch` prompts from encodings of disjoint groups of them (`parts`:
+    (the prompts' batch indices, their encoding)), zero-padded to the longest prompt and to
+    `num_entities` entity slots."""
+    first = parts[0][1]
+    length = max(out.hidden.shape[1] for _, out in parts)
+    device = first.hidden.device
+    hidden = torch.zeros(batch, length, first.hidden.shape[2], dtype=first.hidden.dtype, device=device)  # (B, T, D)
+    attention_mask = torch.zeros(batch, length, dtype=torch.bool, device=device)  # (B, T)
+    entity_tokens = torch.zeros(batch, num_entities, length, dtype=torch.bool, device=device)  # (B, K, T)
+    for members, out in parts:
+        index = torch.as_tensor(members, device=device)
+        t, k = out.hidden.shape[1], out.entity_tokens.shape[1]
+        hidden[index, :t] = out.hidden
+        attention_mask[index, :t] = out.attention_mask
+        entity_tokens[index, :k, :t] = out.entity_tokens
+    return EncodedPrompt(hidden, attention_mask, entity_tokens, entity_tokens.any(-1))
 
 
 class LlavaEncoder(MultimodalEncoder):

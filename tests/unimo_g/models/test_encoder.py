@@ -209,3 +209,20 @@ def test_layer_out_of_range():
 
 def test_registry_covers_every_family():
     assert set(ENCODER_BUILDERS) == set(ENCODER_FAMILIES)
+
+
+def test_prompts_are_encoded_in_one_call_per_image_count(llava, monkeypatch):
+    calls = []
+    encode = llava._encode
+    monkeypatch.setattr(llava, "_encode", lambda p, i: calls.append(len(p)) or encode(p, i))
+    prompts = PROMPTS + [(text("another plain one"),), (ent(0), text(" alone"))]
+    images = IMAGES + [[], [GREEN]]
+    out = llava(prompts, images)
+    assert sorted(calls) == [1, 2, 2]  # 2 images: 1 prompt; 1 image: 2; none: 2
+    single = encode(prompts, images)  # everything in one call, padded to the longest
+    assert out.hidden.shape == single.hidden.shape and torch.equal(out.attention_mask, single.attention_mask)
+    assert torch.equal(out.entity_tokens, single.entity_tokens)
+    torch.testing.assert_close(out.hidden, single.hidden, rtol=0, atol=1e-5)
+    calls.clear()
+    llava(PROMPTS[2:] * 3, IMAGES[2:] * 3)
+    assert calls == [3]
