@@ -59,6 +59,20 @@ def with_default_runner(beam_args: list[str]) -> list[str]:
     return ["--runner=DirectRunner", *beam_args]
 
 
+def pipeline_options(beam_args: list[str]):
+    """Beam `PipelineOptions` of the arguments the runner's own parser left (DirectRunner unless one
+    is named); an unknown or malformed option is a `UsageError`."""
+    from apache_beam.options.pipeline_options import PipelineOptions  # Beam is slow to import
+
+    beam_args = with_default_runner(beam_args)
+    try:
+        options = PipelineOptions(beam_args)
+        options.get_all_options(retain_unknown_options=False)
+    except (SystemExit, ValueError) as err:
+        raise UsageError(f"bad Beam pipeline option in {' '.join(beam_args)}: {err}") from None
+    return options
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Parse arguments, run the pipeline to completion and return the manifest written."""
     from unimo_g.config_tools import ConfigError, load_config
@@ -72,20 +86,13 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
     # Beam is imported only once the arguments are known to be usable (it is slow to import).
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines import metrics
     from pipelines.build import build_pipeline
     from pipelines.manifest import build_lineage, build_manifest, write_manifest
     from pipelines.write import prepare_output_dir
 
-    beam_args = with_default_runner(beam_args)
-    try:
-        options = PipelineOptions(beam_args)
-        options.get_all_options(retain_unknown_options=False)
-    except (SystemExit, ValueError) as err:
-        raise UsageError(f"bad Beam pipeline option in {' '.join(beam_args)}: {err}") from None
-
+    options = pipeline_options(beam_args)
     lineage = build_lineage(config)
     started = time.time()
     try:

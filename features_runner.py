@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from beam_runner import OneLineParser, UsageError, resolve_config_path, with_default_runner
+from beam_runner import OneLineParser, UsageError, pipeline_options, resolve_config_path
 
 STORAGE_DTYPES = ("fp16", "bf16", "fp32")
 
@@ -62,7 +62,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     # Beam and the models are imported only once the arguments are known to be usable (slow imports).
     import apache_beam as beam
     import torch
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines import metrics
     from pipelines.features_build import (
@@ -103,12 +102,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     except (OSError, ValueError) as err:  # a model not found, or a resolution the VAE cannot take
         raise UsageError(str(err).splitlines()[0]) from None
 
-    beam_args = with_default_runner(beam_args)
-    try:
-        options = PipelineOptions(beam_args)
-        options.get_all_options(retain_unknown_options=False)
-    except (SystemExit, ValueError) as err:
-        raise UsageError(f"bad Beam pipeline option in {' '.join(beam_args)}: {err}") from None
+    options = pipeline_options(beam_args)
 
     lineage = build_feature_lineage(spec, job, inputs)
     started = time.time()

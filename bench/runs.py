@@ -50,6 +50,20 @@ from unimo_g.pipeline_config import PipelineConfig
 MODES = ("plain", "one", "beam", "flops")
 
 
+def _run_direct(run, argv: list[str], overrides: Sequence[str], running_mode: str, workers: int) -> dict:
+    """`run(argv)` (a runner's `run`, which returns its manifest) with `--set` overrides on the
+    DirectRunner; wall seconds and counts."""
+    for override in overrides:
+        argv += ["--set", override]
+    argv += ["--runner=DirectRunner", f"--direct_running_mode={running_mode}", f"--direct_num_workers={workers}"]
+    started = time.perf_counter()
+    manifest = run(argv)
+    seconds = time.perf_counter() - started
+    counts = manifest["counts"]
+    return {"seconds": seconds, "samples": counts["inputs"], "rows": counts["rows"], "rejects": counts["rejects"],
+            "runner": manifest.get("runner"), "running_mode": running_mode, "workers": workers}
+
+
 def run_beam(
     input_dir: Path,
     output_dir: Path,
@@ -63,15 +77,7 @@ def run_beam(
 
     argv = ["--input", str(input_dir), "--output", str(output_dir), "--input_format", "folder",
             "--config", str(config_path)]
-    for override in overrides:
-        argv += ["--set", override]
-    argv += ["--runner=DirectRunner", f"--direct_running_mode={running_mode}", f"--direct_num_workers={workers}"]
-    started = time.perf_counter()
-    manifest = beam_runner.run(argv)
-    seconds = time.perf_counter() - started
-    counts = manifest["counts"]
-    return {"seconds": seconds, "samples": counts["inputs"], "rows": counts["rows"], "rejects": counts["rejects"],
-            "runner": manifest.get("runner"), "running_mode": running_mode, "workers": workers}
+    return _run_direct(beam_runner.run, argv, overrides, running_mode, workers)
 
 
 def run_features(
@@ -86,15 +92,7 @@ def run_features(
     import features_runner  # imports Beam
 
     argv = ["--input", str(input_dir), "--output", str(output_dir), "--config", str(config_path)]
-    for override in overrides:
-        argv += ["--set", override]
-    argv += ["--runner=DirectRunner", f"--direct_running_mode={running_mode}", f"--direct_num_workers={workers}"]
-    started = time.perf_counter()
-    manifest = features_runner.run(argv)
-    seconds = time.perf_counter() - started
-    counts = manifest["counts"]
-    return {"seconds": seconds, "samples": counts["inputs"], "rows": counts["rows"], "rejects": counts["rejects"],
-            "runner": manifest.get("runner"), "running_mode": running_mode, "workers": workers}
+    return _run_direct(features_runner.run, argv, overrides, running_mode, workers)
 
 
 @contextmanager

@@ -33,12 +33,12 @@ from unimo_g.config_tools import ConfigError, from_dict, to_dict
 from unimo_g.image_transforms import DEFAULT_RESOLUTION
 from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
+from unimo_g.schema import LINEAGE_KEY, read_version
 
 FEATURE_SCHEMA_VERSION = 1
 FEATURE_VERSION_KEY = b"unimo_g.feature_schema_version"
 FEATURE_SPEC_KEY = b"unimo_g.feature_spec"
 FEATURE_LAYOUT_KEY = b"unimo_g.feature_layout"
-LINEAGE_KEY = b"unimo_g.lineage"
 
 FEATURES_DIR = "features"
 UNCONDITIONAL_DIR = "unconditional"
@@ -148,17 +148,8 @@ def is_feature_file(metadata: Optional[Mapping[bytes, bytes]]) -> bool:
 def read_feature_metadata(metadata: Optional[Mapping[bytes, bytes]], where: str) -> tuple[FeatureSpec, FeatureLayout]:
     """The spec and layout of a feature file's footer metadata; raises `FeatureFormatError` naming `where`."""
     metadata = metadata or {}
-    raw = metadata.get(FEATURE_VERSION_KEY)
-    if raw is None:
-        raise FeatureFormatError(f"{where}: no {FEATURE_VERSION_KEY.decode()} in its metadata; not a feature file")
-    try:
-        version = int(raw)
-    except ValueError:
-        raise FeatureFormatError(f"{where}: unreadable feature schema version {raw!r}") from None
-    if not 1 <= version <= FEATURE_SCHEMA_VERSION:
-        raise FeatureFormatError(
-            f"{where}: feature schema version {version} is not supported (this code reads 1..{FEATURE_SCHEMA_VERSION})"
-        )
+    read_version(metadata, FEATURE_VERSION_KEY, FEATURE_SCHEMA_VERSION, where, FeatureFormatError,
+                 "feature schema", missing="not a feature file")
     try:
         spec = from_dict(FeatureSpec, json.loads(metadata[FEATURE_SPEC_KEY]))
         layout_raw = json.loads(metadata[FEATURE_LAYOUT_KEY])

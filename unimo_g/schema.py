@@ -89,18 +89,31 @@ def check_schema_version(metadata: Optional[Mapping[bytes, bytes]], where: str =
 
     Raises `SchemaVersionError` for a missing version or one newer than `SCHEMA_VERSION`.
     """
-    raw = (metadata or {}).get(VERSION_KEY)
+    return read_version(metadata, VERSION_KEY, SCHEMA_VERSION, where, SchemaVersionError, "schema",
+                        missing="not a unimo-g shard")
+
+
+def read_version(
+    metadata: Optional[Mapping[bytes, bytes]],
+    key: bytes,
+    newest: int,
+    where: str,
+    error: type[ValueError],
+    label: str,
+    missing: str,
+) -> int:
+    """The `label` version under `key` in Parquet key-value metadata, one of 1..`newest`; otherwise
+    raises `error` naming `where` (`missing` says what a file without the key is not)."""
+    raw = (metadata or {}).get(key)
     if raw is None:
-        raise SchemaVersionError(f"{where}: no {VERSION_KEY.decode()} in its metadata; not a unimo-g shard")
+        raise error(f"{where}: no {key.decode()} in its metadata; {missing}")
     try:
         version = int(raw)
     except ValueError:
-        raise SchemaVersionError(f"{where}: unreadable schema version {raw!r}") from None
-    if not 1 <= version <= SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{where}: schema version {version} is not supported (this code reads 1..{SCHEMA_VERSION}); "
-            "upgrade unimo-g to read it"
-        )
+        raise error(f"{where}: unreadable {label} version {raw!r}") from None
+    if not 1 <= version <= newest:
+        raise error(f"{where}: {label} version {version} is not supported (this code reads 1..{newest}); "
+                    "upgrade unimo-g to read it")
     return version
 
 
