@@ -58,12 +58,12 @@ def crop_geometry(
 
 
 def encode_image(image: Image.Image, config: EntityImageConfig) -> bytes:
-    """`image` encoded as `config.format` (WEBP at `config.webp_quality`)."""
+    """`image` encoded as `config.format` (WEBP at `config.webp_quality`, PNG at `config.png_compress_level`)."""
     buffer = io.BytesIO()
     if config.format == "WEBP":
         image.save(buffer, format="WEBP", quality=config.webp_quality)
     else:
-        image.save(buffer, format=config.format)
+        image.save(buffer, format="PNG", compress_level=config.png_compress_level)
     return buffer.getvalue()
 
 

@@ -78,15 +78,22 @@ def _red_image_left_half_masked():
     return pixels, mask
 
 
-def test_unresized_png_is_exact():
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_unresized_png_is_exact_at_every_compress_level(level):
     pixels, mask = _red_image_left_half_masked()
     # box 20 wide, 10 high: square of 20, content on rows 5..14, left 10 columns on the mask
-    data = entity_image(pixels, mask, [20, 10, 40, 20], EntityImageConfig(size=20, format="PNG"))
+    config = EntityImageConfig(size=20, format="PNG", png_compress_level=level)
+    data = entity_image(pixels, mask, [20, 10, 40, 20], config)
     image, out = _decode(data)
     assert image.format == "PNG" and image.mode == "RGB" and image.size == (20, 20)
     expected = np.full((20, 20, 3), 255)
     expected[5:15, :10] = RED
     np.testing.assert_array_equal(out, expected)
+
+
+def test_png_compress_level_is_checked():
+    with pytest.raises(ValueError, match="png_compress_level"):
+        EntityImageConfig(png_compress_level=10)
 
 
 @pytest.mark.parametrize("fmt, tolerance", [("PNG", 1), ("WEBP", 12)])
