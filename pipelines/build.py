@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.assemble import AssembleFn
-from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_ranks
+from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_rank, dedupe_ranks
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.sources import ReadSamples
@@ -35,12 +35,8 @@ def build_pipeline(
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
-    # Duplicates are found from small keys taken in a second read of the inputs (it only hashes),
-    # so that nothing groups or buffers the samples' image bytes (see DedupeById).
-    ranks = dedupe_ranks(pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False),
-                         config.phrases.max_caption_chars)
-    unique = checked.samples | "Dedupe" >> DedupeById(ranks)
-    decoded = unique.samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
+    unique_samples, dedupe_rejects = deduplicate(pipeline, checked.samples, input_path, input_format, config)
+    decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
     rows = (
@@ -52,7 +48,24 @@ def build_pipeline(
     )
     rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
     (
-        (checked[CheckFn.REJECTS], unique.rejects, decoded[DecodeFn.REJECTS])
+        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(output_dir, lineage)
     )
+
+
+def deduplicate(
+    pipeline: beam.Pipeline, checked: beam.PCollection, input_path: str, input_format: str, config: PipelineConfig
+) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
+    """The checked samples with one per id, and the rejects of the others (none with method "none");
+    see `unimo_g.pipeline_config.DedupeConfig` for the methods."""
+    method = config.dedupe.method
+    if method == "none":
+        return checked, ()
+    if method == "reread":  # small keys from a second read (it only hashes): nothing buffers image bytes
+        source = pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False)
+        ranks = dedupe_ranks(source, config.phrases.max_caption_chars)
+    else:  # "single_read"
+        ranks = checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
+    unique = checked | "Dedupe" >> DedupeById(ranks)
+    return unique.samples, (unique.rejects,)

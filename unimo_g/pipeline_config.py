@@ -182,6 +182,27 @@ class ComposeConfig:
 
 
 @dataclass(frozen=True)
+class DedupeConfig:
+    """How samples with the same id (same image bytes and caption) are found; all but one become
+    rejects. method:
+    - "reread": the inputs are read a second time for small keys only (id, source key, url,
+      position); no runner then holds or shuffles the image bytes. Costs a second read: for
+      manifests of http(s) URLs that is every image downloaded twice.
+    - "single_read": the keys come from the one read; runners hold the checked samples until all
+      keys are counted (a distributed runner spills them to disk; the DirectRunner keeps them in
+      memory, which then grows with the input).
+    - "none": no de-duplication, for inputs known to be unique. (Not "off": a bare `off` in YAML
+      or --set is the boolean false.)
+    """
+
+    method: Literal["reread", "single_read", "none"] = "reread"
+
+    def __post_init__(self):
+        if self.method not in ("reread", "single_read", "none"):
+            raise ValueError(f"dedupe.method must be reread, single_read or none, got {self.method!r}")
+
+
+@dataclass(frozen=True)
 class WriteConfig:
     """Output shards (Parquet)."""
 
@@ -200,6 +221,7 @@ class PipelineConfig:
     name: str = "default"
     seed: int = 0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    dedupe: DedupeConfig = field(default_factory=DedupeConfig)
     phrases: PhraseConfig = field(default_factory=PhraseConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)

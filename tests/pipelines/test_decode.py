@@ -3,6 +3,7 @@ import io
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
@@ -15,14 +16,15 @@ from pipelines.decode import (
     DecodedSample,
     DecodeFn,
     DedupeById,
-    dedupe_ranks,
     check_sample,
     decode_sample,
-    key_id,
     dedupe_rank,
+    dedupe_ranks,
+    key_id,
 )
 from pipelines.source_formats import ERROR_REASON
 from pipelines.sources import ReadSamples
+from tests.pipelines.test_end_to_end import read_rows, run_job
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.records import RawSample, Reject
 from unimo_g.schema import sample_id
@@ -140,3 +142,23 @@ def test_dedupe_keeps_one_of_identical_entries_and_passes_unique_ids():
         label="Rejected",
     )
     pipeline.run()
+
+
+@pytest.mark.parametrize("method", ["reread", "single_read", "none"])
+def test_dedupe_methods_end_to_end(tmp_path, method):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    for key, (image, caption) in {"a": (PNG, "same"), "b": (PNG, "same"), "c": (_png(color=(0, 90, 0)), "other"),
+                                  "d": (PNG, "same")}.items():
+        (folder / f"{key}.png").write_bytes(image)
+        (folder / f"{key}.txt").write_text(caption)
+    out = run_job(tmp_path, method, "--input_format", "folder", "--set", f"dedupe.method={method}",
+                  "--set", "decode.min_side=4", input_path=folder)
+    rows = sorted(r["source_key"] for r in read_rows(out))
+    rejects = pq.read_table(str(out / "rejects")).to_pylist()
+    if method == "none":
+        assert rows == ["a", "b", "c", "d"] and rejects == []
+    else:  # the first of a, b, d by (source key, url, read position) is kept
+        assert rows == ["a", "c"]
+        assert sorted((r["source"], r["stage"], r["reason"]) for r in rejects) == [
+            ("b", "dedupe", "duplicate"), ("d", "dedupe", "duplicate")]
