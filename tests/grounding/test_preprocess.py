@@ -9,9 +9,9 @@ from grounding.detect import ground_batch
 from grounding.models import GroundingModel, fixed_canvas, load_grounding_model
 from grounding.preprocess import preprocess_images, resized_size
 from grounding.tiny import grounding_dino_tiny_image_processor, tiny_image_processor
+from tests.grounding.test_detect import phrases_of
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
-from unimo_g.records import Phrase
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,15 +95,6 @@ def test_each_image_is_preprocessed_alone():
 @pytest.fixture(scope="module")
 def model():
     return load_grounding_model(TINY)
-
-
-def phrases_of(caption, *texts):
-    out, cursor = [], 0
-    for text in texts:
-        start = caption.index(text, cursor)
-        out.append(Phrase(text, start, start + len(text)))
-        cursor = start + len(text)
-    return tuple(out)
 
 
 def test_ground_batch_is_the_same_with_either_preprocessing(model):
