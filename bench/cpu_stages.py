@@ -61,13 +61,15 @@ def best_ms_per_sample(work: Callable[[], object], samples: int, repeats: int) -
     return best / samples * 1e3
 
 
-def read_samples(folder: Path, config: PipelineConfig) -> list[DecodedSample]:
-    """The `bench.inputs` folder as the pipeline decodes it."""
-    out = []
-    for image_path in sorted(folder.rglob("*.jpg")):
-        raw = RawSample(image_path.stem, image_path.read_bytes(), image_path.with_suffix(".txt").read_text("utf-8"))
-        out.append(decode_sample(raw, config.decode, config.phrases.max_caption_chars))
-    return out
+def read_inputs(folder: Path) -> list[RawSample]:
+    """The `bench.inputs` folder as RawSamples (key, image bytes, caption)."""
+    return [RawSample(p.stem, p.read_bytes(), p.with_suffix(".txt").read_text("utf-8"))
+            for p in sorted(folder.rglob("*.jpg"))]
+
+
+def decode_all(raws: Sequence[RawSample], config: PipelineConfig) -> list[DecodedSample]:
+    """The inputs as the pipeline decodes them."""
+    return [decode_sample(raw, config.decode, config.phrases.max_caption_chars) for raw in raws]
 
 
 def made_up_work_item(sample: DecodedSample, nlp, config: PipelineConfig, boxes: int) -> WorkItem:
@@ -90,10 +92,10 @@ def made_up_work_item(sample: DecodedSample, nlp, config: PipelineConfig, boxes:
 
 def measure(config: PipelineConfig, folder: Path, boxes: int, repeats: int) -> dict:
     """ms per sample of every stage (see the module docstring)."""
-    samples = read_samples(folder, config)
+    raws = read_inputs(folder)
+    samples = decode_all(raws, config)
     n = len(samples)
     images = [s.pixels for s in samples]
-    raws = [(p.stem, p.read_bytes(), p.with_suffix(".txt").read_text("utf-8")) for p in sorted(folder.rglob("*.jpg"))]
     nlp = load_nlp(config.phrases.spacy_model)
     grounding, sam = load_grounding_model(config.grounding), load_segmentation_model(config.segmentation)
     canvas = grounding.canvas
@@ -124,8 +126,7 @@ def measure(config: PipelineConfig, folder: Path, boxes: int, repeats: int) -> d
 
     items = [made_up_work_item(s, nlp, config, boxes) for s in samples]
     stages = {
-        "decode": lambda: [decode_sample(RawSample(*raw), config.decode, config.phrases.max_caption_chars)
-                           for raw in raws],
+        "decode": lambda: decode_all(raws, config),
         "phrases (spaCy)": lambda: [extract_phrases(nlp(s.caption), config.phrases) for s in samples],
         "grounding preprocess, processor": grounding_processor,
         "grounding preprocess, tensor": lambda: [grounding_tensors(grounding, part) for part in chunks],
