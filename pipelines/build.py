@@ -2,7 +2,7 @@
 
     ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases ─► RunInference(Grounding DINO)
         ─► RunInference(SAM) ─► Assemble ─► WriteShards
-    every stage's rejects ─► Flatten ─► WriteRejects
+    every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
 
 Every input ends as exactly one row or one reject.
 """
@@ -10,11 +10,11 @@ Every input ends as exactly one row or one reject.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import RunInference
 
 from pipelines.assemble import AssembleFn
 from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_rank, dedupe_ranks
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
+from pipelines.model_stage import RunModelStage
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.sources import ReadSamples
 from pipelines.write import WriteRejects, WriteShards
@@ -39,16 +39,16 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    rows = (
+    grounded = (
         decoded.samples
         | "Phrases" >> beam.ParDo(ExtractPhrasesFn(config.phrases))
-        | "Ground" >> RunInference(GroundingModelHandler(config.grounding))
-        | "Segment" >> RunInference(SegmentationModelHandler(config.segmentation))
-        | "Assemble" >> beam.ParDo(AssembleFn(config))
+        | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
     )
+    segmented = grounded.items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation))
+    rows = segmented.items | "Assemble" >> beam.ParDo(AssembleFn(config))
     rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
     (
-        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS])
+        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS], grounded.rejects, segmented.rejects)
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(output_dir, lineage)
     )

@@ -77,15 +77,31 @@ class ModelRuntimeConfig:
     batch_size: int = 8
     max_batch_size: Optional[int] = None  # RunInference's upper bound; defaults to batch_size
     preprocess: Literal["tensor", "processor"] = "tensor"
+    # Runners start several SDK processes per worker (Dataflow: one per vCPU); each would load its
+    # own copy of the model onto the worker's GPU. Shared, the worker's processes call `model_copies`
+    # copies held by one server process (Beam's `share_model_across_processes` / `model_copies`).
+    # None: share when `device` is a GPU.
+    share_model: Optional[bool] = None
+    model_copies: int = 1  # copies of a shared model per worker machine
 
     def __post_init__(self):
         check_device_name(self.device)
         check_dtype_name(self.dtype)
         _check_positive("batch_size", self.batch_size)
+        _check_positive("runtime.model_copies", self.model_copies)
+        if self.model_copies > 1 and self.share_model is False:
+            raise ValueError(f"runtime.model_copies={self.model_copies} needs runtime.share_model true (or unset)")
         if self.preprocess not in PREPROCESS_MODES:
             raise ValueError(
                 f"runtime.preprocess must be one of {list(PREPROCESS_MODES)}, got {self.preprocess!r}"
             )
+
+    @property
+    def shares_model(self) -> bool:
+        """Whether the worker's SDK processes share the model copies instead of loading one each."""
+        if self.share_model is not None:
+            return self.share_model
+        return self.device.startswith("cuda")
 
 
 @dataclass(frozen=True)
