@@ -31,7 +31,7 @@ def build_pipeline(
 ) -> None:
     """Add the whole job to `pipeline`: read `input_path`, write shards and rejects under `output_dir`."""
     lineage = lineage or {}
-    raw = pipeline | "Read" >> ReadSamples(input_path, input_format)
+    raw = pipeline | "Read" >> ReadSamples(input_path, input_format, config=config.read)
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
@@ -63,7 +63,7 @@ def deduplicate(
     if method == "none":
         return checked, ()
     if method == "reread":  # small keys from a second read (it only hashes): nothing buffers image bytes
-        source = pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False)
+        source = pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False, config=config.read)
         ranks = dedupe_ranks(source, config.phrases.max_caption_chars)
     else:  # "single_read"
         ranks = checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))

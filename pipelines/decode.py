@@ -4,8 +4,9 @@
 Beam shells with counters. The pipeline checks, de-duplicates, then decodes.
 Reject stages and reasons:
 - stage `read`: a source error (reason: the source's token, e.g. `failed_to_download`,
-  `missing_image_file`, `bad_manifest_line`), `missing_image`, `missing_caption`, `empty_caption`,
-  `caption_too_long`;
+  `missing_image_file`, `bad_manifest_line`; a read refused by `read.*` limits: `path_not_allowed`,
+  `scheme_not_allowed`, `address_not_allowed`, `too_large`, `http_error`, `timeout`, see
+  `pipelines.read_guard`), `missing_image`, `missing_caption`, `empty_caption`, `caption_too_long`;
 - stage `decode`: `ImageRejected.reason` (`not_an_image`, `truncated`, `too_small`, ...);
 - stage `dedupe`: `duplicate`.
 """

@@ -1,10 +1,13 @@
 """Readers of one input unit each: an img2dataset shard, a batch of folder keys, a manifest.
 
 Plain functions yielding `RawSample`s (or `ManifestEntry`s to fetch), wrapped by `pipelines.sources`.
-Every byte is read through Beam's `FileSystems`, so local paths, gs:// and s3:// all work; paths
-with a scheme Beam does not know (http://, memory://, ...) fall back to fsspec. Expected failures
-(a failed download recorded by img2dataset, a missing file, a malformed manifest line) become
-`RawSample(source_error=...)` with a stable token under `extra[ERROR_REASON]`; they never raise.
+Every byte is read through Beam's `FileSystems`, so local paths, gs:// and s3:// all work; http(s)
+URLs through `pipelines.read_guard.fetch_http`; paths with a scheme Beam does not know (memory://,
+...) fall back to fsspec. Every read obeys a `ReadConfig` (`pipelines.read_guard`): a byte cap, and
+for a manifest's images confined local paths, allowed schemes and public http(s) addresses only.
+Expected failures (a failed download recorded by img2dataset, a missing file, a malformed manifest
+line, a refused or over-size read) become `RawSample(source_error=...)` with a stable token under
+`extra[ERROR_REASON]`; they never raise.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.read_guard import (
+    HTTP_SCHEMES,
+    ReadRefused,
+    check_scheme,
+    confine_local,
+    fetch_http,
+    iter_lines_capped,
+    join_remote,
+    read_capped,
+    scheme_of,
+)
+from unimo_g.pipeline_config import ReadConfig
 from unimo_g.records import RawSample
 
 ERROR_REASON = "error_reason"  # RawSample.extra key: stable token of a source_error (a reject reason)
@@ -33,6 +48,7 @@ I2D_SUCCESS = "success"
 PARQUET_BATCH_ROWS = 256  # rows per Arrow batch while streaming a Parquet file (bounds memory)
 
 _FILE_URL = "file://"
+DEFAULT_READ = ReadConfig()
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -71,16 +87,28 @@ def _open_fsspec(path: str, compressed: bool) -> IO[bytes]:
         raise OSError(f"no filesystem for {path!r}: {err}") from None
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, max_bytes: int = DEFAULT_READ.max_bytes) -> bytes:
+    """The bytes of `path`; ReadRefused(`too_large`) past `max_bytes`, read no further."""
     with open_binary(path) as handle:
-        return handle.read()
+        return read_capped(handle, max_bytes, path)
 
 
-def resolve(base_dir: str, path: str) -> str:
-    """A manifest's `path`: absolute paths and URLs as they are, others relative to `base_dir`."""
-    if path.startswith("/") or has_scheme(path):
+def resolve(base_dir: str, path: str, config: ReadConfig = DEFAULT_READ) -> str:
+    """A manifest's image `path` as the path or URL to read; `base_dir` is the manifest's folder.
+
+    URLs must use a scheme of `config.remote_schemes`; relative paths in a remote manifest stay
+    under its bucket; local paths must resolve inside `base_dir` or `config.allowed_roots` (an
+    absolute local path named by a remote manifest: inside `config.allowed_roots`). Raises
+    ReadRefused (`scheme_not_allowed`, `path_not_allowed`).
+    """
+    if scheme_of(path) is not None:
+        check_scheme(path, config)
         return path
-    return FileSystems.join(base_dir, path)
+    if scheme_of(base_dir) is not None:
+        if not path.startswith((_FILE_URL, "/")):
+            return join_remote(base_dir, path)
+        return confine_local(path, None, config)
+    return confine_local(path, base_dir, config)
 
 
 def parent(path: str) -> str:
@@ -168,7 +196,13 @@ def _i2d_failure(row: dict, where: str) -> RawSample:
     return source_error(key, status, detail, caption=row.get("caption"), url=row.get("url"))
 
 
-def read_i2d_parquet(path: str) -> Iterator[RawSample]:
+def _too_large(key: str, size: int, config: ReadConfig, caption=None, url=None) -> Optional[RawSample]:
+    if size <= config.max_bytes:
+        return None
+    return source_error(key, "too_large", f"{key}: {size} bytes > read.max_bytes={config.max_bytes}", caption, url)
+
+
+def read_i2d_parquet(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[RawSample]:
     """An img2dataset shard in its `parquet` output format: one row per input URL, image bytes inline."""
     columns = parquet_columns(path)
     image_column = next((c for c in I2D_IMAGE_COLUMNS if c in columns), None)
@@ -178,7 +212,9 @@ def read_i2d_parquet(path: str) -> Iterator[RawSample]:
             yield _i2d_failure(row, where)
         else:
             key = str(row["key"]) if row.get("key") is not None else where
-            yield RawSample(source_key=key, image=row.get(image_column), caption=row.get("caption"), url=row.get("url"))
+            image = row.get(image_column)
+            yield _too_large(key, len(image or b""), config, row.get("caption"), row.get("url")) or RawSample(
+                source_key=key, image=image, caption=row.get("caption"), url=row.get("url"))
 
 
 def read_i2d_failures(metadata_path: Optional[str]) -> Iterator[RawSample]:
@@ -219,15 +255,18 @@ def _sample_from_members(key: str, members: dict[str, bytes]) -> RawSample:
     return RawSample(source_key=key, image=image, caption=caption, url=url)
 
 
-def read_webdataset(tar_path: str, metadata_path: Optional[str] = None) -> Iterator[RawSample]:
+def read_webdataset(
+    tar_path: str, metadata_path: Optional[str] = None, config: ReadConfig = DEFAULT_READ
+) -> Iterator[RawSample]:
     """An img2dataset `webdataset` shard: `<key>.jpg/.txt/.json` members (successes only), streamed,
-    plus the failed rows of the metadata Parquet beside it.
+    plus the failed rows of the metadata Parquet beside it. A key with a member over
+    `config.max_bytes` is a `too_large` source error; that member is skipped, never extracted.
 
     A tar that breaks mid-way turns the key being read into an `unreadable_file` source error; the
     keys after it are lost (they were never seen).
     """
     seen: set[str] = set()
-    current, members = None, {}
+    current, members, oversize = None, {}, None
     with open_binary(tar_path) as handle:
         try:
             with tarfile.open(fileobj=handle, mode="r|*") as archive:
@@ -237,23 +276,28 @@ def read_webdataset(tar_path: str, metadata_path: Optional[str] = None) -> Itera
                     key, extension = _split_member(member.name)
                     if key != current:
                         if current is not None:
-                            yield _sample_from_members(current, members)
-                        current, members = None, {}
+                            yield oversize or _sample_from_members(current, members)
+                        current, members, oversize = None, {}, None
                         if key in seen:  # members of one key must be adjacent in a WebDataset tar
                             yield source_error(key, "duplicate_key", f"{tar_path}: key {key!r} appears twice")
                             continue
                         seen.add(key)
                         current = key
+                    if member.size > config.max_bytes:
+                        oversize = oversize or source_error(
+                            key, "too_large", f"{tar_path}: member {member.name} has {member.size} bytes "
+                                              f"> read.max_bytes={config.max_bytes}")
+                        continue
                     members[extension] = archive.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError) as err:
             yield source_error(current or f"{tar_path}:end", "unreadable_file", f"{tar_path}: {err}")
             current = None
     if current is not None:
-        yield _sample_from_members(current, members)
+        yield oversize or _sample_from_members(current, members)
     yield from read_i2d_failures(metadata_path)
 
 
-def read_i2d_files(metadata_path: str, image_dir: str) -> Iterator[RawSample]:
+def read_i2d_files(metadata_path: str, image_dir: str, config: ReadConfig = DEFAULT_READ) -> Iterator[RawSample]:
     """An img2dataset `files` shard: `NNNNN.parquet` lists every input with its status; the images
     of the successes are `NNNNN/<key>.<ext>`."""
     by_key: dict[str, list[str]] = {}
@@ -274,12 +318,17 @@ def read_i2d_files(metadata_path: str, image_dir: str) -> Iterator[RawSample]:
             yield source_error(key, reason, f"{image_dir}/{key}.*: {len(paths)} image files", row.get("caption"),
                                row.get("url"))
             continue
-        yield _fetch(key, paths[0], row.get("caption"), row.get("url"))
+        yield _fetch(key, paths[0], row.get("caption"), row.get("url"), config)
 
 
-def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str]) -> RawSample:
+def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str], config: ReadConfig) -> RawSample:
     try:
-        image = read_bytes(path)
+        if scheme_of(path) in HTTP_SCHEMES:
+            image = fetch_http(path, config)
+        else:
+            image = read_bytes(path, config.max_bytes)
+    except ReadRefused as err:
+        return source_error(key, err.reason, err.detail, caption, url)
     except FileNotFoundError:
         return source_error(key, "missing_image_file", f"missing image file: {path}", caption, url)
     except OSError as err:  # BeamIOError is an OSError
@@ -290,24 +339,26 @@ def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str]) -> R
 # ---------------------------------------------------------------- folder
 
 
-def _read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8-sig")
+def _read_text(path: str, max_bytes: int) -> str:
+    return read_bytes(path, max_bytes).decode("utf-8-sig")
 
 
-def read_folder_group(group: KeyGroup) -> RawSample:
+def read_folder_group(group: KeyGroup, config: ReadConfig = DEFAULT_READ) -> RawSample:
     """One key of a folder tree: `<key>.<image ext>` with `<key>.txt` (and img2dataset's `<key>.json`
     for the url). A missing half stays None (rejected downstream as missing_image / missing_caption)."""
     url = None
     if group.metadata is not None:
         try:
-            metadata = json.loads(read_bytes(group.metadata))
+            metadata = json.loads(read_bytes(group.metadata, config.max_bytes))
             url = metadata.get("url") if isinstance(metadata, dict) else None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, ReadRefused, json.JSONDecodeError, UnicodeDecodeError):
             url = None  # the url is optional: a bad sidecar only loses it
     caption = None
     if group.caption is not None:
         try:
-            caption = _read_text(group.caption)
+            caption = _read_text(group.caption, config.max_bytes)
+        except ReadRefused as err:
+            return source_error(group.key, err.reason, err.detail, url=url)
         except UnicodeDecodeError as err:
             return source_error(group.key, "caption_not_utf8", f"{group.caption}: {err}", url=url)
         except OSError as err:
@@ -317,7 +368,7 @@ def read_folder_group(group: KeyGroup) -> RawSample:
         return source_error(group.key, "ambiguous_image", f"several images for one key: {names}", caption, url)
     if not group.images:
         return RawSample(source_key=group.key, image=None, caption=caption, url=url)
-    return _fetch(group.key, group.images[0], caption, url)
+    return _fetch(group.key, group.images[0], caption, url, config)
 
 
 def group_folder_files(root: str, paths: Iterable[str]) -> list[KeyGroup]:
@@ -351,7 +402,7 @@ def group_folder_files(root: str, paths: Iterable[str]) -> list[KeyGroup]:
 # ---------------------------------------------------------------- manifests
 
 
-def _entry_from_record(record, key_default: str, base_dir: str) -> ManifestEntry:
+def _entry_from_record(record, key_default: str, base_dir: str, config: ReadConfig) -> ManifestEntry:
     if not isinstance(record, dict):
         return ManifestEntry(key_default, source_error=f"{key_default}: not a JSON object",
                              error_reason="bad_manifest_line")
@@ -367,93 +418,102 @@ def _entry_from_record(record, key_default: str, base_dir: str) -> ManifestEntry
         key = image if isinstance(image, str) else key_default
     url = url if isinstance(url, str) else None
     if isinstance(image, bytes):
+        if len(image) > config.max_bytes:
+            return ManifestEntry(str(key), caption, url, source_error=f"{key}: inline image of {len(image)} bytes > "
+                                 f"read.max_bytes={config.max_bytes}", error_reason="too_large")
         return ManifestEntry(str(key), caption, url, image=image)
-    path = resolve(base_dir, image) if image else None
+    try:
+        path = resolve(base_dir, image, config) if image else None
+    except ReadRefused as err:
+        return ManifestEntry(str(key), caption, url, source_error=err.detail, error_reason=err.reason)
     return ManifestEntry(str(key), caption, url, image_path=path)
 
 
-def read_jsonl_manifest(path: str) -> Iterator[ManifestEntry]:
+def read_jsonl_manifest(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[ManifestEntry]:
     """JSON lines `{"image": path, "caption": str, "key"?: str, "url"?: str}`; `.gz` etc. decompressed.
 
-    A malformed line becomes an entry with key `<manifest>:<line number>` and a `bad_manifest_line` error.
+    A malformed line becomes an entry with key `<manifest>:<line number>` and a `bad_manifest_line`
+    error; a line over `config.max_bytes` a `too_large` one (its bytes are skipped, not held).
     """
     base_dir = parent(path)
     with open_binary(path, compressed=True) as handle:
-        number = 0
-        while line := handle.readline():
-            number += 1
+        for number, line in enumerate(iter_lines_capped(handle, config.max_bytes), start=1):
+            where = f"{path}:{number}"
+            if line is None:
+                yield ManifestEntry(where, source_error=f"{where}: line longer than read.max_bytes={config.max_bytes}",
+                                    error_reason="too_large")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 yield ManifestEntry(where, source_error=f"{where}: {err}", error_reason="bad_manifest_line")
                 continue
-            yield _entry_from_record(record, where, base_dir)
+            yield _entry_from_record(record, where, base_dir, config)
 
 
-def read_parquet_manifest(path: str) -> Iterator[ManifestEntry]:
+def read_parquet_manifest(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[ManifestEntry]:
     """Parquet rows with columns `image` (a path, or the image bytes), `caption`, optional `key`, `url`."""
     base_dir = parent(path)
     for index, row in enumerate(_iter_rows(path, ["image", "caption", "key", "url"])):
-        yield _entry_from_record(row, f"{path}:{index}", base_dir)
+        yield _entry_from_record(row, f"{path}:{index}", base_dir, config)
 
 
-def read_manifest(unit: ReadUnit) -> Iterator[ManifestEntry]:
+def read_manifest(unit: ReadUnit, config: ReadConfig = DEFAULT_READ) -> Iterator[ManifestEntry]:
     reader = read_jsonl_manifest if unit.kind == "jsonl" else read_parquet_manifest
-    return reader(unit.path)
+    return reader(unit.path, config)
 
 
-def load_entry(entry: Union[ManifestEntry, RawSample]) -> RawSample:
+def load_entry(entry: Union[ManifestEntry, RawSample], config: ReadConfig = DEFAULT_READ) -> RawSample:
     """Fetch a manifest entry's image. A missing file becomes a `missing_image_file` source error.
 
     A RawSample (a manifest that could not be read at all) passes through. The sample keeps the
-    entry's `origin`.
+    entry's `origin`. Reads obey `config` (see `_fetch`).
     """
     if isinstance(entry, RawSample):
         return entry
-    return replace(_load_entry(entry), origin=entry.origin)
+    return replace(_load_entry(entry, config), origin=entry.origin)
 
 
-def _load_entry(entry: ManifestEntry) -> RawSample:
+def _load_entry(entry: ManifestEntry, config: ReadConfig) -> RawSample:
     if entry.source_error is not None:
         return source_error(entry.key, entry.error_reason or "source_error", entry.source_error, entry.caption,
                             entry.url)
     if entry.image_path is None:
         return RawSample(source_key=entry.key, image=entry.image, caption=entry.caption, url=entry.url)
-    return _fetch(entry.key, entry.image_path, entry.caption, entry.url)
+    return _fetch(entry.key, entry.image_path, entry.caption, entry.url, config)
 
 
 # ---------------------------------------------------------------- dispatch
 
 
-def read_unit(unit: ReadUnit) -> Iterator[Union[RawSample, ManifestEntry]]:
-    """Everything in one unit: RawSamples, or ManifestEntries for manifest units.
+def read_unit(unit: ReadUnit, config: ReadConfig = DEFAULT_READ) -> Iterator[Union[RawSample, ManifestEntry]]:
+    """Everything in one unit: RawSamples, or ManifestEntries for manifest units; reads obey `config`.
 
     A file that cannot be read or parsed at all (a corrupt Parquet footer, a broken manifest file)
     ends as one `unreadable_file` source error keyed by its path, after whatever it yielded before.
     """
     try:
-        yield from _read_unit(unit)
+        yield from _read_unit(unit, config)
     except (OSError, pa.ArrowException) as err:
         yield source_error(unit.path, "unreadable_file", f"{unit.path}: {type(err).__name__}: {err}")
 
 
-def _read_unit(unit: ReadUnit) -> Iterator[Union[RawSample, ManifestEntry]]:
+def _read_unit(unit: ReadUnit, config: ReadConfig) -> Iterator[Union[RawSample, ManifestEntry]]:
     if unit.kind == "i2d_parquet":
-        yield from read_i2d_parquet(unit.path)
+        yield from read_i2d_parquet(unit.path, config)
     elif unit.kind == "i2d_tar":
-        yield from read_webdataset(unit.path, unit.companion)
+        yield from read_webdataset(unit.path, unit.companion, config)
     elif unit.kind == "i2d_failures":
         yield from read_i2d_failures(unit.path)
     elif unit.kind == "i2d_files":
-        yield from read_i2d_files(unit.path, unit.companion)
+        yield from read_i2d_files(unit.path, unit.companion, config)
     elif unit.kind == "folder":
         for group in unit.groups:
-            yield read_folder_group(group)
+            yield read_folder_group(group, config)
     elif unit.kind in ("jsonl", "parquet"):
-        yield from read_manifest(unit)
+        yield from read_manifest(unit, config)
     else:
         raise ValueError(f"unknown read unit kind {unit.kind!r}")
 

@@ -39,6 +39,7 @@ from pipelines.source_formats import (
     read_unit,
     stem,
 )
+from unimo_g.pipeline_config import ReadConfig
 from unimo_g.records import RawSample
 
 FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
@@ -204,8 +205,9 @@ def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = 
 class _ReadUnitFn(beam.DoFn):
     """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step)."""
 
-    def __init__(self, count: bool = True):
+    def __init__(self, count: bool = True, config: ReadConfig = ReadConfig()):
         self.count = count
+        self.config = config
         self.inputs = beam.metrics.Metrics.counter(metrics.READ, metrics.INPUTS)
         self.source_errors = beam.metrics.Metrics.counter(metrics.READ, metrics.SOURCE_ERRORS)
         self.units = beam.metrics.Metrics.counter(metrics.READ, metrics.UNITS)
@@ -215,7 +217,7 @@ class _ReadUnitFn(beam.DoFn):
         if self.count:
             self.units.inc()
         counted_here = unit.kind not in MANIFEST_FORMATS  # manifest entries are counted once fetched
-        for position, item in enumerate(read_unit(unit)):
+        for position, item in enumerate(read_unit(unit, self.config)):
             item = replace(item, origin=(index, position))
             if counted_here:
                 self._count(item)
@@ -233,7 +235,7 @@ class _FetchImageFn(_ReadUnitFn):
     """Manifest entries -> RawSample, fetching each image."""
 
     def process(self, entry) -> Iterator[RawSample]:
-        sample = load_entry(entry)
+        sample = load_entry(entry, self.config)
         self._count(sample)
         yield sample
 
@@ -243,15 +245,17 @@ class ReadSamples(beam.PTransform):
 
     The inputs are listed here, at construction, so a bad path or format fails before the job runs
     (ValueError). `plan` holds what will be read. `count=False` leaves the read counters alone
-    (for a second read of the same inputs).
+    (for a second read of the same inputs). `config` bounds every read (`pipelines.read_guard`).
     """
 
     def __init__(
-        self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT, count: bool = True
+        self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT, count: bool = True,
+        config: ReadConfig = ReadConfig(),
     ):
         super().__init__()
         self.input_path = input_path
         self.count = count
+        self.config = config
         self.plan = plan_read(input_path, input_format, keys_per_unit)
 
     def expand(self, pbegin):
@@ -263,8 +267,8 @@ class ReadSamples(beam.PTransform):
         if self.plan.format in MANIFEST_FORMATS:
             return (
                 units
-                | "ReadManifests" >> beam.ParDo(_ReadUnitFn(self.count))
+                | "ReadManifests" >> beam.ParDo(_ReadUnitFn(self.count, self.config))
                 | "SpreadEntries" >> beam.Reshuffle()
-                | "FetchImages" >> beam.ParDo(_FetchImageFn(self.count))
+                | "FetchImages" >> beam.ParDo(_FetchImageFn(self.count, self.config))
             )
-        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn(self.count))
+        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn(self.count, self.config))

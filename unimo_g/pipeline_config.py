@@ -22,6 +22,45 @@ def _check_positive(name: str, value: int) -> None:
         raise ValueError(f"{name} must be >= 1, got {value!r}")
 
 
+# Object stores Beam or fsspec read (gs, s3, Azure) and the web.
+DEFAULT_REMOTE_SCHEMES = ("gs", "s3", "azfs", "az", "abfs", "abfss", "http", "https")
+# A 64-megapixel RGB PNG that does not compress is ~192 MB (RGBA: ~256 MB): 256 MiB reads any image
+# `decode.max_pixels` lets through at 8 bits per channel, and bounds what one read can hold in memory.
+DEFAULT_MAX_READ_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """What the read stage may open, and how much of it.
+
+    - `allowed_roots`: local folders a manifest's image paths may point into besides the manifest's
+      own folder (symlinks resolved); other absolute paths and `..` escapes are rejected.
+    - `remote_schemes`: URL schemes a manifest's image may use (`file://` counts as local).
+    - `allow_private_addresses`: let http(s) URLs reach loopback, link-local (cloud metadata),
+      private and other non-public addresses; refused by default.
+    - `max_bytes`: the most one read takes (an image file, an http response, a tar member, a
+      caption or manifest line); a larger one is rejected as `too_large`, read no further.
+    - `http_timeout_s`: seconds an http(s) read may wait on the network.
+    """
+
+    allowed_roots: tuple[str, ...] = ()
+    remote_schemes: tuple[str, ...] = DEFAULT_REMOTE_SCHEMES
+    allow_private_addresses: bool = False
+    max_bytes: int = DEFAULT_MAX_READ_BYTES
+    http_timeout_s: float = 60.0
+
+    def __post_init__(self):
+        _check_positive("read.max_bytes", self.max_bytes)
+        if not self.http_timeout_s > 0:
+            raise ValueError(f"read.http_timeout_s must be > 0, got {self.http_timeout_s!r}")
+        for scheme in self.remote_schemes:
+            if not scheme or not scheme.replace("+", "").replace(".", "").replace("-", "").isalnum():
+                raise ValueError(f"read.remote_schemes: {scheme!r} is not a URL scheme (write gs, not gs://)")
+        for root in self.allowed_roots:
+            if not root or "://" in root and not root.startswith("file://"):
+                raise ValueError(f"read.allowed_roots: {root!r} is not a local folder")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """Image decoding and validation. `max_pixels` is checked from the header, before decoding."""
@@ -236,6 +275,7 @@ class WriteConfig:
 class PipelineConfig:
     name: str = "default"
     seed: int = 0
+    read: ReadConfig = field(default_factory=ReadConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     dedupe: DedupeConfig = field(default_factory=DedupeConfig)
     phrases: PhraseConfig = field(default_factory=PhraseConfig)

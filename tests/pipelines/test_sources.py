@@ -16,6 +16,7 @@ from PIL import Image
 from pipelines import metrics
 from pipelines.source_formats import ERROR_REASON, read_unit
 from pipelines.sources import ReadSamples, plan_read
+from unimo_g.pipeline_config import ReadConfig
 
 I2D = Path(__file__).resolve().parents[1] / "data" / "img2dataset"
 I2D_CAPTIONS = {"a red square on a table", "a green field under a blue sky", "ein kleiner Hund im Schnee"}
@@ -38,15 +39,15 @@ def _summary(sample):
             sample.extra.get(ERROR_REASON))
 
 
-def _read_all(input_path, input_format="auto", **kwargs):
+def _read_all(input_path, input_format="auto", config=ReadConfig(), **kwargs):
     """Every RawSample of a plan, read without Beam (the functions the DoFns wrap)."""
     from pipelines.source_formats import load_entry
 
     plan = plan_read(str(input_path), input_format, **kwargs)
     samples = []
     for unit in plan.units:
-        for item in read_unit(unit):
-            samples.append(load_entry(item) if plan.format in ("jsonl", "parquet") else item)
+        for item in read_unit(unit, config):
+            samples.append(load_entry(item, config) if plan.format in ("jsonl", "parquet") else item)
     return plan, samples
 
 
@@ -277,10 +278,12 @@ def test_manifest_urls_beam_does_not_know_go_through_fsspec(tmp_path):
              {"image": "nosuch://x/y.png", "caption": "unknown scheme"}]
     path.write_text("\n".join(json.dumps(line) for line in lines))
     try:
-        _, samples = _read_all(path)
+        _, samples = _read_all(path, config=ReadConfig(remote_schemes=("memory", "nosuch")))
+        _, refused = _read_all(path)  # neither scheme is allowed by default
     finally:
         memory.rm("/unimo_g_test", recursive=True)
     assert sorted(_summary(s) for s in samples) == [
         ("memory://unimo_g_test/a.png", True, "in memory", None, None),
         ("nosuch://x/y.png", False, "unknown scheme", None, "unreadable_file"),
     ]
+    assert [s.extra[ERROR_REASON] for s in refused] == ["scheme_not_allowed"] * 2
