@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from grounding.detect import ground_batch
@@ -41,6 +42,7 @@ from unimo_g.records import Reject
 MODEL_ERRORS = (RuntimeError, ValueError, IndexError)
 MODEL_ERROR = "model_error"  # reject reason
 MAX_DETAIL_CHARS = 500
+RETRIED_BATCHES = "batches_retried_one_by_one"  # counter, namespace unimo_g.<stage>
 # A file every model load appends one JSON line to ({stage, model, device, pid, seconds}), for
 # checking how many copies a worker loaded; unset: nothing is written.
 LOAD_LOG_ENV = "UNIMO_G_MODEL_LOAD_LOG"
@@ -72,6 +74,7 @@ def run_isolated(
             return [model_error_reject(batch[0], stage, err)]
         log.warning("%s: a batch of %d failed (%s: %s); retrying one at a time", stage, len(batch),
                     type(err).__name__, err)
+        Metrics.counter(f"unimo_g.{stage}", RETRIED_BATCHES).inc()
     results: list[Union[WorkItem, Reject]] = []
     for item in batch:
         try:

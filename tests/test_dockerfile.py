@@ -1,0 +1,51 @@
+"""What can be checked of the Dataflow GPU worker image without a Docker engine: the Dockerfile
+tracks the tested Beam and Python versions, its torch pin meets the project's, and it copies every
+package the project installs. (The image itself is built and run only where Docker and a GPU are.)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import apache_beam
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "docker" / "dataflow-gpu" / "Dockerfile"
+
+
+def _args() -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE.read_text(), flags=re.M))
+
+
+def test_image_is_built_on_the_beam_sdk_image_of_the_tested_versions():
+    args = _args()
+    assert args["BEAM_VERSION"] == apache_beam.__version__
+    assert args["PYTHON_VERSION"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in DOCKERFILE.read_text()
+    assert not re.search(r"^(ENTRYPOINT|CMD) ", DOCKERFILE.read_text(), flags=re.M)  # keep the SDK boot entrypoint
+
+
+def test_torch_pin_meets_the_project_requirement():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
+    assert torch.specifier.contains(_args()["TORCH_VERSION"])
+    assert "dataflow" in project["optional-dependencies"]
+    assert '"/opt/unimo-g[dataflow]"' in DOCKERFILE.read_text()
+
+
+def test_every_installed_package_and_file_is_copied_and_kept_by_the_ignore_file():
+    text = DOCKERFILE.read_text()
+    copied = [part for line in re.findall(r"^COPY (.+) \S+$", text, flags=re.M) for part in line.split()]
+    for path in copied:
+        assert (ROOT / path).exists(), f"COPY {path}: no such file in the project"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    modules = [f"{name}.py" for name in pyproject["tool"]["setuptools"]["py-modules"]]
+    assert set(packages + modules) <= set(copied)
+    kept = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+    for path in copied:
+        assert f"!{path}" in kept or f"!{path}/**" in kept, f"{path} is excluded from the build context"
