@@ -110,3 +110,22 @@ def test_model_errors_become_rejects_and_the_job_completes(tmp_path):
     assert fingerprint(read_rows(poisoned)) == fingerprint(read_rows(clean))
     counts = json.loads((poisoned / "manifest.json").read_text())["counts"]
     assert (counts["inputs"], counts["rows"], counts["rejects"], counts["accounted"]) == (5, 3, 2, True)
+
+
+def test_isolation_holds_through_a_process_shared_model():
+    """With `runtime.share_model` the handler gets a proxy of the model's runner (Beam's
+    MultiProcessShared): the batch and its results cross a process boundary, and the model's
+    exception comes back as itself, so the same element is rejected."""
+    import uuid
+
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+    config = _config()
+    items = _items({**GOOD, **POISON}, config)
+    handler = GroundingModelHandler(config.grounding)
+    proxy = MultiProcessShared(handler.load_model, tag=f"unimo-g-test-{uuid.uuid4().hex}", always_proxy=True).acquire()
+    results = list(handler.run_inference(items, proxy))
+    local = list(handler.run_inference(items, handler.load_model()))
+    assert [(r.id, r.reason) for r in results if isinstance(r, Reject)] == [("thin_for_grounding", "model_error")]
+    assert [r.groundings for r in results if isinstance(r, WorkItem)] == [
+        r.groundings for r in local if isinstance(r, WorkItem)]
