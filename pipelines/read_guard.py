@@ -14,6 +14,7 @@ into a reject of stage `read`:
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import os
@@ -177,7 +178,10 @@ def _guarded_connection(allow_private: bool):
     return create_connection
 
 
+@functools.lru_cache(maxsize=8)
 def _opener(config: ReadConfig) -> urllib.request.OpenerDirector:
+    """urllib without proxies, file:// or ftp://: http(s) through connections that check addresses,
+    redirects only to allowed schemes."""
     create = _guarded_connection(config.allow_private_addresses)
 
     class GuardedHTTP(http.client.HTTPConnection):
