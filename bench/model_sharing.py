@@ -101,7 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     items = work_items(args.n, config, args.upscale)
     megapixels = sum(item.sample.pixels.shape[0] * item.sample.pixels.shape[1] for item in items) / len(items) / 1e6
     report = {"preset": args.preset, "n": len(items), "batch_size": args.batch_size, "device": args.device,
-              "upscale": args.upscale, "mean_megapixels": round(megapixels, 3), "torch_threads": torch.get_num_threads()}
+              "upscale": args.upscale, "mean_megapixels": round(megapixels, 3),
+              "torch_threads": torch.get_num_threads()}
     print(f"{len(items)} images, mean {megapixels:.2f} MP, batch {args.batch_size}, {args.device}, "
           f"{torch.get_num_threads()} torch threads")
     grounding = compare(GroundingModelHandler(config.grounding), items, args.batch_size, args.repeats)
