@@ -194,6 +194,16 @@ def says_random_weights(manifest: Mapping) -> bool:
         return False
 
 
+def render_banner_html(manifest: Mapping) -> str:
+    """The random-weights warning when the manifest says so, else ''."""
+    if not says_random_weights(manifest):
+        return ""
+    return (
+        '<div class="banner">Random weights: this output was made with random-weight models; '
+        "its boxes, masks and scores are NOT meaningful.</div>"
+    )
+
+
 def render_header_html(manifest: Optional[Mapping], n_rows: int, rejects: Sequence[Mapping]) -> str:
     """Manifest summary, random-weights banner, and row/reject counts by (stage, reason)."""
     parts = []
@@ -203,11 +213,7 @@ def render_header_html(manifest: Optional[Mapping], n_rows: int, rejects: Sequen
     config = manifest.get("config")
     name = config.get("name") if isinstance(config, Mapping) else manifest.get("config_name")
     parts.append(f"<h1>unimo-g output · config {html.escape(str(name or '?'))}</h1>")
-    if says_random_weights(manifest):
-        parts.append(
-            '<div class="banner">Random weights: this output was made with random-weight models; '
-            "its boxes, masks and scores are NOT meaningful.</div>"
-        )
+    parts.append(render_banner_html(manifest))
     by_reason = Counter((r["stage"], r["reason"]) for r in rejects)
     reason_rows = "".join(
         f"<tr><td>{html.escape(stage)}</td><td>{html.escape(reason)}</td><td>{n}</td></tr>"
