@@ -32,23 +32,23 @@ def collect(output_dir: str, per_bucket: int = 4, per_reason: int = 3, seed: int
     shard_paths, reject_paths = files.shard_files(output_dir), files.reject_files(output_dir)
     stats, sampler, lineage, version = ShardStats(), StratifiedSample(per_bucket, seed), {}, None
     for file_index, path in enumerate(shard_paths):
-        parquet = files.open_parquet(path)
-        if file_index == 0:
-            lineage = lineage_of(parquet.schema_arrow.metadata)
-            version = check_schema_version(parquet.schema_arrow.metadata, where=path)
-        columns, scores, reason = plan_columns(parquet.schema_arrow)
-        for group in range(parquet.metadata.num_row_groups):
-            lengths = add_row_group(stats, parquet.read_row_group(group, columns=columns), scores, reason)
-            sampler.offer([bucket_of(int(n)) for n in lengths],
-                          [(file_index, group, row) for row in range(len(lengths))])
+        with files.open_parquet(path) as parquet:
+            if file_index == 0:
+                lineage = lineage_of(parquet.schema_arrow.metadata)
+                version = check_schema_version(parquet.schema_arrow.metadata, where=path)
+            columns, scores, reason = plan_columns(parquet.schema_arrow)
+            for group in range(parquet.metadata.num_row_groups):
+                lengths = add_row_group(stats, parquet.read_row_group(group, columns=columns), scores, reason)
+                sampler.offer([bucket_of(int(n)) for n in lengths],
+                              [(file_index, group, row) for row in range(len(lengths))])
     rejects, reject_sampler = RejectStats(), StratifiedSample(per_reason, seed + 1)
     for file_index, path in enumerate(reject_paths):
-        parquet = files.open_parquet(path)
-        for group in range(parquet.metadata.num_row_groups):
-            table = parquet.read_row_group(group, columns=["stage", "reason"])
-            rejects.add(table)
-            keys = list(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
-            reject_sampler.offer(keys, [(file_index, group, row) for row in range(len(keys))])
+        with files.open_parquet(path) as parquet:
+            for group in range(parquet.metadata.num_row_groups):
+                table = parquet.read_row_group(group, columns=["stage", "reason"])
+                rejects.add(table)
+                keys = list(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
+                reject_sampler.offer(keys, [(file_index, group, row) for row in range(len(keys))])
     return Collected(
         manifest=files.read_manifest(output_dir),
         lineage=lineage,

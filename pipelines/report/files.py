@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Iterator, Optional
 
@@ -21,18 +22,13 @@ def reject_files(output_dir: str) -> list[str]:
     return matching_files(reject_files_pattern(output_dir))
 
 
-def open_parquet(path: str) -> pq.ParquetFile:
-    """A Parquet file whose schema version this code reads (SchemaVersionError otherwise)."""
-    parquet = pq.ParquetFile(FileSystems.open(path))
-    check_schema_version(parquet.schema_arrow.metadata, where=path)
-    return parquet
-
-
-def iter_row_groups(path: str, columns: list[str]) -> Iterator[tuple[int, "pq.pa.Table"]]:
-    """(row group index, table of `columns`) for each row group of one file, in order."""
-    parquet = open_parquet(path)
-    for index in range(parquet.metadata.num_row_groups):
-        yield index, parquet.read_row_group(index, columns=columns)
+@contextlib.contextmanager
+def open_parquet(path: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file whose schema version this code reads (SchemaVersionError otherwise), closed on exit."""
+    with FileSystems.open(path) as handle:
+        parquet = pq.ParquetFile(handle)
+        check_schema_version(parquet.schema_arrow.metadata, where=path)
+        yield parquet
 
 
 def read_manifest(output_dir: str) -> Optional[dict]:

@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.report.collect import collect
-from pipelines.report.files import write_text
+from pipelines.report.files import shard_files, write_text
+from pipelines.write import MANIFEST_NAME
 from pipelines.report.page import render
 from unimo_g.schema import SchemaVersionError
 
@@ -59,9 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
         if args.max_side < 16:
             raise UsageError(f"--max-side must be >= 16, got {args.max_side}")
-        shards = FileSystems.join(args.output_dir, "shards")
-        if not FileSystems.exists(args.output_dir) or not FileSystems.exists(shards):
-            raise UsageError(f"{args.output_dir} is not a pipeline output (no shards/ in it)")
+        # Object stores have no folders: look for the files themselves.
+        if not shard_files(args.output_dir) and not FileSystems.exists(FileSystems.join(args.output_dir, MANIFEST_NAME)):
+            raise UsageError(f"{args.output_dir} is not a pipeline output (no shards/*.parquet or manifest.json)")
         started = time.time()
         path, collected = build_report(args.output_dir, args.out, args.per_bucket, args.per_reason, args.seed,
                                        args.max_side)

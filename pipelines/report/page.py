@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import yaml
 
@@ -134,18 +134,19 @@ def run_facts(c: Collected) -> str:
     for key in ("stage_times", "timings", "stages", "throughput"):
         if isinstance(m.get(key), Mapping):
             timing += [[f"{key}: {k}", v] for k, v in m[key].items()]
-    parts.append(table(["", ""], timing))
+    parts.append(table(["timing", ""], timing))
     facts = [["schema version", c.schema_version], ["config hash", m.get("config_hash", "–")],
              ["runner", m.get("runner", "–")], ["created", m.get("created_at", "–")],
              ["input", json.dumps(m.get("input")) if m.get("input") else "–"]]
-    parts.append(table(["", ""], facts))
+    parts.append(table(["provenance", ""], facts))
     models = m.get("models") or {}
     if models:
         parts.append("<h3>Models</h3>" + table(["stage", "model", "revision"],
                      [[k, v.get("id"), v.get("revision")] for k, v in models.items() if isinstance(v, Mapping)]))
     libraries = m.get("libraries") or {}
     if libraries:
-        parts.append("<h3>Library versions</h3>" + table(["library", "version"], [[k, v] for k, v in libraries.items()]))
+        rows = [[name, version] for name, version in libraries.items()]
+        parts.append("<h3>Library versions</h3>" + table(["library", "version"], rows))
     if isinstance(m.get("config"), Mapping):
         parts.append("<details><summary>config</summary><pre>"
                      f"{esc(yaml.safe_dump(m['config'], sort_keys=False))}</pre></details>")
@@ -182,7 +183,3 @@ def render(c: Collected, title: str, max_side: int = 512) -> str:
         + "".join(f"<section>{s}</section>" for s in sections)
         + "</body></html>"
     )
-
-
-def optional_float(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value:.3g}"

@@ -40,7 +40,8 @@ class StratifiedSample:
 
     def strata(self) -> dict[Hashable, list]:
         """Items per stratum, in the order they arrived (their locations sort that way)."""
-        return {s: sorted(item for _, item in heap) for s, heap in sorted(self._heaps.items(), key=lambda kv: str(kv[0]))}
+        ordered = sorted(self._heaps.items(), key=lambda kv: str(kv[0]))
+        return {stratum: sorted(item for _, item in heap) for stratum, heap in ordered}
 
 
 def fetch_rows(files: Sequence[str], locations: Sequence[tuple[int, int, int]]) -> Iterator[tuple[tuple, dict]]:
@@ -50,7 +51,8 @@ def fetch_rows(files: Sequence[str], locations: Sequence[tuple[int, int, int]]) 
     for file_index, group, row in locations:
         by_group[(file_index, group)].append(row)
     for (file_index, group), rows in sorted(by_group.items()):
-        table: pa.Table = open_parquet(files[file_index]).read_row_group(group)
+        with open_parquet(files[file_index]) as parquet:
+            table: pa.Table = parquet.read_row_group(group)
         picked = table.take(pa.array(sorted(rows), pa.int64())).to_pylist()
         for row, record in zip(sorted(rows), picked):
             yield (file_index, group, row), record

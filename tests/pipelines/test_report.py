@@ -1,6 +1,7 @@
 """`unimo-g report`: statistics equal to those of the rows, a bounded stratified sample whose image
 bytes are the only ones read, and a self-contained page."""
 
+import contextlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -80,8 +81,8 @@ def test_image_bytes_are_read_only_from_row_groups_of_sampled_rows(output, monke
     open_parquet = files.open_parquet
 
     class Recording:
-        def __init__(self, path):
-            self.path, self.parquet = path, open_parquet(path)
+        def __init__(self, path, parquet):
+            self.path, self.parquet = path, parquet
 
         def __getattr__(self, name):
             return getattr(self.parquet, name)
@@ -90,8 +91,13 @@ def test_image_bytes_are_read_only_from_row_groups_of_sampled_rows(output, monke
             reads.append((self.path, index, columns))
             return self.parquet.read_row_group(index, columns=columns)
 
-    monkeypatch.setattr(collect_module.files, "open_parquet", Recording)
-    monkeypatch.setattr("pipelines.report.sample.open_parquet", Recording)
+    @contextlib.contextmanager
+    def recording(path):
+        with open_parquet(path) as parquet:
+            yield Recording(path, parquet)
+
+    monkeypatch.setattr(collect_module.files, "open_parquet", recording)
+    monkeypatch.setattr("pipelines.report.sample.open_parquet", recording)
     collected = collect(str(output), per_bucket=1, per_reason=1)
     shard_reads = [r for r in reads if "/shards/" in r[0]]
     stats_reads = [r for r in shard_reads if r[2] is not None]

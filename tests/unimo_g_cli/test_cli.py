@@ -115,7 +115,7 @@ def test_check_config(capsys):
 
 def test_report_of_a_folder_that_is_not_an_output(capsys, tmp_path):
     assert main(["report", str(tmp_path)]) == 2
-    assert "no shards/" in one_error_line(capsys, "unimo-g report: error:")
+    assert "no shards/*.parquet or manifest.json" in one_error_line(capsys, "unimo-g report: error:")
 
 
 def test_python_dash_m_and_old_entry_points_still_work():
