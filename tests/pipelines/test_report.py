@@ -2,7 +2,9 @@
 bytes are the only ones read, and a self-contained page."""
 
 import contextlib
+import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -162,3 +164,22 @@ def test_usage_errors(argv, named, output, capsys):
     assert main([str(output), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0] and err[0].startswith("unimo-g report: error:")
+
+
+def test_report_and_card_of_an_object_store_output(output, tmp_path, monkeypatch, capsys):
+    """Through Beam's FileSystems only: an `objtest://` URL, where folders do not exist by themselves."""
+    from pipelines.dataset_card import write_dataset_card
+    from tests.pipelines.object_store import ObjectStoreForTests
+
+    bucket = tmp_path / "bucket"
+    shutil.copytree(output, bucket / "run")
+    (bucket / "run" / "report.html").unlink(missing_ok=True)
+    monkeypatch.setattr(ObjectStoreForTests, "root", str(bucket))
+    assert main(["objtest://run"]) == 0
+    assert "report: objtest://run/report.html" in capsys.readouterr().out
+    page = (bucket / "run" / "report.html").read_text()
+    assert f"{ROWS:,} rows in 3 shard files" in page and page.count('<div class="card">') == 5 * 4
+    manifest = json.loads((bucket / "run" / "manifest.json").read_text())
+    assert write_dataset_card("objtest://run", manifest) == "objtest://run/README.md"
+    assert "path: shards/*.parquet" in (bucket / "run" / "README.md").read_text()
+    assert main(["objtest://elsewhere"]) == 2
