@@ -61,7 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_side < 16:
             raise UsageError(f"--max-side must be >= 16, got {args.max_side}")
         # Object stores have no folders: look for the files themselves.
-        if not shard_files(args.output_dir) and not FileSystems.exists(FileSystems.join(args.output_dir, MANIFEST_NAME)):
+        manifest = FileSystems.join(args.output_dir, MANIFEST_NAME)
+        if not shard_files(args.output_dir) and not FileSystems.exists(manifest):
             raise UsageError(f"{args.output_dir} is not a pipeline output (no shards/*.parquet or manifest.json)")
         started = time.time()
         path, collected = build_report(args.output_dir, args.out, args.per_bucket, args.per_reason, args.seed,

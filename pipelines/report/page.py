@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -73,6 +73,19 @@ def accounting(c: Collected) -> str:
     return "".join(parts)
 
 
+def manifest_phrase_reasons(manifest: Mapping) -> Optional[tuple[str, dict]]:
+    """(key, {reason: phrases}) of the first manifest mapping of counts, top level or under `counts`,
+    whose key names phrases and drops or reasons; None when the manifest records none."""
+    places = [(k, v) for k, v in manifest.items()] + [(f"counts.{k}", v) for k, v in
+                                                       (manifest.get("counts") or {}).items()]
+    for key, value in places:
+        name = key.lower()
+        if "phrase" in name and ("drop" in name or "reason" in name) and isinstance(value, Mapping) and value \
+                and all(isinstance(n, int) for n in value.values()):
+            return key, dict(value)
+    return None
+
+
 def prompts(c: Collected) -> str:
     s = c.stats
     shares = s.bucket_shares()
@@ -91,9 +104,14 @@ def prompts(c: Collected) -> str:
         plots.histogram_plot({"text tokens": s.tokens}, "text tokens per prompt", "tokens (word-level)",
                              reference=("paper mean 42.5", PAPER_MEAN_TEXT_TOKENS)),
     ]
+    recorded = manifest_phrase_reasons(c.manifest or {})
     if s.phrase_reasons:
         figures.append(plots.category_plot(s.phrase_reasons, "why phrases did not become entities", "phrases"))
         reasons = "<p>Phrases without an entity, by reason (from the shards' phrase columns).</p>"
+    elif recorded:
+        key, counts = recorded
+        figures.append(plots.category_plot(counts, "why phrases did not become entities", "phrases"))
+        reasons = f"<p>Phrases without an entity, by reason (manifest <code>{esc(key)}</code>).</p>"
     else:
         reasons = ("<p>Why phrases did not become entities: these shards carry no per-phrase reason; "
                    f"{s.phrases - s.entities:,} of {s.phrases:,} phrases have no entity.</p>")

@@ -150,6 +150,15 @@ def test_reasons_why_phrases_did_not_become_entities_when_the_shards_carry_them(
     assert "Phrases without an entity, by reason" in (out / "report.html").read_text()
 
 
+def test_reasons_recorded_in_the_manifest_when_the_shards_carry_none(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"]["phrase_drops"] = {"below_threshold": 3, "nms": 1}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(out)]) == 0
+    assert "by reason (manifest <code>counts.phrase_drops</code>)" in (out / "report.html").read_text()
+
+
 def test_without_manifest_the_banner_comes_from_the_shards(tmp_path, capsys):
     out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
     (out / "manifest.json").unlink()
