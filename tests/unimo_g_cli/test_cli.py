@@ -126,3 +126,10 @@ def test_python_dash_m_and_old_entry_points_still_work():
     for old in (["beam_runner.py", "--help"], ["-m", "unimo_g.gallery", "--help"]):
         result = subprocess.run([sys.executable, *old], capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0 and "usage:" in result.stdout, (old, result.stderr)
+
+
+def test_gallery_errors_are_one_line(capsys, tmp_path):
+    assert main(["gallery", str(tmp_path / "nope")]) == 2
+    assert "nope is not a folder" in one_error_line(capsys, "unimo-g gallery: error:")
+    assert main(["gallery", str(tmp_path), "--limit", "-1"]) == 2
+    assert "--limit" in one_error_line(capsys, "unimo-g gallery: error:")
