@@ -136,7 +136,8 @@ def entities_and_images(c: Collected) -> str:
     ]
     return (
         f"<h2>Entities and images</h2><p>{s.entities:,} entities in {s.rows:,} rows. Boxes are xyxy in pixels of "
-        "the original image; an entity image is cropped from its box, so its source size is the box's.</p>"
+        "the original image; an entity image is cropped from its box, so its source size is the box's. Values past "
+        "a histogram's last edge are counted in its last bin; the means in the legends are exact.</p>"
         '<div class="plots">' + "".join(plots.img_tag(f, "plot") for f in figures if f) + "</div>"
     )
 
