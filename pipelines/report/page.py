@@ -89,9 +89,9 @@ def manifest_phrase_reasons(manifest: Mapping) -> Optional[tuple[str, dict]]:
 def prompts(c: Collected) -> str:
     s = c.stats
     shares = s.bucket_shares()
-    mean_entities = s.entities / s.rows if s.rows else 0.0
-    rows = [[b, _pct(shares[b]), _pct(PAPER_ENTITY_SHARES[b])] for b in ENTITY_BUCKETS]
-    rows.append(["mean entities per prompt", f"{mean_entities:.2f}", f"{PAPER_MEAN_ENTITIES:.2f}"])
+    rows = [[b, _pct(shares[b]) if s.rows else "–", _pct(PAPER_ENTITY_SHARES[b])] for b in ENTITY_BUCKETS]
+    rows.append(["mean entities per prompt", f"{s.entities / s.rows:.2f}" if s.rows else "–",
+                 f"{PAPER_MEAN_ENTITIES:.2f}"])
     tokens = s.tokens.mean
     rows.append(["mean text tokens per prompt (word-level here)", "–" if tokens is None else f"{tokens:.1f}",
                  f"{PAPER_MEAN_TEXT_TOKENS:.1f}"])

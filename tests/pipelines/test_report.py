@@ -159,6 +159,14 @@ def test_reasons_recorded_in_the_manifest_when_the_shards_carry_none(tmp_path):
     assert "by reason (manifest <code>counts.phrase_drops</code>)" in (out / "report.html").read_text()
 
 
+def test_an_output_whose_inputs_were_all_rejected(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 0, rejects=5, image_kib=1)
+    assert main([str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "inputs = rows + rejects (5 = 0 + 5)" in page and '<div class="card">' not in page
+    assert "<td>mean entities per prompt</td><td>–</td>" in page
+
+
 def test_without_manifest_the_banner_comes_from_the_shards(tmp_path, capsys):
     out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
     (out / "manifest.json").unlink()
