@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 INPUT_FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class UsageError(Exception):
@@ -42,14 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def resolve_config_path(name: str) -> Path:
-    """A config path as given, or a preset name from the bundled configs/ directory."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise UsageError(f"--config: no such file or preset {name!r}")
+    """A config path as given, or a bundled preset name (`unimo_g.presets`, also in an installed wheel)."""
+    from unimo_g.presets import PresetNotFound, resolve_preset
+
+    try:
+        return resolve_preset(name)
+    except PresetNotFound as err:
+        raise UsageError(str(err)) from None
 
 
 def with_default_runner(beam_args: list[str]) -> list[str]:
@@ -89,6 +87,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
     from pipelines import metrics
     from pipelines.build import build_pipeline
+    from pipelines.dataset_card import write_dataset_card
     from pipelines.manifest import build_lineage, build_manifest, write_manifest
     from pipelines.write import prepare_output_dir
 
@@ -119,6 +118,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         lineage=lineage,
     )
     manifest["path"] = write_manifest(args.output, manifest)
+    write_dataset_card(args.output, manifest)
     return manifest
 
 

@@ -15,6 +15,12 @@ not change the cost. The models are the preset's (`full`: Grounding DINO-T / SAM
 
 from __future__ import annotations
 
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    import os
+    import sys
+
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import dataclasses
 import datetime

@@ -54,10 +54,10 @@ from unimo_g.generation import encode_unconditional
 from unimo_g.models.attention import AttentionStore, install_attention_capture
 from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
+from unimo_g.presets import PresetNotFound, resolve_preset
 from unimo_g.schema import SchemaVersionError
 
 PROG = "python -m trainers.train"
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
 # FeatureSpec settings by their training-config names (the encoder's keep theirs: encoder.*)
 FEATURE_SPEC_KEYS = {
@@ -95,12 +95,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def load_train_config(args: argparse.Namespace) -> TrainConfig:
     """The preset with --set overrides and --max-steps."""
-    path = Path(args.config)
-    if not path.is_file():
-        candidates = [CONFIG_DIR / args.config, CONFIG_DIR / f"{args.config}.yaml"]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise UsageError(f"--config: no such file or preset {args.config!r}")
+    try:
+        path = resolve_preset(args.config)
+    except PresetNotFound as err:
+        raise UsageError(str(err)) from None
     try:
         config = load_config(TrainConfig, path, args.set)
         if args.max_steps is not None:

@@ -194,6 +194,16 @@ def says_random_weights(manifest: Mapping) -> bool:
         return False
 
 
+def render_banner_html(manifest: Mapping) -> str:
+    """The random-weights warning when the manifest says so, else ''."""
+    if not says_random_weights(manifest):
+        return ""
+    return (
+        '<div class="banner">Random weights: this output was made with random-weight models; '
+        "its boxes, masks and scores are NOT meaningful.</div>"
+    )
+
+
 def render_header_html(manifest: Optional[Mapping], n_rows: int, rejects: Sequence[Mapping]) -> str:
     """Manifest summary, random-weights banner, and row/reject counts by (stage, reason)."""
     parts = []
@@ -203,11 +213,7 @@ def render_header_html(manifest: Optional[Mapping], n_rows: int, rejects: Sequen
     config = manifest.get("config")
     name = config.get("name") if isinstance(config, Mapping) else manifest.get("config_name")
     parts.append(f"<h1>unimo-g output · config {html.escape(str(name or '?'))}</h1>")
-    if says_random_weights(manifest):
-        parts.append(
-            '<div class="banner">Random weights: this output was made with random-weight models; '
-            "its boxes, masks and scores are NOT meaningful.</div>"
-        )
+    parts.append(render_banner_html(manifest))
     by_reason = Counter((r["stage"], r["reason"]) for r in rejects)
     reason_rows = "".join(
         f"<tr><td>{html.escape(stage)}</td><td>{html.escape(reason)}</td><td>{n}</td></tr>"
@@ -265,16 +271,32 @@ def build_gallery(output_dir: Path, limit: Optional[int] = 100, max_side: int = 
     )
 
 
+class UsageError(Exception):
+    """An argument that cannot be used; reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(message)
+
+
+PROG = "python -m unimo_g.gallery"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unimo_g.gallery", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", type=Path, help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default OUTPUT_DIR/gallery.html)")
     parser.add_argument("--limit", type=int, default=100, help="show at most N samples (default 100)")
-    args = parser.parse_args(argv)
-    if not args.output_dir.is_dir():
-        parser.error(f"{args.output_dir} is not a folder")
-    if args.limit < 0:
-        parser.error(f"--limit must be >= 0, got {args.limit}")
+    try:
+        args = parser.parse_args(argv)
+        if not args.output_dir.is_dir():
+            raise UsageError(f"{args.output_dir} is not a folder")
+        if args.limit < 0:
+            raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     out = args.out or args.output_dir / "gallery.html"
     out.write_text(build_gallery(args.output_dir, args.limit), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)

@@ -1,0 +1,79 @@
+"""`unimo-g report OUT [--out FILE] [--per-bucket K] [--per-reason K] [--seed S]`.
+
+Writes OUT/report.html (or --out): accounting and rejects, prompt statistics beside the paper's,
+entity and image histograms, run facts, and a stratified sample gallery. OUT may be local or an
+object store path Beam can open (gs://, s3:// with the matching apache-beam extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.report.collect import collect
+from pipelines.report.files import shard_files, write_text
+from pipelines.write import MANIFEST_NAME
+from pipelines.report.page import render
+from unimo_g.schema import SchemaVersionError
+
+PROG = "unimo-g report"
+REPORT_NAME = "report.html"
+
+
+class UsageError(Exception):
+    """An argument that cannot be used; reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[1].split("\n")[0], allow_abbrev=False)
+    parser.add_argument("output_dir", help="pipeline output folder (shards/, rejects/, manifest.json)")
+    parser.add_argument("--out", help=f"HTML file to write (default OUTPUT_DIR/{REPORT_NAME})")
+    parser.add_argument("--per-bucket", type=int, default=4, help="sample rows per entity-count bucket (default 4)")
+    parser.add_argument("--per-reason", type=int, default=3, help="sample rejects per stage and reason (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    parser.add_argument("--max-side", type=int, default=512, help="longer side of sample images in pixels")
+    return parser
+
+
+def build_report(output_dir: str, out: Optional[str] = None, per_bucket: int = 4, per_reason: int = 3,
+                 seed: int = 0, max_side: int = 512) -> tuple[str, object]:
+    """Write the report; returns (its path, the collected statistics)."""
+    collected = collect(output_dir, per_bucket, per_reason, seed)
+    page = render(collected, output_dir.rstrip("/"), max_side)
+    return write_text(out or FileSystems.join(output_dir, REPORT_NAME), page), collected
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        for flag in ("per_bucket", "per_reason"):
+            if getattr(args, flag) < 0:
+                raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+        if args.max_side < 16:
+            raise UsageError(f"--max-side must be >= 16, got {args.max_side}")
+        # Object stores have no folders: look for the files themselves.
+        manifest = FileSystems.join(args.output_dir, MANIFEST_NAME)
+        if not shard_files(args.output_dir) and not FileSystems.exists(manifest):
+            raise UsageError(f"{args.output_dir} is not a pipeline output (no shards/*.parquet or manifest.json)")
+        started = time.time()
+        path, collected = build_report(args.output_dir, args.out, args.per_bucket, args.per_reason, args.seed,
+                                       args.max_side)
+    except (UsageError, SchemaVersionError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {path} ({collected.stats.rows:,} rows, {collected.rejects.total:,} rejects, "
+          f"{time.time() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The report's HTML: sections of tables and embedded plots, and `unimo_g.gallery`'s sample cards."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from pipelines.report import plots
+from pipelines.report.collect import REJECT_COLUMNS, Collected
+from pipelines.report.stats import (
+    COUNTS_CAP,
+    ENTITY_BUCKETS,
+    PAPER_ENTITY_SHARES,
+    PAPER_MEAN_ENTITIES,
+    PAPER_MEAN_TEXT_TOKENS,
+)
+from unimo_g.gallery import STYLE as GALLERY_STYLE
+from unimo_g.gallery import render_banner_html, render_sample_html
+
+STYLE = GALLERY_STYLE + """
+section{margin:1.5em 0}img.plot{margin:.3em;border:1px solid #ddd;background:#fff}
+.num{text-align:right}.ok{color:#1b5e20}.plots{display:flex;flex-wrap:wrap}
+"""
+# Manifest keys shown in their own sections (everything else goes under "other manifest fields").
+SHOWN = {"config", "config_hash", "models", "libraries", "counts", "wall_time_s", "random_weights", "schema_version"}
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{v:,}</td>' if isinstance(v, int) else f"<td>{esc(v)}</td>" for v in row)
+        + "</tr>"
+        for row in rows
+    )  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def accounting(c: Collected) -> str:
+    counts = (c.manifest or {}).get("counts") or {}
+    inputs = counts.get("inputs")
+    rows, rejects = c.stats.rows, c.rejects.total
+    if inputs is None:
+        check = "inputs not recorded (no manifest, or a runner without metrics)"
+    elif inputs == rows + rejects:
+        check = f'<span class="ok">inputs = rows + rejects ({inputs:,} = {rows:,} + {rejects:,})</span>'
+    else:
+        check = f'<span class="bad">inputs ≠ rows + rejects ({inputs:,} vs {rows:,} + {rejects:,})</span>'
+    by_reason = [[stage, reason, n, _pct(n / rejects)] for (stage, reason), n in sorted(c.rejects.by_reason.items())]
+    by_stage: dict[str, int] = {}
+    for (stage, _), n in c.rejects.by_reason.items():
+        by_stage[stage] = by_stage.get(stage, 0) + n
+    parts = [
+        "<h2>Accounting</h2>",
+        f"<p>{rows:,} rows in {c.shard_files} shard files, {rejects:,} rejects in {c.reject_files} reject files; "
+        f"{check}.</p>",
+    ]
+    if by_reason:
+        parts.append(table(["stage", "rejects"], [[s, n] for s, n in sorted(by_stage.items())]))
+        parts.append(table(["stage", "reason", "rejects", "share of rejects"], by_reason))
+        parts.append(plots.img_tag(plots.category_plot({f"{s}: {r}": n for (s, r), n in c.rejects.by_reason.items()},
+                                                       "rejects by stage and reason", "rejects"), "rejects"))
+    return "".join(parts)
+
+
+def manifest_phrase_reasons(manifest: Mapping) -> Optional[tuple[str, dict]]:
+    """(key, {reason: phrases}) of the first manifest mapping of counts, top level or under `counts`,
+    whose key names phrases and drops or reasons; None when the manifest records none."""
+    places = [(k, v) for k, v in manifest.items()] + [(f"counts.{k}", v) for k, v in
+                                                       (manifest.get("counts") or {}).items()]
+    for key, value in places:
+        name = key.lower()
+        if "phrase" in name and ("drop" in name or "reason" in name) and isinstance(value, Mapping) and value \
+                and all(isinstance(n, int) for n in value.values()):
+            return key, dict(value)
+    return None
+
+
+def prompts(c: Collected) -> str:
+    s = c.stats
+    shares = s.bucket_shares()
+    rows = [[b, _pct(shares[b]) if s.rows else "–", _pct(PAPER_ENTITY_SHARES[b])] for b in ENTITY_BUCKETS]
+    rows.append(["mean entities per prompt", f"{s.entities / s.rows:.2f}" if s.rows else "–",
+                 f"{PAPER_MEAN_ENTITIES:.2f}"])
+    tokens = s.tokens.mean
+    rows.append(["mean text tokens per prompt (word-level here)", "–" if tokens is None else f"{tokens:.1f}",
+                 f"{PAPER_MEAN_TEXT_TOKENS:.1f}"])
+    rows.append(["mean phrases per caption", f"{s.phrases / s.rows:.2f}" if s.rows else "–", "–"])
+    figures = [
+        plots.bars_beside(list(ENTITY_BUCKETS), [100 * shares[b] for b in ENTITY_BUCKETS],
+                          [100 * PAPER_ENTITY_SHARES[b] for b in ENTITY_BUCKETS],
+                          "entities per prompt", "% of prompts"),
+        plots.counts_plot(s.phrase_counts, COUNTS_CAP, "phrases per caption", "phrases"),
+        plots.histogram_plot({"text tokens": s.tokens}, "text tokens per prompt", "tokens (word-level)",
+                             reference=("paper mean 42.5", PAPER_MEAN_TEXT_TOKENS)),
+    ]
+    recorded = manifest_phrase_reasons(c.manifest or {})
+    if s.phrase_reasons:
+        figures.append(plots.category_plot(s.phrase_reasons, "why phrases did not become entities", "phrases"))
+        reasons = "<p>Phrases without an entity, by reason (from the shards' phrase columns).</p>"
+    elif recorded:
+        key, counts = recorded
+        figures.append(plots.category_plot(counts, "why phrases did not become entities", "phrases"))
+        reasons = f"<p>Phrases without an entity, by reason (manifest <code>{esc(key)}</code>).</p>"
+    else:
+        reasons = ("<p>Why phrases did not become entities: these shards carry no per-phrase reason; "
+                   f"{s.phrases - s.entities:,} of {s.phrases:,} phrases have no entity.</p>")
+    return (
+        "<h2>Prompts beside the paper (UNIMO-G, Table 4)</h2>"
+        + table(["entities per prompt", "this output", "paper"], rows)
+        + reasons
+        + '<div class="plots">' + "".join(plots.img_tag(f, "plot") for f in figures) + "</div>"
+    )
+
+
+def entities_and_images(c: Collected) -> str:
+    s = c.stats
+    figures = [
+        plots.histogram_plot({"box area / image area": s.box_area_ratio}, "box area ratio", "ratio"),
+        plots.histogram_plot({"mask area / box area": s.mask_fill}, "mask fill", "ratio"),
+        plots.histogram_plot({name: h for name, h in s.scores.items()}, "entity scores", "score")
+        if s.scores else None,
+        plots.histogram_plot({"width": s.width, "height": s.height}, "image sizes", "pixels"),
+        plots.histogram_plot({"longer box side": s.entity_side}, "entity sizes (source pixels before resizing)",
+                             "pixels"),
+    ]
+    return (
+        f"<h2>Entities and images</h2><p>{s.entities:,} entities in {s.rows:,} rows. Boxes are xyxy in pixels of "
+        "the original image; an entity image is cropped from its box, so its source size is the box's. Values past "
+        "a histogram's last edge are counted in its last bin; the means in the legends are exact.</p>"
+        '<div class="plots">' + "".join(plots.img_tag(f, "plot") for f in figures if f) + "</div>"
+    )
+
+
+def run_facts(c: Collected) -> str:
+    m = c.manifest or c.lineage or {}
+    parts = ["<h2>Run</h2>"]
+    wall = m.get("wall_time_s")
+    inputs = (m.get("counts") or {}).get("inputs")
+    timing = [["wall time", f"{wall:.1f} s" if isinstance(wall, (int, float)) else "not recorded"]]
+    if isinstance(wall, (int, float)) and wall > 0 and inputs:
+        timing.append(["throughput", f"{inputs / wall:.2f} inputs/s, {c.stats.rows / wall:.2f} rows/s"])
+    for key in ("stage_times", "timings", "stages", "throughput"):
+        if isinstance(m.get(key), Mapping):
+            timing += [[f"{key}: {k}", v] for k, v in m[key].items()]
+    parts.append(table(["timing", ""], timing))
+    facts = [["schema version", c.schema_version], ["config hash", m.get("config_hash", "–")],
+             ["runner", m.get("runner", "–")], ["created", m.get("created_at", "–")],
+             ["input", json.dumps(m.get("input")) if m.get("input") else "–"]]
+    parts.append(table(["provenance", ""], facts))
+    models = m.get("models") or {}
+    if models:
+        parts.append("<h3>Models</h3>" + table(["stage", "model", "revision"],
+                     [[k, v.get("id"), v.get("revision")] for k, v in models.items() if isinstance(v, Mapping)]))
+    libraries = m.get("libraries") or {}
+    if libraries:
+        rows = [[name, version] for name, version in libraries.items()]
+        parts.append("<h3>Library versions</h3>" + table(["library", "version"], rows))
+    if isinstance(m.get("config"), Mapping):
+        parts.append("<details><summary>config</summary><pre>"
+                     f"{esc(yaml.safe_dump(m['config'], sort_keys=False))}</pre></details>")
+    other = {k: v for k, v in m.items() if k not in SHOWN}
+    if other:
+        parts.append("<details><summary>other manifest fields</summary><pre>"
+                     f"{esc(json.dumps(other, indent=2, sort_keys=True, default=str))}</pre></details>")
+    return "".join(parts)
+
+
+def gallery(c: Collected, max_side: int) -> str:
+    parts = ["<h2>Samples, stratified by entity count</h2>"]
+    for bucket in ENTITY_BUCKETS:
+        rows = c.samples.get(bucket, [])
+        parts.append(f"<h3>{bucket} entities ({len(rows)} shown)</h3>")
+        parts += [render_sample_html(row, max_side) for row in rows]
+    if c.reject_samples:
+        parts.append("<h2>Rejects, sampled by stage and reason</h2>")
+        rows = [[r[col] for col in REJECT_COLUMNS] for rows in c.reject_samples.values() for r in rows]
+        parts.append(table(REJECT_COLUMNS, rows))
+    return "".join(parts)
+
+
+def render(c: Collected, title: str, max_side: int = 512) -> str:
+    manifest: Mapping = c.manifest or c.lineage or {}
+    missing = "" if c.manifest is not None else '<p class="bad">no manifest.json in this output</p>'
+    config = manifest.get("config")
+    name = config.get("name") if isinstance(config, Mapping) else None
+    sections = [accounting(c), prompts(c), entities_and_images(c), run_facts(c), gallery(c, max_side)]
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>unimo-g report · {esc(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>unimo-g report · {esc(title)} · config {esc(name or '?')}</h1>{render_banner_html(manifest)}{missing}"
+        + "".join(f"<section>{s}</section>" for s in sections)
+        + "</body></html>"
+    )

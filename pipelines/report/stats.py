@@ -1,0 +1,179 @@
+"""Dataset statistics from Parquet columns only, accumulated one row group at a time.
+
+Memory is bounded by one row group of the small columns (no `image` and no entity images or masks
+are read) plus fixed-size histograms, whatever the number of rows. Boxes are xyxy in pixels of the
+EXIF-transposed original image (schema v1), so box areas compare with `width * height`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# The paper's Table 4 (UNIMO-G, arXiv 2401.13388): share of prompts by entity count, and its
+# prompt statistics (1.67 entities and 42.5 text tokens per prompt).
+PAPER_ENTITY_SHARES = {"0": 0.16, "1": 0.368, "2": 0.258, "3": 0.123, "≥4": 0.091}
+PAPER_MEAN_ENTITIES = 1.67
+PAPER_MEAN_TEXT_TOKENS = 42.5
+ENTITY_BUCKETS = tuple(PAPER_ENTITY_SHARES)
+# Text tokens are counted word-level (runs of word characters, and each punctuation mark) on the
+# prompt's text parts, `<img>k</img>` removed: the report needs no tokenizer; the paper's count is
+# its encoder's, so compare the two as orders of magnitude.
+TOKEN_PATTERN = r"\w+|[^\w\s]"
+ENTITY_TAG = r"<img>\d+</img>"
+# Phrase fields that say why a phrase did not become an entity (shards that carry them).
+PHRASE_REASON_FIELDS = ("drop_reason", "dropped_reason", "reason", "status", "outcome")
+# Entity fields never read for statistics (large, or not numeric).
+ENTITY_SKIP = {"image", "image_format", "mask", "text", "phrase", "start", "end"}
+
+# Fixed histogram edges, so that row groups add up without keeping values.
+UNIT = np.linspace(0.0, 1.0, 21)  # ratios and scores in [0, 1]
+PIXELS = np.append(np.arange(0, 4097, 128, dtype=float), np.inf)  # image sides; last bin: > 4096
+ENTITY_PIXELS = np.append(np.arange(0, 2049, 64, dtype=float), np.inf)  # entity crop sides
+COUNTS_CAP = 16  # phrases per caption and entities per row: 0..15, then ≥16
+TOKENS = np.append(np.arange(0, 201, 5, dtype=float), np.inf)
+
+
+def bucket_of(n: int) -> str:
+    return str(n) if n < 4 else "≥4"
+
+
+@dataclasses.dataclass
+class Histogram:
+    """Counts over fixed `edges`, with the sum, min and max of what was added."""
+
+    edges: np.ndarray
+    counts: np.ndarray = None
+    total: float = 0.0
+    n: int = 0
+    low: float = np.inf
+    high: float = -np.inf
+
+    def __post_init__(self):
+        if self.counts is None:
+            self.counts = np.zeros(len(self.edges) - 1, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        clipped = np.clip(values, self.edges[0], np.nextafter(self.edges[-1], -np.inf))
+        self.counts += np.histogram(clipped, bins=self.edges)[0]
+        self.total += float(values.sum())
+        self.n += int(values.size)
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    @property
+    def mean(self) -> Optional[float]:
+        return self.total / self.n if self.n else None
+
+
+@dataclasses.dataclass
+class ShardStats:
+    rows: int = 0
+    entity_counts: Counter = dataclasses.field(default_factory=Counter)  # entities per row (capped)
+    phrase_counts: Counter = dataclasses.field(default_factory=Counter)  # phrases per caption (capped)
+    entities: int = 0
+    phrases: int = 0
+    tokens: Histogram = dataclasses.field(default_factory=lambda: Histogram(TOKENS))
+    width: Histogram = dataclasses.field(default_factory=lambda: Histogram(PIXELS))
+    height: Histogram = dataclasses.field(default_factory=lambda: Histogram(PIXELS))
+    box_area_ratio: Histogram = dataclasses.field(default_factory=lambda: Histogram(UNIT))
+    mask_fill: Histogram = dataclasses.field(default_factory=lambda: Histogram(UNIT))
+    entity_side: Histogram = dataclasses.field(default_factory=lambda: Histogram(ENTITY_PIXELS))
+    scores: dict = dataclasses.field(default_factory=dict)  # entity score field -> Histogram
+    phrase_reasons: Optional[Counter] = None  # reason -> phrases (None: the shards carry none)
+
+    def bucket_shares(self) -> dict[str, float]:
+        buckets = Counter()
+        for n, count in self.entity_counts.items():
+            buckets[bucket_of(n)] += count
+        return {b: (buckets[b] / self.rows if self.rows else 0.0) for b in ENTITY_BUCKETS}
+
+
+def _struct_fields(schema: pa.Schema, column: str) -> list[pa.Field]:
+    list_type = schema.field(column).type
+    return list(list_type.value_type) if pa.types.is_list(list_type) else []
+
+
+def plan_columns(schema: pa.Schema) -> tuple[list[str], list[str], Optional[str]]:
+    """The Parquet column paths the statistics read, the entity score fields found, and the phrase
+    reason field (None when the shards carry none)."""
+    entity_fields = {f.name: f for f in _struct_fields(schema, "entities")}
+    scores = [
+        name for name, f in entity_fields.items()
+        if name not in ENTITY_SKIP and name != "mask_area" and pa.types.is_floating(f.type)
+    ]  # fmt: skip
+    phrase_fields = {f.name: f for f in _struct_fields(schema, "phrases")}
+    reason = next((n for n in PHRASE_REASON_FIELDS if n in phrase_fields), None)
+    entity_columns = ["box", "mask_area", *scores]
+    columns = [
+        "width", "height", "prompt_text",
+        "phrases.list.element.start" if reason is None else f"phrases.list.element.{reason}",
+        *(f"entities.list.element.{name}" for name in entity_columns if name in entity_fields),
+    ]  # fmt: skip
+    return columns, scores, reason
+
+
+def _capped_counts(lengths: np.ndarray) -> Counter:
+    values, counts = np.unique(np.minimum(lengths, COUNTS_CAP), return_counts=True)
+    return Counter(dict(zip(values.tolist(), counts.tolist())))
+
+
+def add_row_group(stats: ShardStats, table: pa.Table, scores: list[str], reason: Optional[str]) -> np.ndarray:
+    """Add one row group's columns (`plan_columns`) to `stats`; returns its entities per row (n,)."""
+    n = table.num_rows
+    stats.rows += n
+    width = table.column("width").to_numpy().astype(np.float64)  # (n,)
+    height = table.column("height").to_numpy().astype(np.float64)
+    stats.width.add(width)
+    stats.height.add(height)
+
+    text = pc.replace_substring_regex(table.column("prompt_text"), ENTITY_TAG, " ")
+    stats.tokens.add(pc.count_substring_regex(text, TOKEN_PATTERN).to_numpy(zero_copy_only=False))
+
+    phrases = table.column("phrases").combine_chunks()
+    phrase_lengths = pc.list_value_length(phrases).to_numpy(zero_copy_only=False)
+    stats.phrase_counts += _capped_counts(phrase_lengths)
+    stats.phrases += int(phrase_lengths.sum())
+    if reason is not None:
+        values = pc.struct_field(pc.list_flatten(phrases), reason).to_pylist()
+        stats.phrase_reasons = (stats.phrase_reasons or Counter()) + Counter(v for v in values if v)
+
+    entities = table.column("entities").combine_chunks()  # list<struct<box, mask_area, scores...>>
+    lengths = pc.list_value_length(entities).to_numpy(zero_copy_only=False)  # (n,)
+    stats.entity_counts += _capped_counts(lengths)
+    stats.entities += int(lengths.sum())
+    flat = pc.list_flatten(entities)  # one struct per entity
+    if len(flat):
+        parent = pc.list_parent_indices(entities).to_numpy()  # (E,) row of each entity
+        box = np.asarray(pc.list_flatten(pc.struct_field(flat, "box")).to_numpy(), dtype=np.float64).reshape(-1, 4)
+        box_w = np.clip(box[:, 2] - box[:, 0], 0, None)  # xyxy pixels
+        box_h = np.clip(box[:, 3] - box[:, 1], 0, None)
+        box_area = box_w * box_h
+        stats.box_area_ratio.add(box_area / np.maximum(width[parent] * height[parent], 1.0))
+        mask_area = pc.struct_field(flat, "mask_area").to_numpy(zero_copy_only=False).astype(np.float64)
+        stats.mask_fill.add(mask_area[box_area > 0] / box_area[box_area > 0])
+        stats.entity_side.add(np.maximum(box_w, box_h))
+        for name in scores:
+            values = pc.struct_field(flat, name).to_numpy(zero_copy_only=False)
+            stats.scores.setdefault(name, Histogram(UNIT)).add(values)
+    return lengths
+
+
+@dataclasses.dataclass
+class RejectStats:
+    by_reason: Counter = dataclasses.field(default_factory=Counter)  # (stage, reason) -> rejects
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    def add(self, table: pa.Table) -> None:
+        self.by_reason.update(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))

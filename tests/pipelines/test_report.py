@@ -1,0 +1,202 @@
+"""`unimo-g report`: statistics equal to those of the rows, a bounded stratified sample whose image
+bytes are the only ones read, and a self-contained page."""
+
+import contextlib
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.report import ENTITY_PATTERN, REJECT_REASONS, write_synthetic_output
+from pipelines.report import collect as collect_module
+from pipelines.report import files
+from pipelines.report.collect import collect
+from pipelines.report.main import main
+from pipelines.report.stats import PAPER_ENTITY_SHARES, bucket_of
+from unimo_g.schema import VERSION_KEY, shard_schema
+
+ROWS, REJECTS = 45, 7
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    """45 rows in 3 files of 20 rows, row groups of 8 rows; 7 rejects of 3 reasons."""
+    root = tmp_path_factory.mktemp("report") / "out"
+    return write_synthetic_output(root, ROWS, rejects=REJECTS, image_kib=1, rows_per_file=20, row_group_rows=8)
+
+
+def all_rows(output: Path) -> list[dict]:
+    return [r for p in sorted((output / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def test_statistics_equal_those_of_the_rows(output):
+    rows = all_rows(output)
+    stats = collect(str(output)).stats
+    assert stats.rows == ROWS
+    counts = Counter(len(r["entities"]) for r in rows)
+    assert dict(stats.entity_counts) == dict(counts)
+    assert counts == Counter(ENTITY_PATTERN[i % len(ENTITY_PATTERN)] for i in range(ROWS))
+    shares = stats.bucket_shares()
+    for bucket in PAPER_ENTITY_SHARES:
+        assert shares[bucket] == pytest.approx(sum(1 for r in rows if bucket_of(len(r["entities"])) == bucket) / ROWS)
+    assert dict(stats.phrase_counts) == dict(Counter(len(r["phrases"]) for r in rows))
+    tokens = [len(re.findall(r"\w+|[^\w\s]", re.sub(r"<img>\d+</img>", " ", r["prompt_text"]))) for r in rows]
+    assert stats.tokens.mean == pytest.approx(np.mean(tokens))
+
+    entities = [(e, r) for r in rows for e in r["entities"]]
+    area = [(e["box"][2] - e["box"][0]) * (e["box"][3] - e["box"][1]) for e, _ in entities]
+    assert stats.entities == len(entities)
+    assert stats.box_area_ratio.mean == pytest.approx(np.mean([a / (r["width"] * r["height"])
+                                                               for a, (_, r) in zip(area, entities)]))
+    assert stats.mask_fill.mean == pytest.approx(np.mean([e["mask_area"] / a for a, (e, _) in zip(area, entities)]))
+    assert stats.scores["box_score"].mean == pytest.approx(np.mean([e["box_score"] for e, _ in entities]), rel=1e-6)
+    assert stats.width.mean == pytest.approx(np.mean([r["width"] for r in rows]))
+    assert stats.phrase_reasons is None  # schema v1 carries no per-phrase reason
+
+
+def test_sample_is_stratified_bounded_and_seeded(output):
+    collected = collect(str(output), per_bucket=2, per_reason=1, seed=3)
+    counts = Counter(bucket_of(ENTITY_PATTERN[i % len(ENTITY_PATTERN)]) for i in range(ROWS))
+    assert set(collected.samples) == set(counts)
+    for bucket, rows in collected.samples.items():
+        assert len(rows) == min(2, counts[bucket])
+        assert all(bucket_of(len(r["entities"])) == bucket and r["image"] for r in rows)
+    assert set(collected.reject_samples) == set(REJECT_REASONS)
+    assert all(len(rows) == 1 and (rows[0]["stage"], rows[0]["reason"]) == key
+               for key, rows in collected.reject_samples.items())
+    again = collect(str(output), per_bucket=2, per_reason=1, seed=3)
+    assert [r["id"] for rs in again.samples.values() for r in rs] == [r["id"] for rs in collected.samples.values()
+                                                                       for r in rs]
+    other = collect(str(output), per_bucket=2, per_reason=1, seed=4)
+    assert [r["id"] for r in other.samples["1"]] != [r["id"] for r in collected.samples["1"]] or \
+        [r["id"] for r in other.samples["2"]] != [r["id"] for r in collected.samples["2"]]
+
+
+def test_image_bytes_are_read_only_from_row_groups_of_sampled_rows(output, monkeypatch):
+    reads = []  # (path, row group, columns) of every row-group read
+    open_parquet = files.open_parquet
+
+    class Recording:
+        def __init__(self, path, parquet):
+            self.path, self.parquet = path, parquet
+
+        def __getattr__(self, name):
+            return getattr(self.parquet, name)
+
+        def read_row_group(self, index, columns=None):
+            reads.append((self.path, index, columns))
+            return self.parquet.read_row_group(index, columns=columns)
+
+    @contextlib.contextmanager
+    def recording(path):
+        with open_parquet(path) as parquet:
+            yield Recording(path, parquet)
+
+    monkeypatch.setattr(collect_module.files, "open_parquet", recording)
+    monkeypatch.setattr("pipelines.report.sample.open_parquet", recording)
+    collected = collect(str(output), per_bucket=1, per_reason=1)
+    shard_reads = [r for r in reads if "/shards/" in r[0]]
+    stats_reads = [r for r in shard_reads if r[2] is not None]
+    assert len(stats_reads) == 6 + 1  # every row group once: 3 files of 3, 3 and 1 row groups
+    assert not any("image" in c for _, _, cols in stats_reads for c in cols if not c.endswith("image_format"))
+    full_reads = {(p, g) for p, g, cols in shard_reads if cols is None}
+    sampled = sum(len(rows) for rows in collected.samples.values())
+    assert 1 <= len(full_reads) <= sampled < 7
+
+
+def test_page_is_self_contained(output, capsys):
+    assert main([str(output), "--per-bucket", "2"]) == 0
+    assert "report:" in capsys.readouterr().out
+    page = (output / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/") for s in sources)  # opens from disk, no network
+    assert not re.search(r'(href|src)="(https?:)?//', page)
+    assert "Random weights" in page
+    assert f"{ROWS:,} rows in 3 shard files, {REJECTS:,} rejects" in page and "inputs = rows + rejects" in page
+    for share in ("16.0%", "36.8%", "25.8%", "12.3%", "9.1%", "42.5", "1.67"):
+        assert share in page
+    for stage, reason in REJECT_REASONS:
+        assert f"<td>{stage}</td><td>{reason}</td>" in page
+    assert page.count('<div class="card">') == 5 * 2  # 2 per bucket: 0, 1, 2, 3, ≥4
+    assert page.count('class="plot"') >= 8
+    assert "these shards carry no per-phrase reason" in page
+
+
+def test_reasons_why_phrases_did_not_become_entities_when_the_shards_carry_them(tmp_path):
+    """A phrase field `drop_reason` (null when the phrase became an entity) is counted."""
+    phrase = pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
+                        ("drop_reason", pa.string())])
+    fields = [pa.field("phrases", pa.list_(phrase), nullable=False) if f.name == "phrases" else f
+              for f in shard_schema()]
+    schema = pa.schema(fields, metadata={VERSION_KEY: b"1"})
+    out = write_synthetic_output(tmp_path / "out", 9, image_kib=1)
+    (shard,) = (out / "shards").glob("*.parquet")
+    rows = pq.read_table(shard).to_pylist()
+    for row in rows:
+        grounded = {e["phrase"] for e in row["entities"]}
+        for k, p in enumerate(row["phrases"]):
+            p["drop_reason"] = None if k in grounded else ("below_threshold" if k % 2 else "nms")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), shard)
+    stats = collect(str(out)).stats
+    expected = Counter(p["drop_reason"] for r in rows for p in r["phrases"] if p["drop_reason"])
+    assert stats.phrase_reasons == expected and sum(expected.values()) == 9
+    assert main([str(out)]) == 0
+    assert "Phrases without an entity, by reason" in (out / "report.html").read_text()
+
+
+def test_reasons_recorded_in_the_manifest_when_the_shards_carry_none(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"]["phrase_drops"] = {"below_threshold": 3, "nms": 1}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(out)]) == 0
+    assert "by reason (manifest <code>counts.phrase_drops</code>)" in (out / "report.html").read_text()
+
+
+def test_an_output_whose_inputs_were_all_rejected(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 0, rejects=5, image_kib=1)
+    assert main([str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "inputs = rows + rejects (5 = 0 + 5)" in page and '<div class="card">' not in page
+    assert "<td>mean entities per prompt</td><td>–</td>" in page
+
+
+def test_without_manifest_the_banner_comes_from_the_shards(tmp_path, capsys):
+    out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
+    (out / "manifest.json").unlink()
+    assert main([str(out), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "no manifest.json" in page and "Random weights" in page and "inputs not recorded" in page
+    assert not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("argv, named", [(["--per-bucket", "-1"], "--per-bucket"), (["--bogus"], "--bogus")])
+def test_usage_errors(argv, named, output, capsys):
+    assert main([str(output), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and err[0].startswith("unimo-g report: error:")
+
+
+def test_report_and_card_of_an_object_store_output(output, tmp_path, monkeypatch, capsys):
+    """Through Beam's FileSystems only: an `objtest://` URL, where folders do not exist by themselves."""
+    from pipelines.dataset_card import write_dataset_card
+    from tests.pipelines.object_store import ObjectStoreForTests
+
+    bucket = tmp_path / "bucket"
+    shutil.copytree(output, bucket / "run")
+    (bucket / "run" / "report.html").unlink(missing_ok=True)
+    monkeypatch.setattr(ObjectStoreForTests, "root", str(bucket))
+    assert main(["objtest://run"]) == 0
+    assert "report: objtest://run/report.html" in capsys.readouterr().out
+    page = (bucket / "run" / "report.html").read_text()
+    assert f"{ROWS:,} rows in 3 shard files" in page and page.count('<div class="card">') == 5 * 4
+    manifest = json.loads((bucket / "run" / "manifest.json").read_text())
+    assert write_dataset_card("objtest://run", manifest) == "objtest://run/README.md"
+    assert "path: shards/*.parquet" in (bucket / "run" / "README.md").read_text()
+    assert main(["objtest://elsewhere"]) == 2

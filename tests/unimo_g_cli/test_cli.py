@@ -1,0 +1,135 @@
+"""`unimo-g`: help with an example per command, --version, one-line errors with exit 2, flag
+spellings, presets and check-config, delegation to each job's own entry point."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unimo_g_cli import __version__, commands
+from unimo_g_cli.flags import kebab_help, normalise_flags
+from unimo_g_cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = str(ROOT / "data" / "sample")
+
+
+def one_error_line(capsys, prefix: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(prefix), err
+    return err[0]
+
+
+def test_help_lists_every_command_with_an_example(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, command in commands.COMMANDS.items():
+        assert f"\n  {name} " in out
+        assert f"$ {command.example}" in out and command.example.startswith(f"unimo-g {name}")
+
+
+@pytest.mark.parametrize("name", sorted(commands.COMMANDS))
+def test_each_command_help_shows_its_example_and_options(name, capsys):
+    assert main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"unimo-g {name}: ") and f"$ {commands.COMMANDS[name].example}" in out
+    assert f"usage: unimo-g {name}" in out  # the job's own usage, under this command's name
+
+
+def test_build_help_spells_flags_in_kebab_case(capsys):
+    main(["build", "--help"])
+    out = capsys.readouterr().out
+    assert "--input-format" in out and "--input_format" not in out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"unimo-g {__version__}"
+
+
+@pytest.mark.parametrize("argv, named", [([], "a command is required"), (["bogus"], "'bogus'"),
+                                         (["--bogus"], "'--bogus'")])
+def test_dispatcher_errors_are_one_line_exit_2(argv, named, capsys):
+    assert main(argv) == 2
+    assert named in one_error_line(capsys, "unimo-g: error:")
+
+
+@pytest.mark.parametrize("flag", ["--input-format", "--input_format"])
+def test_build_takes_both_flag_spellings(flag, capsys, tmp_path, monkeypatch):
+    """Delegated to beam_runner.main: its own check refuses the value, under this command's name."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--input", SAMPLE, "--output", "x", "--config", "tiny", flag, "csv"]) == 2
+    assert "csv" in one_error_line(capsys, "unimo-g build: error:")
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_errors_come_from_the_trainer(capsys, tmp_path):
+    argv = ["train", "--config", "nope", "--stage", "1", "--data", str(tmp_path), "--output", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "'nope'" in one_error_line(capsys, "unimo-g train: error: --config")
+
+
+def test_generate_usage_error(capsys, tmp_path):
+    assert main(["generate", "--checkpoint", str(tmp_path), "--prompt", "a cat", "--out", "x.jpg"]) == 2
+    assert ".png" in one_error_line(capsys, "unimo-g generate: error:")
+
+
+def test_normalise_flags():
+    known = {"--input_format", "--max-steps", "--set"}
+    argv = ["--input-format=folder", "--max_steps", "3", "--direct_num_workers=2", "--set", "a_b=1", "--",
+            "--input-format"]
+    assert normalise_flags(argv, known) == ["--input_format=folder", "--max-steps", "3", "--direct_num_workers=2",
+                                            "--set", "a_b=1", "--", "--input-format"]
+    assert kebab_help("[--input_format F] --input_formats", {"--input_format"}) == "[--input-format F] --input_formats"
+
+
+def test_register_refuses_a_second_command_of_one_name():
+    with pytest.raises(ValueError, match="twice"):
+        commands.register("build", "beam_runner:main", "again", "unimo-g build")
+
+
+def test_presets_list_show_path(capsys):
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert "tiny" in listing and "train_tiny" in listing and "Random-weight" in listing
+    assert main(["presets", "show", "tiny"]) == 0
+    assert capsys.readouterr().out == (ROOT / "configs" / "tiny.yaml").read_text()
+    assert main(["presets", "path", "tiny.yaml"]) == 0
+    assert Path(capsys.readouterr().out.strip()).resolve() == (ROOT / "configs" / "tiny.yaml").resolve()
+    assert main(["presets", "show", "nope"]) == 2
+    assert "'nope'" in one_error_line(capsys, "unimo-g presets: error:")
+    assert main(["presets", "show"]) == 2
+    one_error_line(capsys, "unimo-g presets: error:")
+
+
+def test_check_config(capsys):
+    assert main(["check-config", "tiny", "--set", "grounding.box_threshold=0.3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# PipelineConfig from ") and "box_threshold: 0.3" in out and "config hash" in out
+    assert main(["check-config", "train_tiny"]) == 0
+    assert capsys.readouterr().out.startswith("# TrainConfig from ")
+    assert main(["check-config", "tiny", "--set", "grounding.box_threshold=3"]) == 2
+    assert "box_threshold" in one_error_line(capsys, "unimo-g check-config: error:")
+
+
+def test_report_of_a_folder_that_is_not_an_output(capsys, tmp_path):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no shards/*.parquet or manifest.json" in one_error_line(capsys, "unimo-g report: error:")
+
+
+def test_python_dash_m_and_old_entry_points_still_work():
+    """`python -m unimo_g_cli` is the command; the scripts it delegates to still run on their own
+    (`python -m trainers.train` and `python -m unimo_g.generate` are run by their own tests' `main`)."""
+    new = subprocess.run([sys.executable, "-m", "unimo_g_cli", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert new.returncode == 0 and new.stdout.startswith("unimo-g ")
+    for old in (["beam_runner.py", "--help"], ["-m", "unimo_g.gallery", "--help"]):
+        result = subprocess.run([sys.executable, *old], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0 and "usage:" in result.stdout, (old, result.stderr)
+
+
+def test_gallery_errors_are_one_line(capsys, tmp_path):
+    assert main(["gallery", str(tmp_path / "nope")]) == 2
+    assert "nope is not a folder" in one_error_line(capsys, "unimo-g gallery: error:")
+    assert main(["gallery", str(tmp_path), "--limit", "-1"]) == 2
+    assert "--limit" in one_error_line(capsys, "unimo-g gallery: error:")

@@ -1,0 +1,57 @@
+"""The subcommands of `unimo-g`: one `register(...)` line each.
+
+Each subcommand delegates to an existing `main(argv) -> int` ("module:function"), so a job's flags
+are defined once, by its own parser, and changes to them carry through. `parser` ("module:function"
+returning that argparse parser) lets the dispatcher accept kebab-case and underscore spellings of
+the job's own flags; `prog` is the job's own program name, shown as `unimo-g NAME` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    name: str
+    target: str  # "module:function", called with the remaining argv; returns an exit code
+    summary: str
+    example: str
+    prog: Optional[str] = None  # the program name the target prints in usage and error lines
+    parser: Optional[str] = None  # "module:function" returning the target's argparse parser
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, target: str, summary: str, example: str, prog: Optional[str] = None,
+             parser: Optional[str] = None) -> None:
+    """Add a subcommand `unimo-g NAME` that runs `target(argv)`."""
+    if name in COMMANDS:
+        raise ValueError(f"subcommand {name!r} is registered twice")
+    COMMANDS[name] = Command(name, target, summary, example, prog, parser)
+
+
+# fmt: off
+register("build", "beam_runner:main", "image-caption pairs -> prompt shards (Beam; Beam options pass through)",
+         "unimo-g build --input data/sample --output demo_output --config tiny --runner=DirectRunner",
+         prog="beam_runner.py", parser="beam_runner:_parser")
+register("features", "features_runner:main", "prompt shards -> pre-computed VAE posteriors and encoder states (Beam)",
+         "unimo-g features --input demo_output --output demo_features --config train_tiny",
+         prog="features_runner.py", parser="features_runner:_parser")
+register("train", "trainers.train:main", "train the denoiser, stage 1 (text-to-image) or 2 (multimodal prompts)",
+         "unimo-g train --config train_tiny --stage 1 --data demo_output --output runs/s1 --max-steps 20",
+         prog="python -m trainers.train")
+register("generate", "unimo_g.generate:main", "an image from a multimodal prompt and a trained checkpoint",
+         'unimo-g generate --checkpoint runs/s2 --prompt "a <img>cat.png</img> on a sofa" --out cat.png',
+         prog="python -m unimo_g.generate", parser="unimo_g.generate:_parser")
+register("report", "pipelines.report.main:main", "a self-contained HTML report of an output (local or object store)",
+         "unimo-g report demo_output", prog="unimo-g report")
+register("gallery", "unimo_g.gallery:main", "the first N samples of a local output folder as one HTML page",
+         "unimo-g gallery demo_output --limit 20", prog="python -m unimo_g.gallery")
+register("presets", "unimo_g_cli.presets_command:main", "list the bundled presets, or print one",
+         "unimo-g presets show tiny", prog="unimo-g presets")
+register("check-config", "unimo_g_cli.check_config:main", "validate a config with --set overrides, print it resolved",
+         "unimo-g check-config default --set grounding.box_threshold=0.3", prog="unimo-g check-config")
+# fmt: on
