@@ -1,7 +1,7 @@
 """The bundled YAML presets (`configs/*.yaml`), found from a source checkout or an installed wheel.
 
 In a checkout the presets are the repository's `configs/` folder beside this package; a wheel
-installs that same folder as `unimo_g/presets/` (a package-dir mapping in pyproject.toml), so a
+installs that same folder as `unimo_g/presets/` (a build step in setup.py), so a
 preset name such as `tiny` works from any directory after a non-editable install.
 """
 
