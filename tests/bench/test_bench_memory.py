@@ -1,8 +1,11 @@
 """Smoke test of the memory benchmark's feature-job path (no memory assertion beyond sanity)."""
 
+import pytest
+
 from bench import memory
 
 
+@pytest.mark.time_limit(600)  # waits on two benchmark processes
 def test_feature_job_memory_ratio_runs_both_sizes_in_fresh_processes(tmp_path):
     report = memory.memory_ratio(tmp_path, memory.FEATURES_CONFIG, n=3, factor=2, job="features")
     runs = report["runs"]
