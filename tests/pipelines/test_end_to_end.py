@@ -100,6 +100,7 @@ def test_append_mode_keeps_the_phrase_before_its_entity(sample_run, tmp_path):
         for k, entity in enumerate(row["entities"]):
             assert f"{entity['text']}<img>{k}</img>" in row["prompt_text"]
     # only the prompt differs from the replace-mode run: the same samples, phrases and entities
-    prompt_columns = ("prompt", "prompt_text")
-    without_prompt = lambda rows: [{k: v for k, v in row.items() if k not in prompt_columns} for row in rows]
+    def without_prompt(rows):
+        return [{k: v for k, v in row.items() if k not in ("prompt", "prompt_text")} for row in rows]
+
     assert without_prompt(rows) == without_prompt(read_rows(sample_run))

@@ -39,15 +39,15 @@ def _worker(rank: int, port: int, argv: list, scratch: str) -> None:
     save_file({k: v.contiguous() for k, v in state.ema.shadow.items()}, scratch / f"ema-{rank}.safetensors")
 
 
-def _join(ranks: mp.ProcessContext, timeout_s: float) -> None:
+def _join(processes: mp.ProcessContext, timeout_s: float) -> None:
     """Wait for every rank (a rank's error is raised here); kill them all after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     try:
-        while not ranks.join(timeout=max(0.0, deadline - time.monotonic())):
+        while not processes.join(timeout=max(0.0, deadline - time.monotonic())):
             if time.monotonic() >= deadline:
                 pytest.fail(f"the ranks did not finish within {timeout_s} s")
     finally:
-        for process in ranks.processes:
+        for process in processes.processes:
             if process.is_alive():
                 process.kill()
                 process.join(10)
@@ -63,9 +63,9 @@ def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path):
     # forkserver: the server imports the trainer once, and both ranks fork from it (no threads yet)
     mp.set_forkserver_preload(["trainers.train", "tests.trainers.test_ddp"])
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # the OS picks a port, kept open
-    ranks = mp.start_processes(_worker, args=(store.port, argv, str(tmp_path)), nprocs=WORLD, join=False,
-                               start_method="forkserver")
-    _join(ranks, JOIN_TIMEOUT_S)
+    processes = mp.start_processes(_worker, args=(store.port, argv, str(tmp_path)), nprocs=WORLD, join=False,
+                                   start_method="forkserver")
+    _join(processes, JOIN_TIMEOUT_S)
 
     seen = [json.loads((tmp_path / f"ids-{rank}.json").read_text()) for rank in range(WORLD)]
     ids = [{i for _, batch in ranks for i in batch} for ranks in seen]

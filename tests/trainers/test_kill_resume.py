@@ -103,8 +103,8 @@ def test_a_killed_run_resumes_to_the_straight_runs_bits(tmp_path):
     # Python's and NumPy's RNGs continue exactly. The global torch RNG is not compared: every new DataLoader
     # iterator draws its base seed from it, and the resumed run starts one iterator more than the straight
     # run (the training step draws from its own per-step generators, so the results above do not depend on it)
-    host_rngs = lambda state: [{k: rng[k] for k in ("python", "numpy")} for rng in state["rng"]]
-    assert _equal(host_rngs(state_a), host_rngs(state_b))
+    host_rngs = [[{k: rng[k] for k in ("python", "numpy")} for rng in state["rng"]] for state in (state_a, state_b)]
+    assert _equal(*host_rngs)
     assert json.loads((a / TRAINER_STATE).read_text())["data"] == json.loads((b / TRAINER_STATE).read_text())["data"]
     assert _losses(straight) == _losses(killed) and len(_losses(straight)) == steps
     # the comparison has teeth: the weights moved after the killed run's last checkpoint
