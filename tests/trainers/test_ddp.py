@@ -54,7 +54,10 @@ def _join(processes: mp.ProcessContext, timeout_s: float) -> None:
 
 
 @pytest.mark.time_limit(JOIN_TIMEOUT_S + 60)
-def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path):
+def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path, monkeypatch):
+    # the ranks import this module by name, with the working directory first on their path: from the
+    # repository root `trainers` is the project's package (from tests/ it would be tests/trainers)
+    monkeypatch.chdir(ROOT)
     data = tmp_path / "data"
     write_dataset(data, [6, 6], num_entities=2)
     output = tmp_path / "out"
