@@ -131,19 +131,23 @@ def timed_model_stages():
             handler.run_inference = original
 
 
+def row_digest(row: dict) -> str:
+    """Digest of one shard row, every column (ids, prompts, boxes, scores, masks, entity images, ...)."""
+    return hashlib.sha256(repr(sorted(row.items())).encode("utf-8")).hexdigest()
+
+
 def summarize_shards(output_dir: Path) -> dict:
-    """Rows, entities and a digest of every shard under `output_dir/shards` (ids, prompts, boxes, mask areas).
+    """Rows, entities and a digest of every row under `output_dir/shards`, all columns (`row_digest`).
 
     Equal digests mean two runs wrote the same rows (in any order and file split).
     """
-    keys = []
+    digests, entities = [], 0
     for path in sorted((Path(output_dir) / "shards").glob("*.parquet")):
-        for row in pq.read_table(path, columns=["id", "prompt_text", "entities"]).to_pylist():
-            boxes = tuple(tuple(e["box"]) for e in row["entities"])
-            keys.append((row["id"], row["prompt_text"], boxes, tuple(e["mask_area"] for e in row["entities"])))
-    keys.sort()
-    digest = hashlib.sha256(repr(keys).encode("utf-8")).hexdigest()[:16]
-    return {"rows": len(keys), "entities": sum(len(k[2]) for k in keys), "digest": digest}
+        for row in pq.read_table(path).to_pylist():
+            digests.append(row_digest(row))
+            entities += len(row["entities"])
+    digest = hashlib.sha256("".join(sorted(digests)).encode("utf-8")).hexdigest()[:16]
+    return {"rows": len(digests), "entities": entities, "digest": digest}
 
 
 def warm_up(models: Models, input_dir: Path, config: PipelineConfig, images: int) -> float:

@@ -1,3 +1,6 @@
+import signal
+import threading
+
 import pytest
 import torch
 
@@ -12,3 +15,61 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "time_limit(seconds): fail the test when its setup, call or teardown runs longer (for tests that wait on "
+        "other processes: a hung worker must end the test, not the suite)",
+    )
+
+
+def _bounded(item, phase: str):
+    """Run one phase of `item` under its `time_limit` marker (SIGALRM in the main thread; POSIX)."""
+    marker = item.get_closest_marker("time_limit")
+    if marker is None or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return None
+    seconds = float(marker.args[0])
+
+    def expire(signum, frame):
+        # pytest's Failed is a BaseException: an `except Exception` in the code under test cannot swallow it,
+        # and subprocess.run kills its child on the way out
+        pytest.fail(f"{phase} of {item.nodeid} ran past its time limit of {seconds:g} s", pytrace=True)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return previous
+
+
+def _unbound(previous) -> None:
+    if previous is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    previous = _bounded(item, "setup")
+    try:
+        yield
+    finally:
+        _unbound(previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    previous = _bounded(item, "call")
+    try:
+        yield
+    finally:
+        _unbound(previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    previous = _bounded(item, "teardown")
+    try:
+        yield
+    finally:
+        _unbound(previous)

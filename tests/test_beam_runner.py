@@ -1,5 +1,6 @@
 """beam_runner's command line: unusable arguments exit 2 with one line naming the bad value."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,11 +35,12 @@ def test_unusable_arguments_exit_2_with_one_line(args, named, capsys, tmp_path, 
 
 
 def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
-    """Run as a user would: a cuda device on a machine without one fails the job loudly."""
+    """Run as a user would: a cuda device where no GPU is visible fails the job loudly. The job sees
+    no GPU on any machine: CUDA_VISIBLE_DEVICES hides those a GPU machine has."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "beam_runner.py"), "--input", SAMPLE, "--output", str(tmp_path / "o"),
          "--config", "tiny", "--set", "grounding.runtime.device=cuda"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     assert result.returncode != 0
     assert "CUDA is not available" in result.stderr

@@ -11,6 +11,7 @@ from bench.loops import batch_of_one_loop, load_models, plain_loop, prepare_item
 from bench.pipeline import PRESETS, format_report, ratios, runtime_overrides
 from bench.rss import PeakRss
 from bench.runs import run_beam, summarize_shards
+from tests.trainers.shard_fixtures import make_row, write_shard
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 
@@ -77,6 +78,7 @@ def test_batch_of_one_writes_the_same_rows(models, inputs, config, plain, tmp_pa
     assert summarize_shards(tmp_path)["digest"] == plain[1]["digest"]
 
 
+@pytest.mark.time_limit(600)  # waits on the sampler process
 def test_beam_run_writes_the_same_rows_as_the_plain_loop(inputs, plain, tmp_path):
     result = run_beam(inputs, tmp_path, PRESETS["tiny"], OVERRIDES)
     assert (result["samples"], result["rows"], result["rejects"]) == (N, N, 0)
@@ -94,6 +96,24 @@ def test_flops_per_image_add_up(models, inputs, config):
     assert utilisation(1e12, 2.0, None) is None and utilisation(1e12, 2.0, 4e12) == pytest.approx(0.5)
 
 
+def test_the_digest_covers_every_column_and_not_the_file_split(tmp_path):
+    rows = [make_row(i, num_entities=2) for i in range(3)]
+    write_shard(tmp_path / "a" / "shards" / "part-0.parquet", rows)
+    write_shard(tmp_path / "b" / "shards" / "part-0.parquet", rows[2:])
+    write_shard(tmp_path / "b" / "shards" / "part-1.parquet", rows[:2])
+    summary = summarize_shards(tmp_path / "a")
+    assert summary["digest"] == summarize_shards(tmp_path / "b")["digest"]
+    assert (summary["rows"], summary["entities"]) == (3, 6)
+    entity = rows[1]["entities"][1]
+    changes = [("mask", {**entity["mask"], "counts": entity["mask"]["counts"] + "0"}), ("mask_score", 0.5),
+               ("image", entity["image"] + b"\0")]
+    for n, (key, value) in enumerate(changes):
+        changed = [*rows[:1], {**rows[1], "entities": [rows[1]["entities"][0], {**entity, key: value}]}, *rows[2:]]
+        write_shard(tmp_path / f"c{n}" / "shards" / "part-0.parquet", changed)
+        assert summarize_shards(tmp_path / f"c{n}")["digest"] != summary["digest"], key
+
+
+@pytest.mark.time_limit(120)  # waits on the sampler process
 def test_peak_rss_sees_an_allocation():
     with PeakRss(interval_s=0.01) as rss:
         block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, touched

@@ -27,7 +27,8 @@ def _dry_run(tmp_path: Path) -> list[list[str]]:
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / "commands.txt"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COMMANDS": str(log), "OUT": str(tmp_path / "out")}
-    subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh")], check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh")], check=True, env=env, cwd=ROOT, capture_output=True,
+                   timeout=120)
     return [shlex.split(line) for line in log.read_text().splitlines()]
 
 

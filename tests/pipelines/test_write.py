@@ -134,17 +134,19 @@ def test_read_decode_write_and_manifest_account_for_every_input(tmp_path):
                               input_path=str(I2D / "webdataset"), input_format="auto", lineage=lineage)
     write_manifest(out, manifest)
     manifest = read_manifest(out)
+    written = {folder: len(list((tmp_path / "run" / folder).glob("*.parquet"))) for folder in ("shards", "rejects")}
+    assert written["shards"] >= 1 and written["rejects"] >= 1
     assert manifest["counts"] == {
         "inputs": 4, "rows": 2, "rejects": 2, "accounted": True,
         "rejects_by_stage": {"decode": 1, "read": 1},
         "rejects_by_reason": {"decode": {"too_small": 1}, "read": {"failed_to_download": 1}},
-        "shard_files": manifest["counts"]["shard_files"], "reject_files": manifest["counts"]["reject_files"],
+        "shard_files": written["shards"], "reject_files": written["rejects"],
     }
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["config_hash"] == lineage["config_hash"] and manifest["config"]["decode"]["min_side"] == 26
     assert manifest["models"]["grounding"] == {"id": "IDEA-Research/grounding-dino-tiny", "revision": None,
                                                "backend": "transformers", "seed": 0}
     assert manifest["libraries"]["apache-beam"] == beam.__version__
-    assert manifest["random_weights"] is False and manifest["runner"] == "DirectRunner"
+    assert manifest["random_weights"] is False
     footer = pq.ParquetFile(next((tmp_path / "run" / "shards").glob("*.parquet"))).schema_arrow.metadata
     assert lineage_of(footer)["config_hash"] == lineage["config_hash"]

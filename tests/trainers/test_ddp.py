@@ -2,11 +2,12 @@
 
 import json
 import os
-import socket
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
@@ -19,19 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "train_tiny.yaml")
 WORLD = 2
 STEPS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+JOIN_TIMEOUT_S = 300  # both ranks, start to finish; a hung rank fails the test instead of hanging the suite
 
 
 def _worker(rank: int, port: int, argv: list, scratch: str) -> None:
-    """One rank, as torchrun would start it: environment, then the trainer's own run()."""
+    """One rank, as torchrun would start it: environment, then the trainer's own run(). As under
+    torchrun, the rendezvous store is the launcher's (TORCHELASTIC_USE_AGENT_STORE): every rank
+    connects to the store the test process holds open, so no port is released and taken again."""
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     seen = []
     state = train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append([step, batch["ids"]]))
     scratch = Path(scratch)
@@ -41,7 +39,25 @@ def _worker(rank: int, port: int, argv: list, scratch: str) -> None:
     save_file({k: v.contiguous() for k, v in state.ema.shadow.items()}, scratch / f"ema-{rank}.safetensors")
 
 
-def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path):
+def _join(processes: mp.ProcessContext, timeout_s: float) -> None:
+    """Wait for every rank (a rank's error is raised here); kill them all after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not processes.join(timeout=max(0.0, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the ranks did not finish within {timeout_s} s")
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
+                process.join(10)
+
+
+@pytest.mark.time_limit(JOIN_TIMEOUT_S + 60)
+def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path, monkeypatch):
+    # the ranks import this module by name, with the working directory first on their path: from the
+    # repository root `trainers` is the project's package (from tests/ it would be tests/trainers)
+    monkeypatch.chdir(ROOT)
     data = tmp_path / "data"
     write_dataset(data, [6, 6], num_entities=2)
     output = tmp_path / "out"
@@ -49,8 +65,10 @@ def test_two_ranks_see_disjoint_rows_and_end_identical(tmp_path):
             "--max-steps", str(STEPS), "--set", "data.resolution=32", "--set", "checkpoint_every=2"]
     # forkserver: the server imports the trainer once, and both ranks fork from it (no threads yet)
     mp.set_forkserver_preload(["trainers.train", "tests.trainers.test_ddp"])
-    mp.start_processes(_worker, args=(_free_port(), argv, str(tmp_path)), nprocs=WORLD, join=True,
-                       start_method="forkserver")
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # the OS picks a port, kept open
+    processes = mp.start_processes(_worker, args=(store.port, argv, str(tmp_path)), nprocs=WORLD, join=False,
+                                   start_method="forkserver")
+    _join(processes, JOIN_TIMEOUT_S)
 
     seen = [json.loads((tmp_path / f"ids-{rank}.json").read_text()) for rank in range(WORLD)]
     ids = [{i for _, batch in ranks for i in batch} for ranks in seen]

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.trainers.feature_fixtures import write_feature_file, write_feature_run
+import features_runner
+from tests.trainers.feature_fixtures import write_feature_file
 from tests.trainers.shard_fixtures import make_row, write_shard
 from trainers import train
 from trainers.data import FEATURES, SAMPLES, DataConfig, ShardError, ShardStream, list_shards, make_loader
@@ -51,14 +52,20 @@ def _args(data, output, *argv):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    """(prompt-shard run, feature run of the same rows): captions of 0, 1 and 2 objects, so that a
-    batch's captions differ in length and their conditions are padded."""
+    """(prompt-shard run, the feature job's run of it: `features_runner`, fp32, two files): captions
+    of 0, 1 and 2 objects, so that a batch's captions differ in length and their conditions are padded."""
     root = tmp_path_factory.mktemp("runs")
     rows = [make_row(i, num_entities=i % 3) for i in range(10)]
-    shards = [write_shard(root / "prompts" / "shards" / f"part-{n:05d}.parquet", part)
-              for n, part in enumerate((rows[:6], rows[6:]))]
-    config = train.load_train_config(_args(root, root, "--stage", 1))
-    return root / "prompts", write_feature_run(root / "features_run", shards, config, storage_dtype="fp32")
+    for n, part in enumerate((rows[:6], rows[6:])):
+        write_shard(root / "prompts" / "shards" / f"part-{n:05d}.parquet", part)
+    features = root / "features_run"
+    assert features_runner.main(["--input", str(root / "prompts"), "--output", str(features), "--config", TINY,
+                                 *FAST, "--storage-dtype", "fp32", "--num-shards", "2", "--row-group-rows", "2"]) == 0
+    return root / "prompts", features
+
+
+def _files(features: Path, folder: str = FEATURES_DIR) -> list[Path]:
+    return sorted((features / folder).glob("*.parquet"))
 
 
 def _train(*argv) -> int:
@@ -84,8 +91,9 @@ def test_a_step_from_features_equals_the_step_on_images_and_captions(runs):
     feature_stream = train.build_stream(str(features), config, 1, CPU)
     assert (live_stream.kind, feature_stream.kind) == (SAMPLES, FEATURES)
     live_batch = next(train.BatchFeed(live_stream, config.batch_size))
-    feature_batch = next(train.BatchFeed(feature_stream, config.batch_size))
-    assert feature_batch["ids"] == live_batch["ids"]
+    # the job writes rows in its own order: the feature batch takes the live batch's rows, in its order
+    by_id = {sample["id"]: sample for sample in feature_stream}
+    feature_batch = collate_features([by_id[i] for i in live_batch["ids"]])
     assert not feature_batch["hidden_mask"].all()  # captions of different lengths: padded like the encoder pads
 
     live = train.build_state(args, config, CPU)
@@ -93,20 +101,21 @@ def test_a_step_from_features_equals_the_step_on_images_and_captions(runs):
     assert state.encoder is None and state.vae is None
     assert state.denoiser.encoder_width == live.encoder.hidden_size
     encoded = live.encoder(live_batch["prompts"], live_batch["entity_images"])
-    torch.testing.assert_close(feature_batch["hidden"], encoded.hidden, rtol=1e-6, atol=1e-6)
+    assert torch.equal(feature_batch["hidden"], encoded.hidden)
     assert torch.equal(feature_batch["hidden_mask"], encoded.attention_mask)
     before = {n: p.detach().clone() for n, p in state.denoiser.named_parameters()}
 
+    # README: with fp32 storage a step equals the step on the images and captions bit for bit
     expected = train_step(live, [live_batch], 0)
     result = train_step(state, [feature_batch], 0)
-    torch.testing.assert_close(result.losses, expected.losses, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(result.grad_norm, expected.grad_norm, rtol=1e-6, atol=1e-7)
+    assert torch.equal(result.losses, expected.losses) and torch.equal(result.grad_norm, expected.grad_norm)
     assert expected.losses[2] == 0  # stage 1: no attention loss
     updated = dict(live.denoiser.named_parameters())
     for name, param in state.denoiser.named_parameters():
-        torch.testing.assert_close(param, updated[name], rtol=0, atol=1e-8, msg=name)
+        assert torch.equal(param, updated[name]), name
+    assert state.ema.shadow.keys() == live.ema.shadow.keys()
     for name, shadow in state.ema.shadow.items():
-        torch.testing.assert_close(shadow, live.ema.shadow[name], rtol=0, atol=1e-8, msg=name)
+        assert torch.equal(shadow, live.ema.shadow[name]), name
     assert not torch.equal(before["unet.conv_in.weight"], updated["unet.conv_in.weight"])  # the step moved them
 
 
@@ -187,7 +196,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, runs, capsys):
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    shutil.copy(features / FEATURES_DIR / "part-00000.parquet", mixed / "a.parquet")
+    shutil.copy(_files(features)[0], mixed / "a.parquet")
     shutil.copy(prompts / "shards" / "part-00001.parquet", mixed / "b.parquet")
     assert _train(*base, "--stage", 1, "--data", mixed, *FAST) == 2
     err = _one_line_error(capsys)
@@ -216,14 +225,15 @@ def test_the_unconditional_row_is_checked(tmp_path, runs):
     expected = (stream.feature_spec, stream.feature_layout)
     assert feature_run_dir(stream.files) == str(features)
 
-    schema = pq.read_schema(features / UNCONDITIONAL_DIR / "part-00000.parquet")
-    row = pq.read_table(features / UNCONDITIONAL_DIR / "part-00000.parquet").to_pylist()[0]
+    (unconditional,) = _files(features, UNCONDITIONAL_DIR)
+    schema = pq.read_schema(unconditional)
+    row = pq.read_table(unconditional).to_pylist()[0]
     two = _copy_run(features, tmp_path / "two")
-    write_feature_file(two / UNCONDITIONAL_DIR / "part-00001.parquet", [row], schema)
+    write_feature_file(two / UNCONDITIONAL_DIR / "second.parquet", [row], schema)
     with pytest.raises(ValueError, match="expected one row"):
         read_unconditional(str(two), expected)
     renamed = _copy_run(features, tmp_path / "renamed", unconditional=False)
-    write_feature_file(renamed / UNCONDITIONAL_DIR / "part-00000.parquet", [{**row, "id": "x"}], schema)
+    write_feature_file(renamed / UNCONDITIONAL_DIR / unconditional.name, [{**row, "id": "x"}], schema)
     with pytest.raises(ValueError, match=UNCONDITIONAL_ID):
         read_unconditional(str(renamed), expected)
     other = (dataclasses.replace(stream.feature_spec, vae_seed=1), stream.feature_layout)
@@ -237,7 +247,7 @@ def test_the_unconditional_row_is_checked(tmp_path, runs):
 def test_feature_stream_lists_decodes_and_collates(runs):
     _, features = runs
     files = list_shards(str(features))
-    assert files == sorted(str(p) for p in (features / FEATURES_DIR).glob("*.parquet")) and len(files) == 2
+    assert files == [str(p) for p in _files(features)] and len(files) == 2
     assert list_shards(str(features / FEATURES_DIR)) == files
     stream = _feature_stream(files)
     assert stream.kind == FEATURES and stream.num_rows == 10
@@ -261,7 +271,7 @@ def test_feature_stream_lists_decodes_and_collates(runs):
 
 def test_feature_files_must_share_spec_and_layout(tmp_path, runs):
     _, features = runs
-    source = features / FEATURES_DIR / "part-00001.parquet"
+    source = _files(features)[1]
     table = pq.read_table(source)
     stream = _feature_stream([source])
     spec, layout = stream.feature_spec, stream.feature_layout
@@ -273,14 +283,14 @@ def test_feature_files_must_share_spec_and_layout(tmp_path, runs):
 
 def test_corrupt_feature_row_names_file_and_row_or_is_skipped(tmp_path, runs):
     _, features = runs
-    source = features / FEATURES_DIR / "part-00000.parquet"
+    source = _files(features)[0]
     rows = pq.read_table(source).to_pylist()
     rows[3] = {**rows[3], "hidden": rows[3]["hidden"][:-4]}  # one float short
     file = write_feature_file(tmp_path / "features" / "bad.parquet", rows, pq.read_schema(source))
     with pytest.raises(ShardError, match=r"bad\.parquet: row 3 .*do not hold a fp32 tensor"):
         list(_feature_stream([file]))
     stream = _feature_stream([file], skip_corrupt=True)
-    assert len(list(stream)) == 5 and stream.stats["skipped_rows"] == 1
+    assert len(list(stream)) == len(rows) - 1 and stream.stats["skipped_rows"] == 1
 
     no_latents = feature_row("no-latents", torch.zeros(2, 32), "fp32")  # an unconditional-like row
     spec = FeatureSpec(resolution=32, storage_dtype="fp32")

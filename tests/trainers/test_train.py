@@ -164,6 +164,7 @@ def test_presets_load_and_stage_learning_rates():
         load_config(TrainConfig, TINY, ["optim.grad_accum=0"])
 
 
+@pytest.mark.time_limit(300)  # a DataLoader worker process
 @pytest.mark.parametrize("workers", [0, 1])
 def test_an_unreadable_row_met_during_training_ends_with_one_line(tmp_path, capsys, workers):
     rows = [make_row(i) for i in range(4)] + [make_row(4, image=b"\x89PNG\r\n\x1a\n broken")]

@@ -84,4 +84,7 @@ def test_attention_loss_off_at_lambda_zero_and_for_dropped_conditions(data):
 
 def test_step_seeds_differ_by_rank_step_and_micro_batch():
     seeds = {step_seed(0, r, s, m) for r in range(2) for s in range(3) for m in range(2)}
-    assert len(seeds) == 12 and step_seed(0, 1, 2, 1) == step_seed(0, 1, 2, 1)
+    assert len(seeds) == 12
+    # pinned: a resumed run in a new process must draw the same noise as the run it continues, and a
+    # checkpoint written by an earlier version must resume the same way
+    assert step_seed(0, 1, 2, 1) == 10664779690411738451

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
-from unimo_g.config_tools import ConfigError, config_hash, from_dict, load_config, parse_overrides
+from unimo_g.config_tools import ConfigError, config_hash, from_dict, load_config, parse_overrides, to_dict
 from unimo_g.pipeline_config import PipelineConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # not the working directory's
 
 
 def test_overrides_nest_and_parse_yaml_values():
@@ -29,11 +33,12 @@ def test_bad_value_is_named():
 
 def test_presets_load_and_hash_stably(tmp_path):
     for name in ("default", "tiny"):
-        config = load_config(PipelineConfig, f"configs/{name}.yaml")
-        assert config_hash(config) == config_hash(load_config(PipelineConfig, f"configs/{name}.yaml"))
-    tiny = load_config(PipelineConfig, "configs/tiny.yaml", ["grounding.box_threshold=0.3"])
+        config = load_config(PipelineConfig, CONFIGS / f"{name}.yaml")
+        assert config_hash(from_dict(PipelineConfig, to_dict(config))) == config_hash(config)  # a round trip
+    tiny = load_config(PipelineConfig, CONFIGS / "tiny.yaml", ["grounding.box_threshold=0.3"])
     assert tiny.grounding.box_threshold == 0.3
     assert tiny.random_weights
+    assert config_hash(tiny) != config_hash(load_config(PipelineConfig, CONFIGS / "tiny.yaml"))
 
 
 def test_missing_file_is_a_config_error(tmp_path):
@@ -49,5 +54,5 @@ def test_exponent_without_dot_is_a_number():
 
 
 def test_full_size_random_presets_are_flagged_as_random_weights():
-    assert load_config(PipelineConfig, "configs/bench_full.yaml").random_weights
-    assert not load_config(PipelineConfig, "configs/default.yaml").random_weights
+    assert load_config(PipelineConfig, CONFIGS / "bench_full.yaml").random_weights
+    assert not load_config(PipelineConfig, CONFIGS / "default.yaml").random_weights

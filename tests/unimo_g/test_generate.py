@@ -38,17 +38,23 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory) -> Path:
-    """A training output with one checkpoint: raw weights, and EMA weights that differ from them."""
+def run(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(training output with one checkpoint, its raw parameters, its EMA parameters, which differ)."""
     root = tmp_path_factory.mktemp("run")
     checkpoint = root / CHECKPOINTS_DIR / "step-0000001"
     denoiser = build_denoiser(SPEC.denoiser, 32)
     save_denoiser(denoiser, checkpoint / DENOISER_DIR, SPEC.denoiser)
-    ema = {name: param.detach() + 0.01 for name, param in denoiser.named_parameters()}
+    raw = {name: param.detach().clone() for name, param in denoiser.named_parameters()}
+    ema = {name: param + 0.01 for name, param in raw.items()}
     save_ema_weights(checkpoint, ema, updates=1)
     write_model_spec(checkpoint, SPEC)
     write_latest(root, checkpoint.name)
-    return root
+    return root, raw, ema
+
+
+@pytest.fixture(scope="module")
+def output(run) -> Path:
+    return run[0]
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +106,16 @@ def test_unconditional_encoding_is_the_empty_prompt(family):
         torch.testing.assert_close(hidden[0, 0], prompted[0, 0])
 
 
-def test_generate_is_seeded_and_uses_the_ema_weights(output, entity):
+def _same_parameters(module: torch.nn.Module, expected: dict[str, torch.Tensor]) -> bool:
+    parameters = dict(module.named_parameters())
+    return parameters.keys() == expected.keys() and all(torch.equal(parameters[n], expected[n]) for n in expected)
+
+
+def test_generate_is_seeded_and_uses_the_ema_weights(run, entity):
+    output, raw_weights, ema_weights = run
     models = load_generation_models(output, "cpu")
     assert models.weights == "ema" and not models.denoiser.training
+    assert _same_parameters(models.denoiser, ema_weights)
     prompt, paths = parse_prompt(f"a <img>{entity}</img> on grass")
     images = [load_entity_image(p) for p in paths]
     a = generate(models, prompt, images, steps=STEPS, seed=0)
@@ -110,7 +123,7 @@ def test_generate_is_seeded_and_uses_the_ema_weights(output, entity):
     assert np.array_equal(a, generate(models, prompt, images, steps=STEPS, seed=0))
     assert not np.array_equal(a, generate(models, prompt, images, steps=STEPS, seed=1))
     raw = load_generation_models(output, "cpu", use_ema=False)
-    assert raw.weights == "raw"
+    assert raw.weights == "raw" and _same_parameters(raw.denoiser, raw_weights)
     assert not np.array_equal(a, generate(raw, prompt, images, steps=STEPS, seed=0))
     with pytest.raises(ValueError, match="multiple"):
         generate(models, prompt, images, steps=STEPS, resolution=30)
