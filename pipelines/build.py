@@ -1,6 +1,6 @@
 """The data-construction pipeline as one Beam graph.
 
-    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases ─► RunInference(Grounding DINO)
+    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
         ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects ─► Flatten ─► WriteRejects
 
@@ -39,16 +39,18 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
+    phrased = decoded.samples | "Phrases" >> beam.ParDo(
+        ExtractPhrasesFn(config.phrases, config.captions)
+    ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
     rows = (
-        decoded.samples
-        | "Phrases" >> beam.ParDo(ExtractPhrasesFn(config.phrases))
+        phrased.items
         | "Ground" >> RunInference(GroundingModelHandler(config.grounding))
         | "Segment" >> RunInference(SegmentationModelHandler(config.segmentation))
         | "Assemble" >> beam.ParDo(AssembleFn(config))
     )
     rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
     (
-        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS])
+        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS], phrased[ExtractPhrasesFn.REJECTS])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(output_dir, lineage)
     )

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from grounding.detect import ground_batch
+from grounding.detect import ground_batch_with_reasons
 from grounding.models import load_grounding_model
 from pipelines.work_item import WorkItem
 from segmentation.models import load_segmentation_model
@@ -39,14 +39,17 @@ class GroundingModelHandler(ModelHandler[WorkItem, WorkItem, Any]):
     def run_inference(
         self, batch: Sequence[WorkItem], model, inference_args: Optional[dict] = None
     ) -> Iterable[WorkItem]:
-        results = ground_batch(
+        results = ground_batch_with_reasons(
             model,
             [item.sample.pixels for item in batch],
             [item.phrases for item in batch],
             [item.plural for item in batch],
             self._config,
         )
-        return [replace(item, groundings=tuple(found)) for item, found in zip(batch, results)]
+        return [
+            replace(item, groundings=tuple(found), phrase_reasons=tuple(reasons.items()))
+            for item, (found, reasons) in zip(batch, results)
+        ]
 
     def get_num_bytes(self, batch: Sequence[WorkItem]) -> int:
         return sum(item.sample.pixels.nbytes for item in batch)
