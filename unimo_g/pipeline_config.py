@@ -95,8 +95,10 @@ class GroundingConfig:
     """Phrase grounding with Grounding DINO.
 
     `model` is a hub id, a local directory, or `tiny` (random weights built from a config with
-    `seed`, for tests and offline runs). Thresholds are applied per phrase on the logits of the
-    phrase's own tokens.
+    `seed`, for tests and offline runs). Images reach the model resized as its published processor
+    resizes them (Grounding DINO: shortest edge 800, longest 1333). Thresholds are applied per phrase
+    on the logits of the phrase's own tokens (0.25 / 0.2: Grounded-SAM's, tuned at that size); the
+    box rules then run in the order of `grounding.boxes.select_boxes_with_reasons`.
     """
 
     backend: str = "transformers"
