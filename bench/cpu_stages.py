@@ -39,6 +39,7 @@ from bench.results import write_json
 from grounding.detect import Grounding
 from grounding.models import load_grounding_model
 from grounding.phrases import extract_phrases, is_plural, load_nlp
+from grounding.preprocess import image_canvas
 from grounding.preprocess import preprocess_images as grounding_tensors
 from pipelines.assemble import assemble_sample
 from pipelines.decode import DecodedSample, decode_sample
@@ -104,12 +105,18 @@ def measure(config: PipelineConfig, folder: Path, boxes: int, repeats: int) -> d
     images = [s.pixels for s in samples]
     nlp = load_nlp(config.phrases.spacy_model)
     grounding, sam = load_grounding_model(config.grounding), load_segmentation_model(config.segmentation)
-    canvas = grounding.canvas
     chunk = config.grounding.runtime.batch_size
     chunks = [images[i:i + chunk] for i in range(0, n, chunk)]
+    # each chunk's images by their own padding canvas, as ground_batch groups them
+    grounding_groups = []
+    for part in chunks:
+        by_canvas: dict = {}
+        for image in part:
+            by_canvas.setdefault(image_canvas(grounding, image), []).append(image)
+        grounding_groups.extend(by_canvas.items())
 
     def grounding_processor():
-        for part in chunks:
+        for canvas, part in grounding_groups:
             grounding.image_processor(part, size=grounding.resize, do_pad=True,
                                       pad_size={"height": canvas[0], "width": canvas[1]},
                                       input_data_format="channels_last", return_tensors="pt")
@@ -135,7 +142,8 @@ def measure(config: PipelineConfig, folder: Path, boxes: int, repeats: int) -> d
         "decode": lambda: decode_all(raws, config),
         "phrases (spaCy)": lambda: [extract_phrases(nlp(s.caption), config.phrases) for s in samples],
         "grounding preprocess, processor": grounding_processor,
-        "grounding preprocess, tensor": lambda: [grounding_tensors(grounding, part) for part in chunks],
+        "grounding preprocess, tensor": lambda: [grounding_tensors(grounding, part, canvas)
+                                                  for canvas, part in grounding_groups],
         "SAM preprocess, processor": sam_processor,
         "SAM preprocess, tensor": lambda: [sam_tensors(sam, part) for part in chunks],
         "SAM masks to original size, processor": post_processor,

@@ -16,6 +16,9 @@ mkdir -p "$OUT"
 N="${BENCH_N:-192}"             # samples per pipeline run
 WORKERS="${BENCH_WORKERS:-3}"   # Beam worker processes of run 2b
 BATCH="${BENCH_BATCH:-16}"      # both models' batch size
+# Batched forwards (one per canvas group / per batch): the throughput setting on a GPU. The default,
+# one forward per image, keeps rows bit-identical whatever the batch (README, determinism).
+FORWARD="--set grounding.forward=canvas --set segmentation.forward=batch"
 TRAIN1_ARGS="${BENCH_TRAIN1_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 1 --resolution 256 --batch-size 32 --steps 6 --warmup 3}"
 TRAIN2_ARGS="${BENCH_TRAIN2_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 2 --batch-size 8 --steps 4 --warmup 2}"
 
@@ -23,18 +26,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())"
 
 # 1. ~3 min (at most 190 s): three pipeline runs of N samples, each in a fresh process, plus the FLOP count.
-timeout 190 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" \
+# shellcheck disable=SC2086  # FORWARD is a list of arguments
+timeout 190 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" $FORWARD \
   --n "$N" --warmup-images "$BATCH" --flops-images "$BATCH" --one-sam per_box \
   --json "$OUT/pipeline_full_cuda_bf16.json" || echo "pipeline benchmark (per_box) failed or timed out: $?"
 
 # 2. ~1 min (at most 70 s): batch-of-one with one SAM encoding per image, against the plain batched loop.
-timeout 70 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" \
+# shellcheck disable=SC2086
+timeout 70 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" $FORWARD \
   --n "$((N / 4))" --warmup-images "$BATCH" --flops-images 0 --modes plain,one --one-sam per_image \
   --json "$OUT/pipeline_full_cuda_bf16_per_image.json" || echo "pipeline benchmark (per_image) failed or timed out: $?"
 
 # 2b. ~1 min (at most 90 s): Beam, WORKERS processes each with both models on the GPU, 3N samples (their
 # start-up, ~10-20 s each in parallel, is in the raw time; the steady time subtracts one model load).
-timeout 90 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" \
+# shellcheck disable=SC2086
+timeout 90 python -m bench.pipeline --preset full --device cuda --dtype bf16 --batch-size "$BATCH" $FORWARD \
   --n "$((3 * N))" --warmup-images 0 --flops-images 0 --modes beam --direct-running-mode multi_processing \
   --workers "$WORKERS" --json "$OUT/pipeline_full_cuda_bf16_workers.json" \
   || echo "pipeline benchmark ($WORKERS workers) failed or timed out: $?"

@@ -28,12 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grounding.detect import ground_batch
+from grounding.detect import ground_batch_with_reasons
 from grounding.models import GroundingModel, load_grounding_model
 from grounding.phrases import extract_phrases, is_plural, load_nlp
 from pipelines.assemble import assemble_sample
 from pipelines.decode import check_sample, decode_checked
 from pipelines.source_formats import group_folder_files, read_folder_group
+from pipelines.phrase_stage import clean_sample
 from pipelines.work_item import WorkItem
 from segmentation.models import SegmentationModel, load_segmentation_model
 from segmentation.segment import segment_batch
@@ -164,19 +165,23 @@ def _prepare(raw: RawSample, models: Models, config: PipelineConfig, seen: set, 
     if isinstance(decoded, Reject):
         return decoded
     with clock("phrases"):
-        doc = models.nlp(decoded.caption)
+        caption = clean_sample(decoded, config.captions)
+        if isinstance(caption, Reject):
+            return caption
+        doc = models.nlp(caption)
         phrases = extract_phrases(doc, config.phrases)
         plural = tuple(is_plural(doc, phrase) for phrase in phrases)
-    return WorkItem(sample=decoded, phrases=phrases, plural=plural)
+    return WorkItem(sample=decoded, caption=caption, phrases=phrases, plural=plural)
 
 
 def ground_items(items: list[WorkItem], models: Models, config: PipelineConfig) -> list[WorkItem]:
     """One `ground_batch` call on all `items`; each comes back with its `groundings`."""
-    found = ground_batch(
+    found = ground_batch_with_reasons(
         models.grounding, [i.sample.pixels for i in items], [i.phrases for i in items],
         [i.plural for i in items], config.grounding,
     )
-    return [replace(item, groundings=tuple(groundings)) for item, groundings in zip(items, found)]
+    return [replace(item, groundings=tuple(groundings), phrase_reasons=tuple(reasons.items()))
+            for item, (groundings, reasons) in zip(items, found)]
 
 
 def boxes_of(item: WorkItem) -> np.ndarray:

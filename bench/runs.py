@@ -139,15 +139,19 @@ def row_digest(row: dict) -> str:
 def summarize_shards(output_dir: Path) -> dict:
     """Rows, entities and a digest of every row under `output_dir/shards`, all columns (`row_digest`).
 
-    Equal digests mean two runs wrote the same rows (in any order and file split).
+    Equal digests mean two runs wrote the same rows (in any order and file split); `digest_boxes`
+    covers ids, prompts and boxes only (SAM decoding one box per call moves mask edges by a few pixels against
+    decoding an image's boxes together).
     """
-    digests, entities = [], 0
+    digests, boxes, entities = [], [], 0
     for path in sorted((Path(output_dir) / "shards").glob("*.parquet")):
         for row in pq.read_table(path).to_pylist():
             digests.append(row_digest(row))
             entities += len(row["entities"])
+            boxes.append((row["id"], row["prompt_text"], tuple(tuple(e["box"]) for e in row["entities"])))
     digest = hashlib.sha256("".join(sorted(digests)).encode("utf-8")).hexdigest()[:16]
-    return {"rows": len(digests), "entities": entities, "digest": digest}
+    digest_boxes = hashlib.sha256(repr(sorted(boxes)).encode("utf-8")).hexdigest()[:16]
+    return {"rows": len(digests), "entities": entities, "digest": digest, "digest_boxes": digest_boxes}
 
 
 def warm_up(models: Models, input_dir: Path, config: PipelineConfig, images: int) -> float:

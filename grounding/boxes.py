@@ -45,18 +45,26 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def shape_mask(
-    boxes: np.ndarray, width: int, height: int, min_area_ratio: float, max_area_ratio: float, max_aspect_ratio: float
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    min_area_ratio: float,
+    max_area_ratio: float,
+    min_aspect_ratio: float,
+    max_aspect_ratio: float,
 ) -> np.ndarray:
     """`(N,)` bool: boxes with positive width and height, box area / image area within
-    `[min_area_ratio, max_area_ratio]` and long side / short side at most `max_aspect_ratio`."""
+    `[min_area_ratio, max_area_ratio]` and box width / height within `[min_aspect_ratio, max_aspect_ratio]`."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     w = boxes[:, 2] - boxes[:, 0]
     h = boxes[:, 3] - boxes[:, 1]
     valid = (w > 0) & (h > 0)
     ratio = box_area(boxes) / float(width * height)
-    safe_w, safe_h = np.where(valid, w, 1.0), np.where(valid, h, 1.0)
-    aspect = np.maximum(safe_w / safe_h, safe_h / safe_w)
-    return valid & (ratio >= min_area_ratio) & (ratio <= max_area_ratio) & (aspect <= max_aspect_ratio)
+    aspect = np.where(valid, w, 1.0) / np.where(valid, h, 1.0)
+    return (
+        valid & (ratio >= min_area_ratio) & (ratio <= max_area_ratio)
+        & (aspect >= min_aspect_ratio) & (aspect <= max_aspect_ratio)
+    )
 
 
 def _score_order(scores: np.ndarray) -> np.ndarray:
@@ -81,11 +89,77 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int 
     return np.asarray(kept, dtype=np.int64)
 
 
+# Why a phrase with detections kept no box (the outcome tokens of `unimo_g.records.PHRASE_OUTCOMES`).
+REASON_SHAPE = "shape_filter"  # every candidate box failed the area or aspect bounds
+REASON_SAME_OBJECT = "same_object"  # its boxes were another phrase's better-scoring boxes of the same object
+REASON_CAP = "entity_cap"  # the image already had `max_entities` better-scoring entities
+
+
 def boxes_per_phrase(plural: bool, mode: str, max_boxes_per_phrase: int) -> int:
     """How many boxes a phrase may keep: 1, or `max_boxes_per_phrase` for a plural head in mode `all`."""
     if mode not in ("top1", "all"):
         raise ValueError(f"plural mode must be top1 or all, got {mode!r}")
     return max_boxes_per_phrase if plural and mode == "all" else 1
+
+
+def _drop_same_objects(picks: np.ndarray, phrase_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+                       iou_threshold: float) -> np.ndarray:
+    """Picks (indices) by descending score, without those whose IoU with a better pick of ANOTHER
+    phrase reaches `iou_threshold`."""
+    kept: list[int] = []
+    for index in picks[_score_order(scores[picks])]:
+        rivals = [k for k in kept if phrase_ids[k] != phrase_ids[index]]
+        if rivals and box_iou(boxes[index], boxes[rivals]).max() >= iou_threshold:
+            continue
+        kept.append(int(index))
+    return np.asarray(kept, dtype=np.int64)
+
+
+def select_boxes_with_reasons(
+    phrase_ids: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    plural: Sequence[bool],
+    width: int,
+    height: int,
+    config: GroundingConfig,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Candidate boxes of one image -> (indices of the boxes kept, sorted by (phrase, -score);
+    {phrase: reason} for each phrase with candidates that kept none).
+
+    `phrase_ids`: `(N,)` phrase index of each candidate; `boxes`: `(N, 4)` xyxy pixels;
+    `scores`: `(N,)`; `plural[k]`: whether phrase `k`'s head noun is plural. In order:
+    1. shape filters (`shape_mask` with the area and aspect bounds of `config`) on every candidate,
+       so a phrase whose best box fails them falls back to its best passing box (else `shape_filter`);
+    2. each phrase keeps its best passing box, or for a plural phrase with `plural: all` up to
+       `max_boxes_per_phrase` boxes that do not overlap each other above `nms_iou`;
+    3. across phrases, a box whose IoU with a better-scoring box of another phrase reaches
+       `same_object_iou` is the same object and goes (`same_object`); nested entities stay;
+    4. at most `max_entities` boxes, best scores first (`entity_cap`).
+    """
+    phrase_ids = np.asarray(phrase_ids, dtype=np.int64).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    passing = shape_mask(
+        boxes, width, height, config.min_box_area_ratio, config.max_box_area_ratio,
+        config.min_box_aspect_ratio, config.max_box_aspect_ratio,
+    )
+    reasons: dict[int, str] = {}
+    picks: list[int] = []
+    for phrase in np.unique(phrase_ids).tolist():
+        members = np.flatnonzero((phrase_ids == phrase) & passing)
+        if len(members) == 0:
+            reasons[phrase] = REASON_SHAPE
+            continue
+        limit = boxes_per_phrase(bool(plural[phrase]), config.plural, config.max_boxes_per_phrase)
+        picks.extend(members[nms(boxes[members], scores[members], config.nms_iou, limit)].tolist())
+    picked = np.asarray(sorted(picks), dtype=np.int64)
+    distinct = _drop_same_objects(picked, phrase_ids, boxes, scores, config.same_object_iou)
+    kept = distinct[: config.max_entities]
+    kept_phrases = set(phrase_ids[kept].tolist())
+    for phrase in set(phrase_ids[picked].tolist()) - kept_phrases:
+        reasons[phrase] = REASON_CAP if phrase in set(phrase_ids[distinct].tolist()) else REASON_SAME_OBJECT
+    return kept[np.lexsort((-scores[kept], phrase_ids[kept]))], reasons
 
 
 def select_boxes(
@@ -97,29 +171,5 @@ def select_boxes(
     height: int,
     config: GroundingConfig,
 ) -> np.ndarray:
-    """Candidate boxes of one image -> indices of the boxes kept, sorted by (phrase, -score).
-
-    `phrase_ids`: `(N,)` phrase index of each candidate; `boxes`: `(N, 4)` xyxy pixels;
-    `scores`: `(N,)`; `plural[k]`: whether phrase `k`'s head noun is plural. In order:
-    1. plural rule: each phrase keeps its best box, or for a plural phrase with `plural: all` up to
-       `max_boxes_per_phrase` boxes that do not overlap each other above `nms_iou`;
-    2. shape filters (`shape_mask` with the area and aspect limits of `config`): a phrase whose
-       chosen box fails them loses it (no fallback to a worse box of the same phrase);
-    3. NMS across all phrases at `nms_iou` (greedy by score).
-    """
-    phrase_ids = np.asarray(phrase_ids, dtype=np.int64).reshape(-1)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    chosen: list[int] = []
-    for phrase in np.unique(phrase_ids):
-        members = np.flatnonzero(phrase_ids == phrase)
-        limit = boxes_per_phrase(bool(plural[phrase]), config.plural, config.max_boxes_per_phrase)
-        chosen.extend(members[nms(boxes[members], scores[members], config.nms_iou, limit)].tolist())
-    chosen_arr = np.asarray(sorted(chosen), dtype=np.int64)
-    ok = shape_mask(
-        boxes[chosen_arr], width, height,
-        config.min_box_area_ratio, config.max_box_area_ratio, config.max_box_aspect_ratio,
-    )
-    chosen_arr = chosen_arr[ok]
-    kept = chosen_arr[nms(boxes[chosen_arr], scores[chosen_arr], config.nms_iou)]
-    return kept[np.lexsort((-scores[kept], phrase_ids[kept]))]
+    """The kept indices of `select_boxes_with_reasons`."""
+    return select_boxes_with_reasons(phrase_ids, boxes, scores, plural, width, height, config)[0]

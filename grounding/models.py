@@ -7,8 +7,9 @@ Loading never trusts remote code. Devices follow `unimo_g.devices`: an absent GP
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -27,8 +28,10 @@ _DELIMITER_TOKENS = ("[CLS]", "[SEP]", ".", "?")  # must map to model.model.spec
 class GroundingModel:
     """A loaded grounding model, ready for `detect.ground_batch`.
 
-    `resize` is the image processor's `size` argument; `canvas` is the fixed `(height, width)`
-    every resized image is padded to, so that an image's result does not depend on its batch.
+    `resize` is the image processor's own `size` argument (the published preprocessing, never
+    lowered); `canvases` are the `(height, width)` padding canvases, smallest area first: each image
+    is padded to the first one that holds its resized shape (`canvas_for`), so that its input does not
+    depend on the other images of its batch.
     """
 
     model: Any  # GroundingDinoForObjectDetection, in eval mode on `device`
@@ -37,39 +40,41 @@ class GroundingModel:
     device: torch.device
     dtype: torch.dtype
     resize: dict
-    canvas: tuple[int, int]
+    canvases: tuple[tuple[int, int], ...]
     name: str
     revision: Optional[str] = None
 
 
-def fixed_canvas(size: Any, pad_size: Optional[int]) -> tuple[dict, tuple[int, int]]:
-    """The resize argument and the fixed `(height, width)` padding canvas for an image processor.
+def canvas_for(canvases: Sequence[tuple[int, int]], resized: tuple[int, int]) -> tuple[int, int]:
+    """The first canvas of `canvases` (smallest first) that holds a resized `(h, w)` image."""
+    for canvas in canvases:
+        if resized[0] <= canvas[0] and resized[1] <= canvas[1]:
+            return canvas
+    raise ValueError(f"no canvas of {list(canvases)} holds a resized image of {resized}")
+
+
+def canvas_buckets(size: Any, aspects: Sequence[float]) -> tuple[dict, tuple[tuple[int, int], ...]]:
+    """The processor's resize argument, unchanged, and the padding canvases for it, smallest area first.
 
     `size` is the processor's `size` (`shortest_edge`/`longest_edge`, `max_height`/`max_width` or
-    `height`/`width`). With `pad_size`, the canvas is `pad_size` square and the resize limits are
-    lowered to fit inside it; without, the canvas is the largest resized shape the processor can
-    produce (`longest_edge` square for the usual shortest/longest-edge resize).
+    `height`/`width`). For a shortest/longest-edge resize, a landscape image reaches at most
+    `(shortest, longest)` and a portrait one `(longest, shortest)`: the canvases are
+    `(shortest, min(longest, ceil(shortest * a)))` for each aspect `a` and `(shortest, longest)`, and
+    their transposes. The other resizes have one largest shape, which is the one canvas.
     """
     get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
     shortest, longest = get("shortest_edge"), get("longest_edge")
     max_h, max_w, height, width = get("max_height"), get("max_width"), get("height"), get("width")
     if shortest and longest:
-        if pad_size is None:
-            return {"shortest_edge": shortest, "longest_edge": longest}, (longest, longest)
-        limits = {"shortest_edge": min(shortest, pad_size), "longest_edge": min(longest, pad_size)}
-        return limits, (pad_size, pad_size)
+        sides = {min(longest, math.ceil(shortest * aspect - 1e-9)) for aspect in aspects} | {longest}
+        landscape = {(shortest, side) for side in sides if side >= shortest}
+        canvases = landscape | {(w, h) for h, w in landscape}
+        ordered = tuple(sorted(canvases, key=lambda c: (c[0] * c[1], c[0])))
+        return {"shortest_edge": shortest, "longest_edge": longest}, ordered
     if max_h and max_w:
-        if pad_size is None:
-            return {"max_height": max_h, "max_width": max_w}, (max_h, max_w)
-        return {"max_height": min(max_h, pad_size), "max_width": min(max_w, pad_size)}, (pad_size, pad_size)
+        return {"max_height": max_h, "max_width": max_w}, ((max_h, max_w),)
     if height and width:
-        if pad_size is None:
-            return {"height": height, "width": width}, (height, width)
-        if max(height, width) > pad_size:
-            raise ValueError(
-                f"grounding.pad_size={pad_size} is smaller than the processor's fixed size {height}x{width}"
-            )
-        return {"height": height, "width": width}, (pad_size, pad_size)
+        return {"height": height, "width": width}, ((height, width),)
     raise ValueError(f"unsupported image processor size {size!r}")
 
 
@@ -121,8 +126,8 @@ def load_grounding_model(config: GroundingConfig) -> GroundingModel:
     model, image_processor, tokenizer = GROUNDING_BACKENDS[config.backend](config, device, dtype)
     model = model.to(device=device, dtype=dtype).eval()
     _check_model(model, tokenizer, config, config.model)
-    resize, canvas = fixed_canvas(image_processor.size, config.pad_size)
+    resize, canvases = canvas_buckets(image_processor.size, config.canvas_aspects)
     return GroundingModel(
         model=model, image_processor=image_processor, tokenizer=tokenizer, device=device, dtype=dtype,
-        resize=resize, canvas=canvas, name=config.model, revision=config.revision,
+        resize=resize, canvases=canvases, name=config.model, revision=config.revision,
     )

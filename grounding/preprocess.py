@@ -1,9 +1,10 @@
 """Grounding DINO's image preprocessing as torch ops on the model's device.
 
 Equal to `model.image_processor(images, size=model.resize, do_pad=True, pad_size=canvas)` (the PIL
-backend of `GroundingDinoImageProcessor`): the same resized size, Pillow's bilinear resize
-reproduced byte for byte, the processor's rescale and mean/std, zero padding to the fixed canvas and
-the same pixel mask (see `unimo_g.image_batch`).
+backend of `GroundingDinoImageProcessor`): the same resized size (the published shortest edge 800 /
+longest edge 1333), Pillow's bilinear resize reproduced byte for byte, the processor's rescale and
+mean/std, zero padding to the image's canvas (`image_canvas`) and the same pixel mask (see
+`unimo_g.image_batch`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from transformers.image_transforms import get_size_with_aspect_ratio
 from transformers.image_utils import get_image_size_for_max_height_width
 
-from grounding.models import GroundingModel
+from grounding.models import GroundingModel, canvas_for
 from unimo_g.image_batch import batch_images, processor_value_table
 
 
@@ -35,10 +36,19 @@ def resized_size(height: int, width: int, resize: Mapping[str, int]) -> tuple[in
     raise ValueError(f"unsupported resize {dict(resize)!r}")
 
 
-def preprocess_images(model: GroundingModel, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def image_canvas(model: GroundingModel, image: np.ndarray) -> tuple[int, int]:
+    """The `(height, width)` canvas an `(H, W, 3)` image is padded to: the smallest of `model.canvases`
+    that holds its resized shape. It depends on the image's own shape only."""
+    return canvas_for(model.canvases, resized_size(int(image.shape[0]), int(image.shape[1]), model.resize))
+
+
+def preprocess_images(
+    model: GroundingModel, images: Sequence[np.ndarray], canvas: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`pixel_values` `(B, 3, H_c, W_c)` in `model.dtype` and `pixel_mask` `(B, H_c, W_c)` int64, both
-    on `model.device`, where `(H_c, W_c) = model.canvas`. `images[i]`: `(H, W, 3)` uint8 RGB; each is
-    resized to `resized_size(H, W, model.resize)` in the top-left corner of the canvas."""
+    on `model.device`, where `(H_c, W_c) = canvas` holds every image's resized shape. `images[i]`:
+    `(H, W, 3)` uint8 RGB; each is resized to `resized_size(H, W, model.resize)` in the top-left
+    corner of the canvas."""
     sizes = [resized_size(int(image.shape[0]), int(image.shape[1]), model.resize) for image in images]
     table = processor_value_table(model.image_processor)
-    return batch_images(images, sizes, model.canvas, table, model.device, model.dtype)
+    return batch_images(images, sizes, canvas, table, model.device, model.dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -14,7 +15,19 @@ from unimo_g.rle import encode_mask
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.prompt import compose_prompt
 from unimo_g.records import Entity, Sample
-from unimo_g.schema import prompt_text
+from unimo_g.schema import OUTCOME_ENTITY, prompt_text
+
+
+def phrase_outcomes(num_phrases: int, entities: Sequence[Entity], phrase_reasons: Mapping[int, str],
+                    mask_reasons: Mapping[int, str]) -> tuple[str, ...]:
+    """One `schema.PHRASE_OUTCOMES` token per phrase: `entity` when it has an entity in the row, else
+    the grounding reason (`phrase_reasons`), else the mask filter that dropped its best box
+    (`mask_reasons`), else `below_threshold` (grounding found no box and gave no reason)."""
+    with_entity = {entity.phrase for entity in entities}
+    return tuple(
+        OUTCOME_ENTITY if k in with_entity else phrase_reasons.get(k) or mask_reasons.get(k) or "below_threshold"
+        for k in range(num_phrases)
+    )
 
 
 def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Counter]:
@@ -22,11 +35,15 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
 
     Entities are ordered as the groundings (by phrase position, then score); each entity's box is
     xyxy in pixels of the EXIF-transposed original image, its mask RLE is at that image's size.
+    The row's `caption` is `item.caption` (the cleaned caption the phrases index; the sample's own
+    caption when `item.caption` is empty), `caption_original` the caption as received.
     """
     sample = item.sample
+    caption = item.caption or sample.caption
     height, width = sample.pixels.shape[:2]
     entities: list[Entity] = []
     dropped: Counter = Counter()
+    mask_reasons: dict[int, str] = {}
     for grounding, prediction in zip(item.groundings, item.masks, strict=True):
         area = int(prediction.mask.sum())
         reason = mask_filter_reason(
@@ -35,6 +52,7 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
         )
         if reason is not None:
             dropped[reason] += 1
+            mask_reasons.setdefault(grounding.phrase, reason)  # groundings come best first per phrase
             continue
         phrase = item.phrases[grounding.phrase]
         entities.append(
@@ -52,9 +70,7 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
                 image_format=config.entity_image.format,
             )
         )
-    prompt = compose_prompt(
-        sample.caption, [(e.start, e.end, k) for k, e in enumerate(entities)], config.compose.mode
-    )
+    prompt = compose_prompt(caption, [(e.start, e.end, k) for k, e in enumerate(entities)], config.compose.mode)
     row = Sample(
         id=sample.id,
         source_key=sample.source_key,
@@ -64,11 +80,13 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
         image_format=sample.image_format,
         width=width,
         height=height,
-        caption=sample.caption,
+        caption=caption,
         phrases=item.phrases,
         entities=tuple(entities),
         prompt=prompt,
         prompt_text=prompt_text(prompt),
+        caption_original=sample.caption,
+        phrase_outcomes=phrase_outcomes(len(item.phrases), entities, dict(item.phrase_reasons), mask_reasons),
     )
     return row, dropped
 

@@ -1,6 +1,6 @@
 """The data-construction pipeline as one Beam graph.
 
-    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases ─► RunInference(Grounding DINO)
+    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
         ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
 
@@ -39,16 +39,22 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    grounded = (
-        decoded.samples
-        | "Phrases" >> beam.ParDo(ExtractPhrasesFn(config.phrases))
-        | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
-    )
+    phrased = decoded.samples | "Phrases" >> beam.ParDo(
+        ExtractPhrasesFn(config.phrases, config.captions)
+    ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
+    grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
     segmented = grounded.items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation))
     rows = segmented.items | "Assemble" >> beam.ParDo(AssembleFn(config))
     rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
     (
-        (checked[CheckFn.REJECTS], *dedupe_rejects, decoded[DecodeFn.REJECTS], grounded.rejects, segmented.rejects)
+        (
+            checked[CheckFn.REJECTS],
+            *dedupe_rejects,
+            decoded[DecodeFn.REJECTS],
+            phrased[ExtractPhrasesFn.REJECTS],
+            grounded.rejects,
+            segmented.rejects,
+        )
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRejects(output_dir, lineage)
     )

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.shard_stats import summarize_shards
 from pipelines.write import MANIFEST_NAME, reject_files_pattern, shard_files_pattern
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.schema import SCHEMA_VERSION, check_schema_version
@@ -145,6 +146,7 @@ def build_manifest(
         "runner": runner,
         "wall_time_s": round(float(wall_time_s), 3),
         "counts": {"inputs": inputs, **counts, "accounted": accounted},
+        "statistics": summarize_shards(output_dir),
     }
 
 

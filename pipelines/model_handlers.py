@@ -29,7 +29,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
-from grounding.detect import ground_batch
+from grounding.detect import ground_batch_with_reasons
 from grounding.models import load_grounding_model
 from pipelines.work_item import WorkItem
 from segmentation.models import load_segmentation_model
@@ -103,9 +103,10 @@ class GroundingRunner:
         self._model = load_grounding_model(config)
         record_load("grounding", config.model, config.runtime.device, time.perf_counter() - started)
 
-    def ground(self, images: list[np.ndarray], phrases: list[tuple], plural: list[tuple]) -> list[list]:
-        """`grounding.detect.ground_batch` on this model: one list of `Grounding` per image."""
-        return ground_batch(self._model, images, phrases, plural, self._config)
+    def ground(self, images: list[np.ndarray], phrases: list[tuple], plural: list[tuple]) -> list[tuple]:
+        """`grounding.detect.ground_batch_with_reasons` on this model: per image, its list of
+        `Grounding` and the reason each other phrase did not become an entity."""
+        return ground_batch_with_reasons(self._model, images, phrases, plural, self._config)
 
 
 class SegmentationRunner:
@@ -166,7 +167,10 @@ class GroundingModelHandler(_IsolatingHandler):
         results = model.ground(
             [item.sample.pixels for item in batch], [item.phrases for item in batch], [item.plural for item in batch]
         )
-        return [replace(item, groundings=tuple(found)) for item, found in zip(batch, results, strict=True)]
+        return [
+            replace(item, groundings=tuple(found), phrase_reasons=tuple(reasons.items()))
+            for item, (found, reasons) in zip(batch, results, strict=True)
+        ]
 
 
 class SegmentationModelHandler(_IsolatingHandler):

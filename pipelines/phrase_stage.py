@@ -1,22 +1,44 @@
-"""Beam shell over `grounding.phrases`: caption -> noun phrases, one spaCy pipeline per worker."""
+"""Beam shell over `unimo_g.captions` and `grounding.phrases`: caption -> cleaned caption -> noun
+phrases, one spaCy pipeline per worker. A caption that cleaning leaves empty (only markup) is a
+reject at stage `phrases`, reason `empty_after_cleaning`."""
 
 from __future__ import annotations
 
+from typing import Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from grounding.phrases import extract_phrases, is_plural, load_nlp
-from pipelines.decode import DecodedSample
+from pipelines import metrics
+from pipelines.decode import REJECTS, DecodedSample
 from pipelines.work_item import WorkItem
-from unimo_g.pipeline_config import PhraseConfig
+from unimo_g.captions import clean_caption
+from unimo_g.pipeline_config import CaptionConfig, PhraseConfig
+from unimo_g.records import Reject
+
+STAGE = "phrases"
+REASON_EMPTY = "empty_after_cleaning"
+
+
+def clean_sample(sample: DecodedSample, config: CaptionConfig) -> Union[str, Reject]:
+    """The cleaned caption of `sample`, or its Reject when nothing is left."""
+    caption = clean_caption(sample.caption, config)
+    if caption.strip():
+        return caption
+    return Reject(id=sample.id, source=sample.source_key, stage=STAGE, reason=REASON_EMPTY,
+                  detail=f"caption {sample.caption[:80]!r} is empty once cleaned")
 
 
 class ExtractPhrasesFn(beam.DoFn):
-    """DecodedSample -> WorkItem with `phrases` and their plural flags."""
+    """DecodedSample -> WorkItem with the cleaned caption, `phrases` and their plural flags (main
+    output), or a Reject (output tagged `REJECTS`)."""
 
-    def __init__(self, config: PhraseConfig):
+    REJECTS = REJECTS
+
+    def __init__(self, config: PhraseConfig, captions: CaptionConfig | None = None):
         self._config = config
+        self._captions = captions or CaptionConfig()
         self._nlp = None
         self._phrases = Metrics.distribution("unimo_g", "phrases_per_caption")
 
@@ -24,7 +46,13 @@ class ExtractPhrasesFn(beam.DoFn):
         self._nlp = load_nlp(self._config.spacy_model)
 
     def process(self, sample: DecodedSample):
-        doc = self._nlp(sample.caption)
+        caption = clean_sample(sample, self._captions)
+        if isinstance(caption, Reject):
+            Metrics.counter(metrics.DECODE, metrics.reject_counter_name(caption.stage, caption.reason)).inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, caption)
+            return
+        doc = self._nlp(caption)
         phrases = extract_phrases(doc, self._config)
         self._phrases.update(len(phrases))
-        yield WorkItem(sample=sample, phrases=phrases, plural=tuple(is_plural(doc, p) for p in phrases))
+        yield WorkItem(sample=sample, caption=caption, phrases=phrases,
+                       plural=tuple(is_plural(doc, p) for p in phrases))

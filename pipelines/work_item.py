@@ -15,8 +15,13 @@ from unimo_g.records import Phrase
 
 @dataclass(frozen=True)
 class WorkItem:
+    """`caption` is the cleaned caption (`unimo_g.captions.clean_caption` of `sample.caption`) that
+    `phrases` index; `phrase_reasons[k]` says why phrase k kept no box in grounding."""
+
     sample: DecodedSample
+    caption: str = ""
     phrases: tuple[Phrase, ...] = ()
     plural: tuple[bool, ...] = ()  # per phrase: its head noun is plural
     groundings: tuple[Any, ...] = ()  # grounding.detect.Grounding, sorted
+    phrase_reasons: tuple[tuple[int, str], ...] = ()  # (phrase, reason) for phrases without a box
     masks: tuple[Any, ...] = ()  # segmentation.segment.MaskPrediction, aligned with groundings

@@ -97,14 +97,15 @@ def segment_batch(
     `images[i]` (H_i, W_i, 3) uint8 RGB; `boxes[i]` (N_i, 4) float xyxy pixels of that image.
     Images without boxes get [] and are not encoded. Every image is resized and padded to the
     processor's fixed canvas, so an image's masks do not depend on the other images of the batch;
-    the encoder sees at most `config.runtime.batch_size` images at once. Masks are SAM's single-mask
+    the encoder sees at most `config.runtime.batch_size` images at once, or one image at a time with
+    `forward: image` (every tensor shape then depends on the image alone). Masks are SAM's single-mask
     output (multimask off), thresholded at `config.mask_threshold` on the logits. Pre- and
     post-processing follow `config.runtime.preprocess` (`tensor`: on the model's device).
     """
     _check_inputs(images, boxes)
     results: list[list[MaskPrediction]] = [[] for _ in images]
     with_boxes = [index for index, image_boxes in enumerate(boxes) if len(image_boxes) > 0]
-    chunk_size = config.runtime.batch_size
+    chunk_size = 1 if config.forward == "image" else config.runtime.batch_size
     with torch.inference_mode():
         for start in range(0, len(with_boxes), chunk_size):
             chunk = with_boxes[start : start + chunk_size]

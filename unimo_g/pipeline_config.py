@@ -88,7 +88,9 @@ class PhraseConfig:
         "close-up", "scene", "day", "night", "time", "way", "color", "colour", "lot", "kind", "type",
         "part", "piece", "number", "couple", "group", "pair", "bunch", "area", "distance", "daytime",
     )
-    strip_determiners: bool = False  # keep "a brown dog" (the span replaced in the prompt)
+    # The paper's prompt form: determiners and possessives stay text ("holding his <img>...</img>"),
+    # the replaced span is the entity itself. False replaces the whole noun chunk ("holding <img>").
+    strip_determiners: bool = True
     max_phrases: int = 8
     max_caption_chars: int = 2000  # longer captions are rejected before parsing
 
@@ -148,8 +150,10 @@ class GroundingConfig:
     """Phrase grounding with Grounding DINO.
 
     `model` is a hub id, a local directory, or `tiny` (random weights built from a config with
-    `seed`, for tests and offline runs). Thresholds are applied per phrase on the logits of the
-    phrase's own tokens.
+    `seed`, for tests and offline runs). Images reach the model resized as its published processor
+    resizes them (Grounding DINO: shortest edge 800, longest 1333). Thresholds are applied per phrase
+    on the logits of the phrase's own tokens (0.25 / 0.2: Grounded-SAM's, tuned at that size); the
+    box rules then run in the order of `grounding.boxes.select_boxes_with_reasons`.
     """
 
     backend: str = "transformers"
@@ -159,15 +163,35 @@ class GroundingConfig:
     box_threshold: float = 0.25
     text_threshold: float = 0.2
     nms_iou: float = 0.5  # NMS across all phrases of an image
-    min_box_area_ratio: float = 0.08  # box area / image area
+    min_box_area_ratio: float = 0.08  # box area / image area (Subject-Diffusion: 0.08-0.7)
     max_box_area_ratio: float = 0.7
-    max_box_aspect_ratio: float = 8.0
-    plural: Literal["top1", "all"] = "top1"  # plural phrases: keep the best box, or every box
-    max_boxes_per_phrase: int = 1
+    # Box width / height bounds. Subject-Diffusion keeps boxes whose aspect lies in about 0.3-3
+    # (its open-world data construction); wider or taller boxes are mostly strips and edges.
+    min_box_aspect_ratio: float = 0.3
+    max_box_aspect_ratio: float = 3.0
+    # Two boxes of different phrases are one object when their IoU reaches this (COCO's strict
+    # AP75 criterion for "the same object"): the lower-scoring one goes. Nested entities ("a woman" /
+    # "her dress") overlap less and are both kept.
+    same_object_iou: float = 0.75
+    plural: Literal["top1", "all"] = "top1"  # plural phrases: keep the best box, or up to max_boxes_per_phrase
+    max_boxes_per_phrase: int = 1  # must be 1 with plural top1, >= 2 with plural all
+    nms_iou: float = 0.5  # NMS among the boxes of one plural phrase (Grounded-SAM's 0.5)
+    # Entities per image at most, best scores first. The paper states no cap; 8 = phrases.max_phrases,
+    # so a top1 run is never capped while plural "all" stays bounded.
+    max_entities: int = 8
     max_text_len: int = 256  # Grounding DINO's text-token limit; longer queries are split
-    pad_size: Optional[int] = None  # fixed square canvas for batching; None = processor's longest edge
+    # Padding canvases: each image is padded to the smallest canvas that holds its resized shape, chosen
+    # from that shape alone, and each canvas group runs as its own forward, so a row does not depend on
+    # its batch. Canvases are (short, ceil(short * aspect)) for each aspect here plus (short, long), in
+    # both orientations, with the processor's shortest/longest edge: 800x800 (square photos), 800x1067
+    # (4:3) and 800x1333 (anything wider: 3:2, 16:9, 2:1); portrait alike. Images are never shrunk.
+    canvas_aspects: tuple[float, ...] = (1.0, 4 / 3)
+    # "canvas": one forward per canvas group of a batch; "image": one forward per image (every tensor
+    # shape then depends on the image alone: rows are bit-identical whatever the batch, at the cost
+    # of batching on a GPU). See README, determinism.
+    forward: Literal["canvas", "image"] = "image"
     # Float GEMMs differ in the last bits with batch shape; rounding the outputs makes rows
-    # bit-identical whatever batch, runner or worker count produced them.
+    # bit-identical whatever batch, runner or worker count produced them when the forwards agree.
     box_decimals: int = 2  # boxes rounded to 1/100 pixel
     score_decimals: int = 5
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
@@ -176,6 +200,22 @@ class GroundingConfig:
         _check_range("grounding.box_threshold", self.box_threshold, 0.0, 1.0)
         _check_range("grounding.text_threshold", self.text_threshold, 0.0, 1.0)
         _check_range("grounding.nms_iou", self.nms_iou, 0.0, 1.0)
+        _check_range("grounding.same_object_iou", self.same_object_iou, 0.0, 1.0)
+        if not 0 < self.min_box_aspect_ratio <= self.max_box_aspect_ratio:
+            raise ValueError(
+                "grounding.min_box_aspect_ratio must be > 0 and <= grounding.max_box_aspect_ratio, got "
+                f"{self.min_box_aspect_ratio!r} and {self.max_box_aspect_ratio!r}"
+            )
+        if (self.plural == "all") != (self.max_boxes_per_phrase > 1):
+            raise ValueError(
+                f"grounding.plural={self.plural!r} with max_boxes_per_phrase={self.max_boxes_per_phrase}: "
+                "plural top1 keeps one box (max_boxes_per_phrase: 1); plural all needs max_boxes_per_phrase >= 2"
+            )
+        _check_positive("grounding.max_entities", self.max_entities)
+        if not self.canvas_aspects or any(not 1.0 <= a for a in self.canvas_aspects):
+            raise ValueError(f"grounding.canvas_aspects must be >= 1 (long / short side), got {self.canvas_aspects!r}")
+        if self.forward not in ("canvas", "image"):
+            raise ValueError(f"grounding.forward must be canvas or image, got {self.forward!r}")
         _check_range("grounding.min_box_area_ratio", self.min_box_area_ratio, 0.0, 1.0)
         _check_range("grounding.max_box_area_ratio", self.max_box_area_ratio, 0.0, 1.0)
         if self.min_box_area_ratio > self.max_box_area_ratio:
@@ -200,13 +240,33 @@ class SegmentationConfig:
     min_mask_area_ratio: float = 0.0  # mask area / image area
     min_box_fill: float = 0.6  # mask area inside the box / box area
     score_decimals: int = 5  # predicted IoU rounded, so rows do not depend on the batch
+    # "image": the image encoder runs on one image per forward, so masks are bit-identical whatever
+    # the batch; "batch": one encoder forward per batch (faster on a GPU; mask edges may then move
+    # with the batch, see README, determinism).
+    forward: Literal["batch", "image"] = "image"
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
+        if self.forward not in ("batch", "image"):
+            raise ValueError(f"segmentation.forward must be batch or image, got {self.forward!r}")
         _check_range("segmentation.min_mask_score", self.min_mask_score, 0.0, 1.0)
         _check_range("segmentation.min_mask_area_ratio", self.min_mask_area_ratio, 0.0, 1.0)
         _check_range("segmentation.min_box_fill", self.min_box_fill, 0.0, 1.0)
         _check_range("segmentation.score_decimals", self.score_decimals, 0, 8)
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Caption hygiene before phrase extraction (`unimo_g.captions`). With `normalize`, web captions
+    lose their markup: HTML entities unescaped, tags removed, control characters dropped, whitespace
+    collapsed. Whatever `normalize`, a literal `<img>` / `</img>` is escaped so that `prompt_text`
+    parses back to the prompt unambiguously. The row keeps the received caption in `caption_original`."""
+
+    normalize: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.normalize, bool):
+            raise ValueError(f"captions.normalize must be true or false, got {self.normalize!r}")
 
 
 @dataclass(frozen=True)
@@ -278,6 +338,7 @@ class PipelineConfig:
     read: ReadConfig = field(default_factory=ReadConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     dedupe: DedupeConfig = field(default_factory=DedupeConfig)
+    captions: CaptionConfig = field(default_factory=CaptionConfig)
     phrases: PhraseConfig = field(default_factory=PhraseConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)

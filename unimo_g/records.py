@@ -67,7 +67,9 @@ class PromptPart:
 
 @dataclass(frozen=True)
 class Sample:
-    """One output row (schema v1)."""
+    """One output row (schema v2). `caption` is the cleaned caption that phrase offsets index;
+    `caption_original` the caption as received; `phrase_outcomes[k]` says what became of phrase k
+    (`schema.PHRASE_OUTCOMES`)."""
 
     id: str
     source_key: str
@@ -82,6 +84,8 @@ class Sample:
     entities: tuple[Entity, ...] = ()
     prompt: tuple[PromptPart, ...] = ()
     prompt_text: str = ""
+    caption_original: str = ""
+    phrase_outcomes: tuple[str, ...] = ()
 
     def to_row(self) -> dict:
         """The row as plain Python values matching `schema.SHARD_SCHEMA`."""

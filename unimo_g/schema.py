@@ -1,18 +1,23 @@
-"""The Parquet contract between the data pipeline and the trainer (schema v1, DESIGN.md).
+"""The Parquet contract between the data pipeline and the trainer (schema v2, DESIGN.md).
 
 Evolve by adding fields and bumping `SCHEMA_VERSION`. Readers call `check_schema_version` on a
-file's key-value metadata and refuse versions they do not know.
+file's key-value metadata and refuse versions they do not know; every version from 1 on reads.
+
+Version 2 added, after the v1 fields: `caption_original` (the caption as received; `caption` is then
+the cleaned caption, `unimo_g.captions`, that phrase offsets index) and `phrase_outcomes` (one token
+per phrase: `entity`, or why it became none, `PHRASE_OUTCOMES`). Version 1 files lack both columns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Mapping, Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_KEY = b"unimo_g.schema_version"
 LINEAGE_KEY = b"unimo_g.lineage"
 
@@ -52,7 +57,23 @@ SHARD_FIELDS = [
     pa.field("entities", pa.list_(ENTITY_TYPE), nullable=False),
     pa.field("prompt", pa.list_(PROMPT_PART_TYPE), nullable=False),
     pa.field("prompt_text", pa.string(), nullable=False),
+    # schema v2
+    pa.field("caption_original", pa.string(), nullable=False),
+    pa.field("phrase_outcomes", pa.list_(pa.string()), nullable=False),  # aligned with `phrases`
 ]
+FIELDS_SINCE_V2 = ("caption_original", "phrase_outcomes")
+
+# Outcome of a phrase (`phrase_outcomes`): it became an entity, or the first reason it did not.
+OUTCOME_ENTITY = "entity"
+PHRASE_OUTCOMES = (
+    OUTCOME_ENTITY,
+    "no_query",  # no token left for the phrase in a Grounding DINO query
+    "below_threshold",  # no detection passed box_threshold and text_threshold
+    "shape_filter",  # every detection failed the box area / aspect bounds
+    "same_object",  # its boxes were a better-scoring phrase's boxes of the same object
+    "entity_cap",  # the image already had max_entities better-scoring entities
+    "empty_mask", "mask_score", "mask_area", "box_fill",  # SAM's mask failed a segmentation filter
+)
 
 REJECT_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -131,13 +152,35 @@ def sample_id(image: bytes, caption: str) -> str:
     return digest.hexdigest()[:32]
 
 
+_MARKER_PATTERN = re.compile(r"<img>(\d+)</img>")
+_ANY_MARKER = re.compile(r"</?img>", re.IGNORECASE)
+
+
 def prompt_text(prompt) -> str:
     """Render an interleaved prompt with `<img>k</img>` for entity k.
 
-    `prompt` is a sequence of `PromptPart` or of row dicts `{"text": ..., "entity": ...}`.
+    `prompt` is a sequence of `PromptPart` or of row dicts `{"text": ..., "entity": ...}`. Raises
+    ValueError for a text part holding `<img>` or `</img>` (captions escape them, `unimo_g.captions`),
+    so that `parse_prompt_text` always gives the parts back.
     """
     pieces = []
     for part in prompt:
         text, entity = (part["text"], part["entity"]) if isinstance(part, Mapping) else (part.text, part.entity)
+        if entity is None and _ANY_MARKER.search(text):
+            raise ValueError(f"prompt text {text!r} holds an <img> marker; escape it (unimo_g.captions)")
         pieces.append(text if entity is None else f"<img>{entity}</img>")
     return "".join(pieces)
+
+
+def parse_prompt_text(text: str) -> list[dict]:
+    """`prompt_text` back to its parts, as row dicts `{"text": str | None, "entity": int | None}`."""
+    parts: list[dict] = []
+    cursor = 0
+    for match in _MARKER_PATTERN.finditer(text):
+        if match.start() > cursor:
+            parts.append({"text": text[cursor : match.start()], "entity": None})
+        parts.append({"text": None, "entity": int(match.group(1))})
+        cursor = match.end()
+    if cursor < len(text):
+        parts.append({"text": text[cursor:], "entity": None})
+    return parts

@@ -75,7 +75,9 @@ def test_plain_loop_writes_every_input(plain):
 def test_batch_of_one_writes_the_same_rows(models, inputs, config, plain, tmp_path, sam_prompts):
     result = batch_of_one_loop(models, inputs, tmp_path, config, sam_prompts)
     assert result.rows == N and result.boxes == plain[0].boxes
-    assert summarize_shards(tmp_path)["digest"] == plain[1]["digest"]
+    # one box per SAM decoder call moves mask edges against all of an image's boxes in one call
+    key = "digest" if sam_prompts == "per_image" else "digest_boxes"
+    assert summarize_shards(tmp_path)[key] == plain[1][key]
 
 
 @pytest.mark.time_limit(600)  # waits on the sampler process

@@ -10,11 +10,13 @@ from grounding.boxes import (
     cxcywh_to_xyxy,
     nms,
     select_boxes,
+    select_boxes_with_reasons,
     shape_mask,
 )
 from unimo_g.pipeline_config import GroundingConfig
 
-OPEN = GroundingConfig(min_box_area_ratio=0.0, max_box_area_ratio=1.0, max_box_aspect_ratio=100.0, nms_iou=0.5)
+OPEN = GroundingConfig(min_box_area_ratio=0.0, max_box_area_ratio=1.0, min_box_aspect_ratio=0.01,
+                       max_box_aspect_ratio=100.0, nms_iou=0.5)
 
 
 def test_cxcywh_to_xyxy_scales_and_clamps():
@@ -44,12 +46,31 @@ def test_shape_mask_area_and_aspect():
         [0, 0, 10, 10],  # 1% of the image
         [0, 0, 50, 50],  # 25%
         [0, 0, 100, 90],  # 90%
-        [0, 0, 100, 5],  # aspect 20
+        [0, 0, 100, 5],  # width / height 20
         [10, 10, 10, 60],  # zero width
+        [0, 0, 10, 40],  # width / height 0.25
     ])
-    keep = shape_mask(boxes, 100, 100, min_area_ratio=0.01, max_area_ratio=0.7, max_aspect_ratio=8.0)
-    assert keep.tolist() == [True, True, False, False, False]
-    assert shape_mask(boxes, 100, 100, 0.0, 1.0, 30.0).tolist() == [True, True, True, True, False]
+    keep = shape_mask(boxes, 100, 100, min_area_ratio=0.01, max_area_ratio=0.7, min_aspect_ratio=0.3,
+                      max_aspect_ratio=3.0)
+    assert keep.tolist() == [True, True, False, False, False, False]
+    assert shape_mask(boxes, 100, 100, 0.0, 1.0, 0.2, 30.0).tolist() == [True, True, True, True, False, True]
+
+
+def test_default_selection_bounds():
+    config = GroundingConfig()
+    assert (config.min_box_aspect_ratio, config.max_box_aspect_ratio) == (0.3, 3.0)
+    assert (config.min_box_area_ratio, config.max_box_area_ratio) == (0.08, 0.7)
+    assert (config.same_object_iou, config.max_entities, config.plural, config.max_boxes_per_phrase) == (
+        0.75, 8, "top1", 1)
+
+
+def test_plural_and_max_boxes_must_agree():
+    with pytest.raises(ValueError, match="plural all needs max_boxes_per_phrase >= 2"):
+        GroundingConfig(plural="all", max_boxes_per_phrase=1)
+    with pytest.raises(ValueError, match="plural top1 keeps one box"):
+        GroundingConfig(plural="top1", max_boxes_per_phrase=3)
+    with pytest.raises(ValueError, match="min_box_aspect_ratio"):
+        GroundingConfig(min_box_aspect_ratio=4.0)
 
 
 def test_boxes_per_phrase_rule():
@@ -74,9 +95,9 @@ def candidates():
 
 def test_plural_top1_keeps_one_box_per_phrase():
     ids, boxes, scores = candidates()
-    keep = select_boxes(ids, boxes, scores, [True, False], 100, 100, OPEN)
-    # phrase 1's best box overlaps phrase 0's (higher score): removed by NMS across phrases
-    assert keep.tolist() == [0]
+    keep, reasons = select_boxes_with_reasons(ids, boxes, scores, [True, False], 100, 100, OPEN)
+    # phrase 1's best box is phrase 0's better box of the same object (IoU 0.95): it goes
+    assert keep.tolist() == [0] and reasons == {1: "same_object"}
 
 
 def test_plural_all_keeps_distinct_boxes_up_to_the_limit():
@@ -90,11 +111,31 @@ def test_plural_all_keeps_distinct_boxes_up_to_the_limit():
     assert singular.tolist() == [0]
 
 
-def test_shape_filter_drops_a_phrase_without_fallback():
+def test_shape_filter_runs_before_the_pick():
     ids, boxes, scores = candidates()
     config = dataclasses.replace(OPEN, min_box_area_ratio=0.05)  # 20x20 boxes are 4% of the image
-    keep = select_boxes(ids, boxes, scores, [True, False], 100, 100, config)
-    assert keep.tolist() == []  # phrase 1's best box fails too; its 40x40 box is not a fallback
+    keep, reasons = select_boxes_with_reasons(ids, boxes, scores, [True, False], 100, 100, config)
+    # phrase 1's best box fails; it falls back to its 40x40 box. Phrase 0 has no passing box.
+    assert keep.tolist() == [5] and reasons == {0: "shape_filter"}
+
+
+def test_nested_entities_are_kept_unless_the_same_object():
+    ids = np.array([0, 1, 2])
+    boxes = np.array([[10, 10, 60, 90], [15, 25, 55, 90], [11, 10, 60, 88]], dtype=float)  # woman, dress, person
+    scores = np.array([0.8, 0.7, 0.6])
+    keep, reasons = select_boxes_with_reasons(ids, boxes, scores, [False] * 3, 100, 100, OPEN)
+    assert box_iou(boxes[0], boxes[1])[0, 0] == pytest.approx(0.65)  # above the 0.5 NMS of old
+    assert box_iou(boxes[0], boxes[2])[0, 0] > 0.75
+    assert keep.tolist() == [0, 1] and reasons == {2: "same_object"}
+
+
+def test_entity_cap_keeps_the_best_scores():
+    ids = np.array([0, 1, 2, 3])
+    boxes = np.array([[0, 0, 20, 20], [30, 0, 50, 20], [60, 0, 80, 20], [0, 50, 20, 70]], dtype=float)
+    scores = np.array([0.5, 0.9, 0.3, 0.7])
+    config = dataclasses.replace(OPEN, max_entities=2)
+    keep, reasons = select_boxes_with_reasons(ids, boxes, scores, [False] * 4, 100, 100, config)
+    assert keep.tolist() == [1, 3] and reasons == {0: "entity_cap", 2: "entity_cap"}
 
 
 def test_output_sorted_by_phrase_then_score():

@@ -7,14 +7,16 @@ import torch
 
 from grounding.detect import Grounding, ground_batch
 from grounding.models import load_grounding_model
+from grounding.preprocess import image_canvas
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.records import Phrase
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = load_config(PipelineConfig, ROOT / "configs" / "tiny.yaml").grounding
-# every phrase keeps its best box: no shape filter, no NMS
-OPEN = dataclasses.replace(TINY, min_box_area_ratio=0.0, max_box_area_ratio=1.0, max_box_aspect_ratio=1e6, nms_iou=1.0)
+# every phrase keeps its best box: no shape filter, no NMS, only identical boxes are one object
+OPEN = dataclasses.replace(TINY, min_box_area_ratio=0.0, max_box_area_ratio=1.0, min_box_aspect_ratio=1e-6,
+                           max_box_aspect_ratio=1e6, nms_iou=1.0, same_object_iou=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +91,10 @@ def test_scores_are_the_max_over_each_phrase_own_tokens(model):
     text = model.tokenizer(["red ball . dog ."], return_tensors="pt")
     tokens = model.tokenizer.convert_ids_to_tokens(text["input_ids"][0])
     assert tokens == ["[CLS]", "red", "ball", ".", "dog", ".", "[SEP]"]
+    canvas = image_canvas(model, image)
+    assert canvas == (128, 171)  # 120 x 160 resizes to 128 x 170
     pixels = model.image_processor(
-        [image], size=model.resize, pad_size={"height": 192, "width": 192},
+        [image], size=model.resize, pad_size={"height": canvas[0], "width": canvas[1]},
         input_data_format="channels_last", return_tensors="pt",
     )
     with torch.inference_mode():
@@ -176,12 +180,14 @@ def test_images_without_phrases(model):
     assert ground_batch(no_model, [], [], None, TINY) == []
 
 
-def test_pad_size_sets_the_canvas():
-    config = dataclasses.replace(TINY, pad_size=128)
-    small = load_grounding_model(config)
-    assert small.canvas == (128, 128) and small.resize == {"shortest_edge": 128, "longest_edge": 128}
+def test_canvas_aspects_set_the_canvases():
+    config = dataclasses.replace(TINY, canvas_aspects=(1.0,))
+    square = load_grounding_model(config)
+    assert square.canvases == ((128, 128), (128, 192), (192, 128))
+    assert square.resize == {"shortest_edge": 128, "longest_edge": 192}  # never shrunk
     image = random_image(8, 100, 300)
-    [groundings] = ground_batch(small, [image], [PHRASES], None, dataclasses.replace(OPEN, pad_size=128))
+    assert image_canvas(square, image) == (128, 192)  # resized to 64 x 192
+    [groundings] = ground_batch(square, [image], [PHRASES], None, dataclasses.replace(OPEN, canvas_aspects=(1.0,)))
     assert_well_formed(groundings, image, 3, OPEN)
 
 

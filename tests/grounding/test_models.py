@@ -6,7 +6,7 @@ import torch
 from transformers import GroundingDinoProcessor
 
 from grounding.detect import ground_batch
-from grounding.models import GROUNDING_BACKENDS, fixed_canvas, load_grounding_model
+from grounding.models import GROUNDING_BACKENDS, canvas_buckets, canvas_for, load_grounding_model
 from grounding.tiny import FIXED_IDS, tiny_vocab
 from unimo_g.pipeline_config import GroundingConfig, ModelRuntimeConfig
 from unimo_g.records import Phrase
@@ -26,7 +26,7 @@ def test_tiny_model_is_small_eval_and_on_cpu(tiny):
     assert tiny.device == torch.device("cpu") and tiny.dtype == torch.float32
     assert tiny.model.config.decoder_layers >= 2
     assert sum(p.numel() for p in tiny.model.parameters()) < 2_000_000
-    assert tiny.canvas == (192, 192)
+    assert tiny.canvases == ((128, 128), (128, 171), (171, 128), (128, 192), (192, 128))
 
 
 def test_tiny_vocab_places_the_delimiters():
@@ -54,7 +54,7 @@ def test_local_directory_round_trip(tiny, tmp_path):
     GroundingDinoProcessor(image_processor=tiny.image_processor, tokenizer=tiny.tokenizer).save_pretrained(tmp_path)
     tiny.model.save_pretrained(tmp_path)
     loaded = load_grounding_model(dataclasses.replace(TINY, model=str(tmp_path)))
-    assert loaded.canvas == tiny.canvas and loaded.name == str(tmp_path)
+    assert loaded.canvases == tiny.canvases and loaded.name == str(tmp_path)
     assert type(loaded.image_processor).__name__.endswith("Pil")  # the published (Pillow) preprocessing
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     phrases = [(Phrase("a dog", 0, 5), Phrase("a red ball", 10, 20))]
@@ -80,13 +80,20 @@ def test_text_limit_beyond_the_model_raises():
         load_grounding_model(dataclasses.replace(TINY, max_text_len=300))
 
 
-def test_fixed_canvas():
+def test_canvas_buckets_keep_the_published_resize():
     size = {"shortest_edge": 800, "longest_edge": 1333}
-    assert fixed_canvas(size, None) == (size, (1333, 1333))
-    assert fixed_canvas(size, 512) == ({"shortest_edge": 512, "longest_edge": 512}, (512, 512))
-    assert fixed_canvas({"height": 224, "width": 320}, None) == ({"height": 224, "width": 320}, (224, 320))
-    with pytest.raises(ValueError, match="pad_size=256"):
-        fixed_canvas({"height": 224, "width": 320}, 256)
+    resize, canvases = canvas_buckets(size, (1.0, 4 / 3))
+    assert resize == size  # never lowered
+    assert canvases == ((800, 800), (800, 1067), (1067, 800), (800, 1333), (1333, 800))
+    assert canvas_buckets(size, (1.0,))[1] == ((800, 800), (800, 1333), (1333, 800))
+    assert canvas_buckets({"height": 224, "width": 320}, (1.0,)) == ({"height": 224, "width": 320}, ((224, 320),))
+    # each resized shape goes to the smallest canvas that holds it
+    assert canvas_for(canvases, (800, 800)) == (800, 800)
+    assert canvas_for(canvases, (800, 1066)) == (800, 1067)
+    assert canvas_for(canvases, (750, 1333)) == (800, 1333)
+    assert canvas_for(canvases, (1333, 666)) == (1333, 800)
+    with pytest.raises(ValueError, match="no canvas"):
+        canvas_for(canvases, (801, 1333))
 
 
 # ---- full-size random-weight preset (dimensions only: never built with real weights or run here)
@@ -142,7 +149,7 @@ def test_full_size_preset_uses_the_published_processor_settings():
     processor = grounding_dino_tiny_image_processor()
     assert dict(processor.size) == {"shortest_edge": 800, "longest_edge": 1333}
     assert tuple(processor.image_mean) == (0.485, 0.456, 0.406) and processor.do_normalize and processor.do_pad
-    assert fixed_canvas(processor.size, 800) == ({"shortest_edge": 800, "longest_edge": 800}, (800, 800))
+    assert canvas_buckets(processor.size, (1.0,))[0] == {"shortest_edge": 800, "longest_edge": 1333}
     assert set(RANDOM_MODELS) == set(RANDOM_PRESETS) == {"tiny", "random-grounding-dino-tiny"}
 
 

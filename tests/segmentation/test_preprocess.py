@@ -96,3 +96,29 @@ def test_segment_batch_is_the_same_with_either_preprocessing(model):
         for p, q in zip(alone, tensor[i]):
             np.testing.assert_array_equal(p.mask, q.mask)
             assert p.score == q.score
+
+
+# (H, W) of photos of each shape -> (h, w) at SAM's published longest side 1024
+PUBLISHED = {
+    "square": ((640, 640), (1024, 1024)),
+    "4:3": ((480, 640), (768, 1024)),
+    "16:9": ((720, 1280), (576, 1024)),
+    "2:1": ((500, 1000), (512, 1024)),
+    "portrait": ((640, 480), (1024, 768)),
+}
+
+
+@pytest.mark.parametrize("shape", list(PUBLISHED), ids=str)
+def test_unpadded_region_is_the_published_sam_processor_output(shape):
+    (height, width), resized = PUBLISHED[shape]
+    model = cpu_model(sam_vit_base_processor())
+    image = random_image(50, height, width)
+    published = model.processor.image_processor(  # longest side 1024, no padding
+        [image], do_pad=False, input_data_format="channels_last", return_tensors="pt"
+    )["pixel_values"][0]
+    assert tuple(published.shape[1:]) == resized
+    pixels, sizes = preprocess_images(model, [image])
+    h, w = resized
+    assert sizes == [resized] and canvas_of(model) == (1024, 1024)
+    assert torch.equal(pixels[0, :, :h, :w], published)
+    assert not pixels[0, :, h:, :].any() and not pixels[0, :, :, w:].any()

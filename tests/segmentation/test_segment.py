@@ -145,10 +145,12 @@ def test_only_images_with_boxes_are_encoded_in_chunks_of_batch_size(model, image
     hook = model.model.vision_encoder.register_forward_hook(
         lambda module, args, output: batch_sizes.append(args[0].shape[0])
     )
+    batched = dataclasses.replace(CONFIG, forward="batch")
     try:
-        segment_batch(model, images, boxes, CONFIG)  # 4 of 5 images have boxes, batch_size 4
-        segment_batch(model, images, boxes, dataclasses.replace(CONFIG, runtime=ModelRuntimeConfig(batch_size=3)))
-        segment_batch(model, images[1:2], boxes[1:2], CONFIG)
+        segment_batch(model, images, boxes, batched)  # 4 of 5 images have boxes, batch_size 4
+        segment_batch(model, images, boxes, dataclasses.replace(batched, runtime=ModelRuntimeConfig(batch_size=3)))
+        segment_batch(model, images[1:2], boxes[1:2], batched)
+        segment_batch(model, images, boxes, CONFIG)  # forward: image (the default), one image per forward
     finally:
         hook.remove()
-    assert batch_sizes == [4, 3, 1]
+    assert batch_sizes == [4, 3, 1, 1, 1, 1, 1]

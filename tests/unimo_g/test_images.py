@@ -195,3 +195,14 @@ def test_encode_image_round_trips():
     assert decode_image(encode_image(pixels, "WEBP"), CONFIG).format == "WEBP"
     with pytest.raises(ValueError):
         encode_image(pixels.astype(np.float32))
+
+
+def test_pillow_floor_covers_the_apis_the_code_calls():
+    """`Image.has_transparency_data` (used by `to_rgb`) first shipped in Pillow 10.1."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'"pillow>=([0-9.]+)', text).group(1)
+    assert tuple(int(part) for part in floor.split(".")) >= (10, 1)
+    assert "has_transparency_data" in (Path(__file__).resolve().parents[2] / "unimo_g" / "images.py").read_text()
