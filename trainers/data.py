@@ -99,11 +99,13 @@ class DataConfig:
     shuffle_buffer: rows in each worker's shuffle buffer (0 or 1: rows in the order of their files and row groups).
     skip_corrupt: skip (and count, with a warning) an unreadable shard, row group or row instead
       of raising.
-    substitute_prob: stage 2, each entity becomes its image with this probability (the paper
-      does not give one).
-    text_only_prob: stage 2, share of samples that stay text-only (paper: 0.1).
+    substitute_prob: stage 2, each entity beyond the first of a sample that is not text-only
+      becomes its image with this probability (the paper does not give one).
+    text_only_prob: stage 2, share of rows WITH entities that stay text-only (paper: 10%); rows
+      without entities are text-only in addition (`trainers.prompts` explains why).
     compose_mode: "replace" (the phrase becomes the image, as in the paper) or "append".
-    max_entities: most entities substituted per sample (a random subset when more are drawn).
+    max_entities: most entities substituted per sample (a random subset when more are drawn);
+      a sample with entities that is not text-only gets at least one.
     num_workers: DataLoader workers (0: load in the training process).
     max_pixels: images whose header declares more pixels are refused before decoding.
     """

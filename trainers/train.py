@@ -36,7 +36,7 @@ from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
 from trainers.optim import build_lr_scheduler, build_optimizer
-from trainers.step import LOSS_KEYS, TrainState, train_step
+from trainers.step import LOSS_KEYS, MIX_KEYS, TrainState, train_step
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
     METRICS_FILE,
@@ -336,6 +336,7 @@ def train_loop(
     config, dist = state.config, state.dist
     metrics = MetricsLog(output / METRICS_FILE, start) if dist.is_main else None
     meter = Throughput()
+    mix = torch.zeros(len(MIX_KEYS))  # MIX_KEYS counts since the last record
     saved = start
     # The context closes the bar on an error too, so that a message after it starts on its own line.
     with tqdm(total=config.max_steps, initial=start, disable=not dist.is_main, unit="step",
@@ -348,11 +349,15 @@ def train_loop(
             result = train_step(state, batches, step)
             done = step + 1
             meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
+            mix += result.mix
             progress.update(1)
             if done % config.log_every == 0 or done == config.max_steps:
-                values = mean_over_ranks(dist, torch.cat([result.losses, result.grad_norm.float().reshape(1)])).tolist()
-                record = {"step": done, **dict(zip(LOSS_KEYS, values)), "lr": result.lr, "grad_norm": values[-1],
-                          "images_per_s": meter.rate(), "epoch": feed.epoch}
+                local = torch.cat([result.losses, result.grad_norm.float().reshape(1), mix.to(result.losses.device)])
+                values = mean_over_ranks(dist, local).tolist()
+                losses, grad_norm, counts = values[: len(LOSS_KEYS)], values[len(LOSS_KEYS)], values[-len(MIX_KEYS):]
+                record = {"step": done, **dict(zip(LOSS_KEYS, losses)), "lr": result.lr, "grad_norm": grad_norm,
+                          "images_per_s": meter.rate(), "epoch": feed.epoch, **mix_record(counts)}
+                mix.zero_()
                 if metrics is not None:
                     metrics.write(record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
@@ -360,6 +365,15 @@ def train_loop(
                 checkpoint(state, feed, done, output)
                 saved = done
     return saved
+
+
+def mix_record(counts: Sequence[float]) -> dict:
+    """The stage-2 mix of a log interval from its MIX_KEYS counts (any common scale): share of
+    text-only samples, entity images per sample, share of samples whose attention loss was active."""
+    samples, text_only, images, active = counts
+    samples = max(samples, 1e-12)
+    return {"text_only_share": text_only / samples, "entity_images_per_sample": images / samples,
+            "attn_active_share": active / samples}
 
 
 def checkpoint(state: TrainState, feed: BatchFeed, step: int, output: Path) -> None:
