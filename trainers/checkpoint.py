@@ -111,7 +111,7 @@ def _write_checkpoint(output: Path, step: int, state: TrainState, data_state: di
     }
     (temporary / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
     (temporary / CONFIG_FILE).write_text(config_text(state.config), encoding="utf-8")
-    write_model_spec(temporary, state.config.model_spec())  # last: its presence marks a complete checkpoint
+    write_model_spec(temporary, state.config.model_spec(state.entity_image))  # last: its presence marks a complete checkpoint
 
     final = root / name
     if final.exists():  # the same step written again (a resumed run that crashed before moving on)

@@ -16,6 +16,7 @@ from unimo_g.devices import check_device_name
 from unimo_g.diffusion.schedule import NoiseScheduleConfig
 from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
+from unimo_g.pipeline_config import EntityImageConfig
 
 STAGES = (1, 2)
 STAGE_LR = {1: 5e-5, 2: 1e-5}  # learning rate when optim.lr is not set
@@ -137,10 +138,12 @@ class TrainConfig:
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be >= 0 (0: keep all), got {self.keep_last!r}")
 
-    def model_spec(self) -> ModelSpec:
-        """What the generator needs to rebuild the trained model."""
+    def model_spec(self, entity_image: Optional[EntityImageConfig] = None) -> ModelSpec:
+        """What the generator needs to rebuild the trained model; `entity_image`: how the training
+        data's entity images were made (the pipeline's default when not known)."""
         return ModelSpec(
-            encoder=self.encoder, denoiser=self.denoiser, noise=self.noise, resolution=self.data.resolution
+            encoder=self.encoder, denoiser=self.denoiser, noise=self.noise, resolution=self.data.resolution,
+            entity_image=entity_image or EntityImageConfig(),
         )
 
 

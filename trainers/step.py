@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -37,6 +37,7 @@ from unimo_g.models.attention import AttentionStore
 from unimo_g.models.denoiser import Denoiser
 from unimo_g.models.encoder import MultimodalEncoder
 from unimo_g.models.vae import encode_images, sample_latents
+from unimo_g.pipeline_config import EntityImageConfig
 
 LOSS_KEYS = ("loss", "loss_mse", "loss_attn")
 # Per-sample counts behind the stage-2 mix in the log: samples, text-only samples (no entity
@@ -65,6 +66,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: Optional[EMA]
+    entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)  # how the data's entity images were made
 
 
 @dataclass

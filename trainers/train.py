@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers.config import STAGES, TrainConfig
-from trainers.data import FEATURES, ShardError, ShardStream, list_shards, make_loader
+from trainers.data import FEATURES, ShardError, ShardStream, entity_image_config, list_shards, make_loader
 from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, setup_distributed
 from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
@@ -54,6 +54,7 @@ from unimo_g.generation import encode_unconditional
 from unimo_g.models.attention import AttentionStore, install_attention_capture
 from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
+from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.schema import SchemaVersionError
 
 PROG = "python -m trainers.train"
@@ -228,11 +229,13 @@ def build_state(
     dist: DistInfo,
     encoder: Optional[MultimodalEncoder] = None,
     features: Optional[FeatureConditions] = None,
+    stream: Optional[ShardStream] = None,
 ) -> TrainState:
     """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule.
 
     `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks.
-    With `features` (training from a feature run) neither the encoder nor the VAE is built."""
+    With `features` (training from a feature run) neither the encoder nor the VAE is built. The
+    entity-image preparation recorded in checkpoints is read from `stream`'s first shard."""
     if features is None:
         encoder, vae = build_frozen(config, dist.device, encoder)
         width, uncond = encoder.hidden_size, encode_unconditional(encoder)
@@ -242,6 +245,8 @@ def build_state(
         vae, width = None, features.hidden_size
         uncond = tuple(tensor.to(dist.device) for tensor in features.uncond)
     denoiser, store = build_trainable(config, args.stage, width, args, dist.device)
+    from_shards = stream is not None and stream.kind != FEATURES
+    entity_image = entity_image_config(stream.files[0]) if from_shards else EntityImageConfig()
     ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
     optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
     return TrainState(
@@ -258,6 +263,7 @@ def build_state(
         optimizer=optimizer,
         lr_scheduler=build_lr_scheduler(optimizer, config.optim.warmup_steps),
         ema=ema,
+        entity_image=entity_image,
     )
 
 
@@ -402,7 +408,7 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
         features = open_features(stream, config, args.data) if stream.kind == FEATURES else None
         if features is not None:
             _say(f"training from the pre-computed features of {args.data}: no encoder or VAE is loaded")
-        state = build_state(args, config, dist, features=features)  # frozen parts, denoiser, EMA, optimizer
+        state = build_state(args, config, dist, features=features, stream=stream)  # frozen, denoiser, EMA, optimizer
         start, consumed = resume(resume_from, state, stream, dist) if resume_from is not None else (0, 0)
         wrap_ddp(state)
         _warn_random_weights(config)

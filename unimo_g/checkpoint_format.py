@@ -35,6 +35,7 @@ from unimo_g.diffusion.schedule import NoiseScheduleConfig
 from unimo_g.models.denoiser import PROJECTION_WEIGHTS, Denoiser, DenoiserConfig, load_denoiser, read_unet_state_dict
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.models.vae import load_vae
+from unimo_g.pipeline_config import EntityImageConfig
 
 FORMAT_VERSION = 1
 CHECKPOINTS_DIR = "checkpoints"
@@ -56,12 +57,15 @@ class CheckpointError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild the trained model: the frozen encoder and VAE, the denoiser's
-    config, the noise schedule it was trained on, and the side R of the training images."""
+    config, the noise schedule it was trained on, the side R of the training images, and how the
+    training data's entity images were made (squared on white, size, format: the pipeline's
+    `entity_image` config, which generation applies to a user's entity images)."""
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     noise: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
     resolution: int = 256
+    entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)
 
     def __post_init__(self):
         if self.resolution < 8:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> str:
     import torch
     from PIL import Image
 
-    from unimo_g.checkpoint_format import CheckpointError, resolve_checkpoint
+    from unimo_g.checkpoint_format import CheckpointError, read_model_spec, resolve_checkpoint
     from unimo_g.devices import resolve_device
     from unimo_g.generation import (
         PromptError,
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> str:
             out_dir, weights = export_unet(checkpoint, args.export_unet, use_ema)
             return f"exported the {weights} UNet of {checkpoint} to {out_dir}"
         prompt, paths = parse_prompt(args.prompt)
-        images = [load_entity_image(path) for path in paths]
+        images = [load_entity_image(path, read_model_spec(checkpoint).entity_image) for path in paths]
     except (CheckpointError, PromptError, OSError) as err:
         raise UsageError(str(err)) from None
     try:

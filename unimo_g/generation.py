@@ -9,6 +9,7 @@ condition dropout uses it.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 from dataclasses import dataclass
@@ -33,11 +34,14 @@ from unimo_g.images import ImageRejected, decode_image
 from unimo_g.models.denoiser import DENOISER_META, PROJECTION_WEIGHTS, Denoiser
 from unimo_g.models.encoder import MultimodalEncoder, build_encoder
 from unimo_g.models.vae import vae_scale_factor
-from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.image_transforms import open_image
+from unimo_g.pipeline_config import DecodeConfig, EntityImageConfig
 from unimo_g.records import PromptPart
 
 IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.DOTALL)
 DEFAULT_MAX_PIXELS = 64_000_000  # entity images declaring more pixels are refused before decoding
+WHITE = 255  # the background of the pipeline's entity segments
+ENTITY_RESAMPLE = Image.Resampling.LANCZOS  # the filter the pipeline resizes entity segments with
 
 
 class PromptError(ValueError):
@@ -76,9 +80,35 @@ def parse_prompt(text: str) -> tuple[tuple[PromptPart, ...], list[str]]:
     return tuple(parts), paths
 
 
-def load_entity_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def prepare_entity_image(
+    image: Image.Image, config: EntityImageConfig, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """`image` (RGB) as the training data's entity images were made, so that the encoder sees what
+    it saw in training: centred on a white square of side max(W, H), resized to `config.size`
+    (Lanczos), encoded as `config.format` and decoded again (the trainer decodes the stored bytes).
+    The pipeline's segments are square already; a user's image may not be, and the vision tower's
+    centre crop would cut a non-square one."""
+    image = image.convert("RGB")
+    side = max(image.size)
+    square = Image.new("RGB", (side, side), (WHITE,) * 3)
+    square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    if side != config.size:
+        square = square.resize((config.size, config.size), resample=ENTITY_RESAMPLE)
+    buffer = io.BytesIO()
+    if config.format == "WEBP":
+        square.save(buffer, format="WEBP", quality=config.webp_quality)
+    else:
+        square.save(buffer, format="PNG", compress_level=config.png_compress_level)
+    return open_image(buffer.getvalue(), max_pixels)
+
+
+def load_entity_image(
+    path: str | Path, config: Optional[EntityImageConfig] = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """An entity image file as RGB (transparency on white, EXIF orientation applied, pixel count
-    checked on the header first). Raises `PromptError` naming the file."""
+    checked on the header first), prepared as the training data's entity images were
+    (`prepare_entity_image` with `config`, the checkpoint's `ModelSpec.entity_image`; None: as
+    read). Raises `PromptError` naming the file."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -88,9 +118,10 @@ def load_entity_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise PromptError(f"cannot read entity image {path}: {err.strerror or err}") from None
     limits = DecodeConfig(max_pixels=max_pixels, min_side=1, max_aspect_ratio=float("inf"))
     try:
-        return Image.fromarray(decode_image(data, limits).pixels)
+        image = Image.fromarray(decode_image(data, limits).pixels)
     except ImageRejected as err:
         raise PromptError(f"entity image {path} is unusable: {err}") from None
+    return image if config is None else prepare_entity_image(image, config, max_pixels)
 
 
 # ---------------------------------------------------------------------------------------------
