@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,10 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from unimo_g.checkpoint_format import (
-    DENOISER_DIR,
     ModelSpec,
     build_vae,
     load_trained_denoiser,
@@ -31,7 +28,8 @@ from unimo_g.checkpoint_format import (
 )
 from unimo_g.diffusion.sampler import ddim_sample, decode_latents
 from unimo_g.images import ImageRejected, decode_image
-from unimo_g.models.denoiser import DENOISER_META, PROJECTION_WEIGHTS, Denoiser
+from unimo_g.export import fold_projection, is_export, read_export, read_export_spec, write_export
+from unimo_g.models.denoiser import Denoiser
 from unimo_g.models.encoder import MultimodalEncoder, build_encoder
 from unimo_g.models.vae import vae_scale_factor
 from unimo_g.image_transforms import open_image
@@ -172,20 +170,31 @@ class GenerationModels:
 def load_generation_models(
     checkpoint: str | Path, device: str | torch.device, use_ema: bool = True
 ) -> GenerationModels:
-    """Rebuild a checkpoint's models on `device` (a checkpoint directory or a training output)."""
-    directory = resolve_checkpoint(checkpoint)
-    spec = read_model_spec(directory)
+    """Rebuild a model on `device` from a checkpoint directory, a training output or an export
+    folder (`unimo_g.export`; it holds one set of weights, so `use_ema` does not apply)."""
     device = torch.device(device)
+    if is_export(checkpoint):
+        exported = read_export(checkpoint)
+        spec, denoiser, vae, weights, where = (exported.spec, exported.denoiser, exported.vae, exported.weights,
+                                               Path(checkpoint))
+    else:
+        where = resolve_checkpoint(checkpoint)
+        spec = read_model_spec(where)
+        vae = build_vae(spec.denoiser)
+        denoiser, weights = load_trained_denoiser(where, use_ema)
     encoder = build_encoder(spec.encoder, device)
-    vae = build_vae(spec.denoiser).to(device)
-    denoiser, weights = load_trained_denoiser(directory, use_ema)
     if denoiser.encoder_width != encoder.hidden_size:
         raise ValueError(
-            f"{directory}: the denoiser expects {denoiser.encoder_width}-wide conditions but the encoder gives "
+            f"{where}: the denoiser expects {denoiser.encoder_width}-wide conditions but the encoder gives "
             f"{encoder.hidden_size}"
         )
     denoiser = denoiser.to(device)
-    return GenerationModels(spec, encoder, vae, denoiser, encode_unconditional(encoder), weights, device)
+    return GenerationModels(spec, encoder, vae.to(device), denoiser, encode_unconditional(encoder), weights, device)
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """The `ModelSpec` of a checkpoint, training output or export folder."""
+    return read_export_spec(path) if is_export(path) else read_model_spec(resolve_checkpoint(path))
 
 
 @torch.no_grad()
@@ -222,14 +231,22 @@ def generate(
 
 
 def export_unet(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> tuple[Path, str]:
-    """Write the trained UNet as a diffusers model folder (`UNet2DConditionModel.from_pretrained(out_dir)`
-    loads it alone), with the condition projection and `denoiser.json` beside it. Returns
-    `(out_dir, "ema" | "raw")`."""
+    """Write the trained UNet alone as a diffusers model folder, its condition projection folded into
+    `encoder_hid_proj` (`unimo_g.export.fold_projection`). Returns `(out_dir, "ema" | "raw")`."""
+    denoiser, weights = load_trained_denoiser(resolve_checkpoint(checkpoint), use_ema)
+    fold_projection(denoiser)[0].save_pretrained(Path(out_dir), safe_serialization=True)
+    return Path(out_dir), weights
+
+
+def export_model(
+    checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[Path, str]:
+    """Write a checkpoint as a folder diffusers loads alone (`unimo_g.export`: pipeline folder with
+    UNet, VAE, scheduler, the empty prompt's conditions and a model card). The encoder runs once on
+    `device`, for the empty prompt. Returns `(out_dir, "ema" | "raw")`."""
     directory = resolve_checkpoint(checkpoint)
+    spec = read_model_spec(directory)
     denoiser, weights = load_trained_denoiser(directory, use_ema)
-    out_dir = Path(out_dir)
-    denoiser.unet.save_pretrained(out_dir, safe_serialization=True)
-    projection = {k: v.detach().contiguous() for k, v in denoiser.projection.state_dict().items()}
-    save_file(projection, out_dir / PROJECTION_WEIGHTS)
-    shutil.copyfile(directory / DENOISER_DIR / DENOISER_META, out_dir / DENOISER_META)
-    return out_dir, weights
+    encoder = build_encoder(spec.encoder, torch.device(device))
+    write_export(out_dir, spec, denoiser, build_vae(spec.denoiser), weights, encode_unconditional(encoder))
+    return Path(out_dir), weights
