@@ -94,3 +94,12 @@ def mean_over_ranks(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / info.world_size
+
+
+def min_over_ranks(info: DistInfo, value: int) -> int:
+    """The smallest of every rank's `value` (this rank's in a single process)."""
+    if not info.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers.config import STAGES, TrainConfig
 from trainers.data import FEATURES, ShardError, ShardStream, entity_image_config, list_shards, make_loader
-from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, setup_distributed
+from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, min_over_ranks, setup_distributed
 from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
@@ -308,30 +308,58 @@ def wrap_ddp(state: TrainState) -> None:
 # The loop
 
 
-class BatchFeed:
-    """Batches across epochs, exactly `steps_per_epoch` per epoch, with the position for checkpoints."""
+# What a rank reports before each micro-batch; all ranks act on the smallest (`min_over_ranks`).
+HAVE_BATCH, EPOCH_ENDED, READ_FAILED = 1, 0, -1
 
-    def __init__(self, stream: ShardStream, batch_size: int, consumed: int = 0):
+
+class BatchFeed:
+    """Batches across epochs, `steps_per_epoch` per epoch, with the position for checkpoints.
+
+    Ranks agree on every batch: each reports whether it has one, and all ranks act alike. When rows
+    skipped as corrupt (`data.skip_corrupt`) end some rank's epoch early, every rank moves on to the
+    next epoch together (DDP needs the same number of steps everywhere; a rank left waiting in an
+    all-reduce would wait forever). When a rank cannot read a row, every rank raises `ShardError`.
+    """
+
+    def __init__(self, stream: ShardStream, batch_size: int, consumed: int = 0, dist: Optional[DistInfo] = None):
         self.stream, self.batch_size = stream, batch_size
+        self.dist = dist or DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
         self.per_epoch = stream.steps_per_epoch(batch_size)
         self.epoch, self.consumed = stream.epoch, consumed
         self._batches: Optional[Iterator[dict]] = None
+        self.epochs_cut = 0  # epochs ended early because rows were skipped
 
     def position(self) -> dict:
         """The stream position after the batches handed out so far (`ShardStream.state_dict`)."""
         return self.stream.state_dict(self.consumed, self.batch_size)
 
+    def _next_epoch(self) -> None:
+        self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
+
     def __next__(self) -> dict:
-        if self.consumed >= self.per_epoch:
-            self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
-        if self._batches is None:
-            self.stream.set_epoch(self.epoch)
-            self._batches = iter(make_loader(self.stream, self.batch_size))
-        batch = next(self._batches, None)
-        if batch is None:
-            raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
-        self.consumed += 1
-        return batch
+        while True:
+            if self.consumed >= self.per_epoch:
+                self._next_epoch()
+            if self._batches is None:
+                self.stream.set_epoch(self.epoch)
+                self._batches = iter(make_loader(self.stream, self.batch_size))
+            try:
+                batch = next(self._batches, None)
+            except ShardError:
+                min_over_ranks(self.dist, READ_FAILED)  # the other ranks stop too
+                raise
+            status = min_over_ranks(self.dist, EPOCH_ENDED if batch is None else HAVE_BATCH)
+            if status == READ_FAILED:
+                raise ShardError("another rank could not read a row (its message names it)")
+            if status == HAVE_BATCH:
+                self.consumed += 1
+                return batch
+            if not self.stream.config.skip_corrupt:
+                raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
+            _say(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches on some rank (rows "
+                 "skipped as corrupt); every rank goes on with the next epoch")
+            self.epochs_cut += 1
+            self._next_epoch()
 
 
 def train_loop(
@@ -415,7 +443,7 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
         if start >= config.max_steps:
             _say(f"already at step {start} of {config.max_steps}; nothing to do")
             return state
-        feed = BatchFeed(stream, config.batch_size, consumed)
+        feed = BatchFeed(stream, config.batch_size, consumed, dist)
         if train_loop(state, feed, start, output, on_batch) != config.max_steps:
             checkpoint(state, feed, config.max_steps, output)  # the final one
         _say(f"finished at step {config.max_steps}; checkpoints in {output / CHECKPOINTS_DIR}")

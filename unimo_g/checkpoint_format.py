@@ -78,13 +78,38 @@ def checkpoint_name(step: int) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename (readers never see half a file)."""
+    """Write `text` to `path` through a temporary file and a rename (readers never see half a file),
+    durably: the file's bytes, then the directory entry of the rename, reach the disk."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a directory's entries (new, renamed or removed names) to the disk."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """Flush every file under `root`, then every directory (deepest first) and `root` itself, so
+    that a checkpoint's bytes are on the disk before a pointer names it (a crash after the rename
+    could otherwise leave a named checkpoint with empty or partial files)."""
+    directories = []
+    for folder, _, files in os.walk(root):
+        directories.append(folder)
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                os.fsync(handle.fileno())
+    for folder in reversed(directories):
+        fsync_directory(folder)
 
 
 def write_model_spec(directory: str | Path, spec: ModelSpec) -> None:
