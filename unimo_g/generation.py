@@ -209,25 +209,45 @@ def generate(
 ) -> np.ndarray:
     """One image `(R, R, 3)` uint8 for `prompt` (DDIM, classifier-free guidance against the empty
     prompt). The same seed gives the same image. R defaults to the training resolution."""
+    return generate_batch(models, [prompt], [entity_images], [seed], steps, guidance, resolution)[0]
+
+
+@torch.no_grad()
+def generate_batch(
+    models: GenerationModels,
+    prompts: Sequence[Sequence[PromptPart]],
+    entity_images: Sequence[Sequence[Image.Image]],
+    seeds: Sequence[int],
+    steps: int = 50,
+    guidance: float = 5.0,
+    resolution: Optional[int] = None,
+) -> np.ndarray:
+    """Images `(B, R, R, 3)` uint8, one per prompt, sampled together. Sample b's initial noise comes
+    from `seeds[b]` alone, so it is the image `generate` makes with that seed (up to the float
+    rounding of a batched forward)."""
+    if not len(prompts) == len(entity_images) == len(seeds) or not prompts:
+        raise ValueError(f"need as many prompts, entity-image lists and seeds, got {len(prompts)}, "
+                         f"{len(entity_images)}, {len(seeds)}")
     resolution = resolution or models.spec.resolution
     factor = vae_scale_factor(models.vae)
     if resolution % factor:
         raise ValueError(f"resolution {resolution} is not a multiple of the VAE's downscale {factor}")
-    encoded = models.encoder([tuple(prompt)], [list(entity_images)])
+    encoded = models.encoder([tuple(p) for p in prompts], [list(images) for images in entity_images])
     channels = models.denoiser.unet.config.in_channels
     shape = (1, channels, resolution // factor, resolution // factor)
+    noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
     latents = ddim_sample(
         models.denoiser,
         encoded.hidden,
         encoded.attention_mask,
         *models.uncond,
-        latent_shape=shape,
+        latent_shape=tuple(noise.shape),
         steps=steps,
         guidance=guidance,
         scheduler_config=models.spec.noise,
-        generator=torch.Generator().manual_seed(seed),
+        noise=noise,
     )
-    return decode_latents(models.vae, latents)[0]  # (R, R, 3)
+    return decode_latents(models.vae, latents)  # (B, R, R, 3)
 
 
 def export_unet(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> tuple[Path, str]:
