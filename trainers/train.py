@@ -2,6 +2,7 @@
 
     python -m trainers.train --config configs/train_tiny.yaml --stage 1 --data DIR_OR_GLOB --output DIR
         [--init-from CHECKPOINT] [--init-weights ema|raw] [--max-steps N] [--resume] [--set key=value ...]
+        [--report-to tensorboard,wandb]
     torchrun --nproc-per-node 8 -m trainers.train ...        (DDP, one process per GPU)
 
 Stage 1 conditions on the caption alone and trains on ε-MSE; stage 2 conditions on multimodal
@@ -11,7 +12,8 @@ config's encoder, VAE and resolution; then neither the encoder nor the VAE is lo
 --init-from starts from another run's checkpoint (a checkpoint directory or a training output;
 its EMA weights unless --init-weights raw) with a fresh optimizer. --resume continues OUTPUT's
 latest checkpoint exactly (it starts at step 0 when there is none). Writes OUTPUT/metrics.jsonl
-and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format). Unusable arguments, configs or inputs
+and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format); --report-to adds TensorBoard or W&B
+(`trainers.reporting`), with sample images every `sample_every` steps. Unusable arguments, configs or inputs
 exit with code 2 and a one-line message.
 """
 
@@ -36,6 +38,7 @@ from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
 from trainers.optim import build_lr_scheduler, build_optimizer
+from trainers.reporting import ReporterUnavailable, Reporters, build_reporters, parse_report_to, sample_images
 from trainers.step import LOSS_KEYS, MIX_KEYS, TrainState, train_step
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
@@ -91,7 +94,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (overrides max_steps)")
     parser.add_argument("--resume", action="store_true", help="continue OUTPUT's latest checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    return parser.parse_args(argv)
+    parser.add_argument("--report-to", action="append", default=[], metavar="NAME[,NAME]",
+                        help="also log to tensorboard and/or wandb (beside OUTPUT/metrics.jsonl)")
+    args = parser.parse_args(argv)
+    try:
+        args.report_to = parse_report_to(args.report_to)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return args
 
 
 def load_train_config(args: argparse.Namespace) -> TrainConfig:
@@ -363,10 +373,17 @@ class BatchFeed:
 
 
 def train_loop(
-    state: TrainState, feed: BatchFeed, start: int, output: Path, on_batch: Optional[OnBatch] = None
+    state: TrainState,
+    feed: BatchFeed,
+    start: int,
+    output: Path,
+    on_batch: Optional[OnBatch] = None,
+    reporters: Optional[Reporters] = None,
 ) -> int:
-    """Optimizer steps `start`..max_steps, logging every log_every and checkpointing every
-    checkpoint_every steps; returns the step of the last checkpoint written (`start` if none)."""
+    """Optimizer steps `start`..max_steps, logging every log_every (to the JSONL log and the
+    `reporters`) and checkpointing every checkpoint_every steps; returns the step of the last
+    checkpoint written (`start` if none)."""
+    reporters = reporters or Reporters()
     config, dist = state.config, state.dist
     metrics = MetricsLog(output / METRICS_FILE, start) if dist.is_main else None
     meter = Throughput()
@@ -394,7 +411,12 @@ def train_loop(
                 mix.zero_()
                 if metrics is not None:
                     metrics.write(record)
+                reporters.write(done, record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
+            if reporters and config.sample_every and done % config.sample_every == 0 and state.encoder is not None:
+                images = sample_images(state, config.sample_prompts, config.sample_steps, config.sample_guidance,
+                                       config.seed)
+                reporters.images(done, images)
             if done % config.checkpoint_every == 0:
                 checkpoint(state, feed, done, output)
                 saved = done
@@ -444,8 +466,17 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
             _say(f"already at step {start} of {config.max_steps}; nothing to do")
             return state
         feed = BatchFeed(stream, config.batch_size, consumed, dist)
-        if train_loop(state, feed, start, output, on_batch) != config.max_steps:
-            checkpoint(state, feed, config.max_steps, output)  # the final one
+        try:
+            reporters = build_reporters(args.report_to, output, to_dict(config), args.stage, dist.is_main)
+        except ReporterUnavailable as err:
+            raise UsageError(str(err)) from None
+        if reporters and config.sample_every and features is not None:
+            _say("sample_every: no sample images from pre-computed features (no encoder or VAE is loaded)")
+        try:
+            if train_loop(state, feed, start, output, on_batch, reporters) != config.max_steps:
+                checkpoint(state, feed, config.max_steps, output)  # the final one
+        finally:
+            reporters.close()
         _say(f"finished at step {config.max_steps}; checkpoints in {output / CHECKPOINTS_DIR}")
         return state
     finally:
