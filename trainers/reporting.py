@@ -34,10 +34,19 @@ def parse_report_to(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+INSTALL = {"tensorboard": 'pip install "unimo-g[tensorboard]"', "wandb": "pip install wandb"}
+
+
+def check_available(names: Sequence[str]) -> None:
+    """Raise `ReporterUnavailable` for the first reporter of `names` whose package is missing."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise ReporterUnavailable(f"--report-to {name} needs {name}: {INSTALL[name]}")
+
+
 class TensorBoardReporter:
     def __init__(self, output: Path):
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ReporterUnavailable('--report-to tensorboard needs tensorboard: pip install "unimo-g[tensorboard]"')
+        check_available(["tensorboard"])
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(output / TENSORBOARD_DIR))
@@ -59,8 +68,7 @@ class TensorBoardReporter:
 
 class WandbReporter:
     def __init__(self, output: Path, config: dict, stage: int):
-        if importlib.util.find_spec("wandb") is None:
-            raise ReporterUnavailable("--report-to wandb needs wandb: pip install wandb")
+        check_available(["wandb"])
         import wandb
 
         self.wandb = wandb

@@ -38,7 +38,14 @@ from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
 from trainers.optim import build_lr_scheduler, build_optimizer
-from trainers.reporting import ReporterUnavailable, Reporters, build_reporters, parse_report_to, sample_images
+from trainers.reporting import (
+    ReporterUnavailable,
+    Reporters,
+    build_reporters,
+    check_available,
+    parse_report_to,
+    sample_images,
+)
 from trainers.step import LOSS_KEYS, MIX_KEYS, TrainState, train_step
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
@@ -337,7 +344,6 @@ class BatchFeed:
         self.per_epoch = stream.steps_per_epoch(batch_size)
         self.epoch, self.consumed = stream.epoch, consumed
         self._batches: Optional[Iterator[dict]] = None
-        self.epochs_cut = 0  # epochs ended early because rows were skipped
 
     def position(self) -> dict:
         """The stream position after the batches handed out so far (`ShardStream.state_dict`)."""
@@ -368,7 +374,6 @@ class BatchFeed:
                 raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
             _say(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches on some rank (rows "
                  "skipped as corrupt); every rank goes on with the next epoch")
-            self.epochs_cut += 1
             self._next_epoch()
 
 
@@ -447,6 +452,10 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
     """Train as the arguments say; returns the final state (for callers in Python). `on_batch(step,
     batch)` sees every micro-batch before its step."""
     config = load_train_config(args)
+    try:
+        check_available(args.report_to)  # before any model loads
+    except ReporterUnavailable as err:
+        raise UsageError(str(err)) from None
     try:
         dist = setup_distributed(config.device)
     except (RuntimeError, ValueError) as err:
