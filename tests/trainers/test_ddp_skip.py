@@ -1,6 +1,7 @@
 """Durability: checkpoint files reach the disk before `latest` names them, and with skip_corrupt
 two DDP ranks agree on the epochs a skipped row cuts short (no rank waits forever)."""
 
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ from unimo_g.checkpoint_format import CHECKPOINTS_DIR, LATEST, read_latest
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "train_tiny.yaml")
 WORLD = 2
-JOIN_TIMEOUT_S = 240  # a rank still alive by then waits forever
+JOIN_TIMEOUT_S = 120  # a rank still alive by then waits forever
 
 
 def test_checkpoint_files_are_fsynced_before_latest_moves(tmp_path, monkeypatch, one_torch_thread):
@@ -56,6 +57,8 @@ def test_checkpoint_files_are_fsynced_before_latest_moves(tmp_path, monkeypatch,
 def _rank(rank: int, store_file: str, argv: list, scratch: str) -> None:
     """One rank as torchrun would start it; the process group meets through a file, not a port."""
     torch.set_num_threads(1)
+    stacks = open(Path(scratch) / f"stacks-{rank}.txt", "w")  # noqa: SIM115 (open until the process ends)
+    faulthandler.dump_traceback_later(JOIN_TIMEOUT_S - 30, file=stacks)  # where a hung rank waits
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
     dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=WORLD)
     seen = []
@@ -82,7 +85,8 @@ def _run_ranks(argv: list, scratch: Path) -> list[int]:
     for rank in hung:
         processes[rank].kill()
         processes[rank].join()
-    assert not hung, f"ranks {hung} still running after {JOIN_TIMEOUT_S}s"
+    stacks = {rank: (scratch / f"stacks-{rank}.txt").read_text() for rank in hung}
+    assert not hung, f"ranks {hung} still running after {JOIN_TIMEOUT_S}s; their stacks: {stacks}"
     return [process.exitcode for process in processes]
 
 
