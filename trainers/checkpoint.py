@@ -1,8 +1,9 @@
 """Atomic training checkpoints and exact resume (layout: `unimo_g.checkpoint_format`).
 
-A checkpoint is written into a temporary directory inside `OUTPUT/checkpoints/` and renamed to
-`step-XXXXXXX` once complete; then the `latest` pointer file is replaced atomically. A crash at
-any point leaves the previous checkpoint and pointer intact. Only rank 0 writes; every rank's RNG
+A checkpoint is written into a temporary directory inside `OUTPUT/checkpoints/`, its files and
+folders fsynced, and renamed to `step-XXXXXXX`; then the `latest` pointer file is replaced
+atomically (and fsynced, with its directory). A crash at any point, power loss included, leaves
+the previous checkpoint and pointer intact. Only rank 0 writes; every rank's RNG
 states are gathered into it, and on resume each rank takes back its own.
 """
 
@@ -31,6 +32,8 @@ from unimo_g.checkpoint_format import (
     TRAINING_STATE,
     CheckpointError,
     checkpoint_name,
+    fsync_directory,
+    fsync_tree,
     load_ema_weights,
     read_denoiser_state_dict,
     read_latest,
@@ -111,8 +114,9 @@ def _write_checkpoint(output: Path, step: int, state: TrainState, data_state: di
     }
     (temporary / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
     (temporary / CONFIG_FILE).write_text(config_text(state.config), encoding="utf-8")
-    write_model_spec(temporary, state.config.model_spec())  # last: its presence marks a complete checkpoint
+    write_model_spec(temporary, state.config.model_spec(state.entity_image))  # last: its presence marks a complete checkpoint
 
+    fsync_tree(temporary)  # every file on the disk before the rename and the pointer make it the latest
     final = root / name
     if final.exists():  # the same step written again (a resumed run that crashed before moving on)
         stale = root / f".stale-{name}"
@@ -122,6 +126,7 @@ def _write_checkpoint(output: Path, step: int, state: TrainState, data_state: di
         shutil.rmtree(stale)
     else:
         temporary.rename(final)
+    fsync_directory(root)
     write_latest(output, name)
     return final
 

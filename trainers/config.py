@@ -16,6 +16,7 @@ from unimo_g.devices import check_device_name
 from unimo_g.diffusion.schedule import NoiseScheduleConfig
 from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
+from unimo_g.pipeline_config import EntityImageConfig
 
 STAGES = (1, 2)
 STAGE_LR = {1: 5e-5, 2: 1e-5}  # learning rate when optim.lr is not set
@@ -96,6 +97,11 @@ class TrainConfig:
     checkpoint_every: optimizer steps between checkpoints (a final one is always written).
     keep_last: checkpoints kept (older ones are deleted after a newer one is complete); 0 keeps all.
     log_every: optimizer steps between metrics records.
+    sample_every: optimizer steps between sample images for the reporters (--report-to); 0: none.
+      Needs the encoder and VAE (not a run on pre-computed features).
+    sample_prompts: prompts of the sample images (`<img>PATH</img>` entities allowed).
+    sample_steps / sample_guidance: DDIM steps and guidance of the samples (the paper samples
+      with 50 and 5.0; fewer steps keep the pause short).
     """
 
     seed: int = 0
@@ -114,6 +120,10 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_last: int = 0
     log_every: int = 10
+    sample_every: int = 0
+    sample_prompts: tuple[str, ...] = ("a photo of a dog on a beach", "a red car parked in front of a house")
+    sample_steps: int = 25
+    sample_guidance: float = 5.0
 
     def __post_init__(self):
         if self.seed < 0:
@@ -134,15 +144,22 @@ class TrainConfig:
         for name in ("checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be >= 0 (0: off), got {self.sample_every!r}")
+        if self.sample_every and (not self.sample_prompts or self.sample_steps < 1):
+            raise ValueError("sample_every needs sample_prompts and sample_steps >= 1")
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be >= 0 (0: keep all), got {self.keep_last!r}")
 
-    def model_spec(self) -> ModelSpec:
-        """What the generator needs to rebuild the trained model."""
+    def model_spec(self, entity_image: Optional[EntityImageConfig] = None) -> ModelSpec:
+        """What the generator needs to rebuild the trained model; `entity_image`: how the training
+        data's entity images were made (the pipeline's default when not known)."""
         return ModelSpec(
-            encoder=self.encoder, denoiser=self.denoiser, noise=self.noise, resolution=self.data.resolution
+            encoder=self.encoder, denoiser=self.denoiser, noise=self.noise, resolution=self.data.resolution,
+            entity_image=entity_image or EntityImageConfig(),
         )
 
 
 # Keys that may differ between a run and the run it resumes (they do not change what is computed).
-RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_last", "log_every")
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_last", "log_every", "sample_every", "sample_prompts",
+                     "sample_steps", "sample_guidance")

@@ -75,9 +75,11 @@ from trainers.prompts import choose_entities, substituted_prompt
 from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
 from unimo_g.image_transforms import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
 from unimo_g.images import ImageRejected
+from unimo_g.pipeline_config import EntityImageConfig
+from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.records import PromptPart
 from unimo_g.rle import decode_mask
-from unimo_g.schema import check_schema_version
+from unimo_g.schema import check_schema_version, lineage_of
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +101,13 @@ class DataConfig:
     shuffle_buffer: rows in each worker's shuffle buffer (0 or 1: rows in the order of their files and row groups).
     skip_corrupt: skip (and count, with a warning) an unreadable shard, row group or row instead
       of raising.
-    substitute_prob: stage 2, each entity becomes its image with this probability (the paper
-      does not give one).
-    text_only_prob: stage 2, share of samples that stay text-only (paper: 0.1).
+    substitute_prob: stage 2, each entity beyond the first of a sample that is not text-only
+      becomes its image with this probability (the paper does not give one).
+    text_only_prob: stage 2, share of rows WITH entities that stay text-only (paper: 10%); rows
+      without entities are text-only in addition (`trainers.prompts` explains why).
     compose_mode: "replace" (the phrase becomes the image, as in the paper) or "append".
-    max_entities: most entities substituted per sample (a random subset when more are drawn).
+    max_entities: most entities substituted per sample (a random subset when more are drawn);
+      a sample with entities that is not text-only gets at least one.
     num_workers: DataLoader workers (0: load in the training process).
     max_pixels: images whose header declares more pixels are refused before decoding.
     """
@@ -183,6 +187,22 @@ def _inspect(file: str) -> tuple[list[int], Optional[tuple[FeatureSpec, FeatureL
     if missing:
         raise ShardError(f"{file}: columns {missing} are missing; not a unimo-g {what}")
     return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], footer
+
+
+def entity_image_config(file: str) -> EntityImageConfig:
+    """How the entity images of a prompt shard were made (the `entity_image` config in its lineage;
+    the pipeline's default for a shard without one). Generation prepares a user's entity images
+    the same way."""
+    try:
+        with fsspec.open(file, "rb") as handle:
+            metadata = pq.ParquetFile(handle).schema_arrow.metadata
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(f"{file}: cannot read the Parquet footer (corrupt or truncated?): {err}") from err
+    values = (lineage_of(metadata).get("config") or {}).get("entity_image")
+    try:
+        return from_dict(EntityImageConfig, values) if values else EntityImageConfig()
+    except ConfigError as err:
+        raise ShardError(f"{file}: the entity_image config in its lineage is unusable: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ def setup_distributed(device_name: str) -> DistInfo:
 
 def cleanup_distributed(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
+        _CONTROL_GROUPS.clear()
         dist.destroy_process_group()
 
 
@@ -94,3 +95,26 @@ def mean_over_ranks(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / info.world_size
+
+
+def min_over_ranks(info: DistInfo, value: int) -> int:
+    """The smallest of every rank's `value` (this rank's in a single process). Travels on the CPU
+    (gloo): an NCCL all-reduce read back on the host would wait for every kernel queued before it."""
+    if not info.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN, group=_control_group())
+    return int(tensor.item())
+
+
+_CONTROL_GROUPS: dict = {}
+
+
+def _control_group():
+    """A gloo group of all ranks for small host-side messages (None: the default group is gloo).
+    Made on first use, which every rank reaches in the same order."""
+    if dist.get_backend() == "gloo":
+        return None
+    if "gloo" not in _CONTROL_GROUPS:
+        _CONTROL_GROUPS["gloo"] = dist.new_group(backend="gloo")
+    return _CONTROL_GROUPS["gloo"]

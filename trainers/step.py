@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -37,8 +37,12 @@ from unimo_g.models.attention import AttentionStore
 from unimo_g.models.denoiser import Denoiser
 from unimo_g.models.encoder import MultimodalEncoder
 from unimo_g.models.vae import encode_images, sample_latents
+from unimo_g.pipeline_config import EntityImageConfig
 
 LOSS_KEYS = ("loss", "loss_mse", "loss_attn")
+# Per-sample counts behind the stage-2 mix in the log: samples, text-only samples (no entity
+# image in the prompt), entity images, samples whose attention loss was active.
+MIX_KEYS = ("samples", "text_only", "entity_images", "attn_active")
 
 
 @dataclass
@@ -62,16 +66,19 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: Optional[EMA]
+    entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)  # how the data's entity images were made
 
 
 @dataclass
 class StepResult:
     """`losses`: (3,) tensor of LOSS_KEYS averaged over the micro-batches (on the device, not
-    synchronised); `lr`: the learning rate this step used; `grad_norm`: the gradient norm before clipping."""
+    synchronised); `lr`: the learning rate this step used; `grad_norm`: the gradient norm before
+    clipping; `mix`: (4,) float tensor of MIX_KEYS summed over the micro-batches (on the CPU)."""
 
     losses: torch.Tensor
     lr: float
     grad_norm: torch.Tensor
+    mix: torch.Tensor
 
 
 def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
@@ -90,7 +97,8 @@ def autocast(config: TrainConfig, device: torch.device):
 def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Scalar losses of one micro-batch (a `trainers.data.collate` batch, or a
     `trainers.feature_data.collate_features` one): LOSS_KEYS, of which "loss" carries the graph;
-    "loss_attn" is 0 when the attention loss is off or has no entity."""
+    "loss_attn" is 0 when the attention loss is off or has no entity. "mix" holds the micro-batch's
+    MIX_KEYS counts, (4,) float on the CPU."""
     device = state.dist.device
     encoded = None
     if "latent_mean" in batch:  # pre-computed features: the posterior draw comes first, as in encode_images
@@ -114,6 +122,8 @@ def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -
     with autocast(state.config, device):
         mse = diffusion_loss(state.model, latents, cond, cond_mask, state.noise_scheduler, generator)["loss_mse"]
     attn = None
+    images = batch.get("entity_valid", torch.zeros(len(batch["ids"]), 0, dtype=torch.bool))  # (B, K)
+    active = torch.zeros(len(batch["ids"]), dtype=torch.bool)
     if attend:
         data_valid = batch["entity_valid"].to(device)  # (B, K)
         if data_valid.shape != encoded.entity_valid.shape:
@@ -121,10 +131,15 @@ def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -
         valid = encoded.entity_valid & data_valid & ~dropped[:, None]  # (B, K)
         maps = attention_maps_per_entity(state.store.maps(), encoded.entity_tokens, tuple(latents.shape[-2:]))
         attn = attention_loss(maps, batch["entity_masks"].to(device), valid)
+        active = valid.any(-1).cpu()
         state.store.reset()  # the loss holds the graph; the store need not
     loss = total_loss(mse, attn, state.config.lambda_attn if attn is not None else 0.0)
     zero = torch.zeros((), device=mse.device)
-    return {"loss": loss, "loss_mse": mse.detach(), "loss_attn": attn.detach() if attn is not None else zero}
+    mix = torch.tensor(
+        [len(batch["ids"]), int((~images.any(-1)).sum()), int(images.sum()), int(active.sum())], dtype=torch.float32
+    )
+    return {"loss": loss, "loss_mse": mse.detach(), "loss_attn": attn.detach() if attn is not None else zero,
+            "mix": mix}
 
 
 def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepResult:
@@ -132,7 +147,7 @@ def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepRes
     accumulate, clip, AdamW, advance the LR schedule, update the EMA."""
     state.optimizer.zero_grad(set_to_none=True)
     ddp = isinstance(state.model, DistributedDataParallel)
-    totals = []
+    totals, mix = [], torch.zeros(len(MIX_KEYS))
     for micro, batch in enumerate(batches):
         generator = torch.Generator().manual_seed(step_seed(state.config.seed, state.dist.rank, step, micro))
         last = micro == len(batches) - 1
@@ -140,6 +155,7 @@ def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepRes
             losses = compute_losses(state, batch, generator)
             (losses["loss"] / len(batches)).backward()
         totals.append(torch.stack([losses[key].detach().float() for key in LOSS_KEYS]))
+        mix += losses["mix"]
     clip = state.config.optim.grad_clip
     grad_norm = torch.nn.utils.clip_grad_norm_(state.denoiser.parameters(), clip if clip > 0 else float("inf"))
     lr = state.optimizer.param_groups[0]["lr"]
@@ -147,4 +163,4 @@ def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepRes
     state.lr_scheduler.step()
     if state.ema is not None:
         state.ema.update(state.denoiser)
-    return StepResult(losses=torch.stack(totals).mean(0), lr=lr, grad_norm=grad_norm.detach())
+    return StepResult(losses=torch.stack(totals).mean(0), lr=lr, grad_norm=grad_norm.detach(), mix=mix)

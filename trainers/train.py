@@ -2,6 +2,7 @@
 
     python -m trainers.train --config configs/train_tiny.yaml --stage 1 --data DIR_OR_GLOB --output DIR
         [--init-from CHECKPOINT] [--init-weights ema|raw] [--max-steps N] [--resume] [--set key=value ...]
+        [--report-to tensorboard,wandb]
     torchrun --nproc-per-node 8 -m trainers.train ...        (DDP, one process per GPU)
 
 Stage 1 conditions on the caption alone and trains on ε-MSE; stage 2 conditions on multimodal
@@ -11,7 +12,8 @@ config's encoder, VAE and resolution; then neither the encoder nor the VAE is lo
 --init-from starts from another run's checkpoint (a checkpoint directory or a training output;
 its EMA weights unless --init-weights raw) with a fresh optimizer. --resume continues OUTPUT's
 latest checkpoint exactly (it starts at step 0 when there is none). Writes OUTPUT/metrics.jsonl
-and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format). Unusable arguments, configs or inputs
+and OUTPUT/checkpoints/ (see unimo_g.checkpoint_format); --report-to adds TensorBoard or W&B
+(`trainers.reporting`), with sample images every `sample_every` steps. Unusable arguments, configs or inputs
 exit with code 2 and a one-line message.
 """
 
@@ -30,13 +32,21 @@ from tqdm import tqdm
 
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers.config import STAGES, TrainConfig
-from trainers.data import FEATURES, ShardError, ShardStream, list_shards, make_loader
-from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, setup_distributed
+from trainers.data import FEATURES, ShardError, ShardStream, entity_image_config, list_shards, make_loader
+from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, min_over_ranks, setup_distributed
 from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
 from trainers.metrics import MetricsLog, Throughput
 from trainers.optim import build_lr_scheduler, build_optimizer
-from trainers.step import LOSS_KEYS, TrainState, train_step
+from trainers.reporting import (
+    ReporterUnavailable,
+    Reporters,
+    build_reporters,
+    check_available,
+    parse_report_to,
+    sample_images,
+)
+from trainers.step import LOSS_KEYS, MIX_KEYS, TrainState, train_step
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
     METRICS_FILE,
@@ -54,6 +64,7 @@ from unimo_g.generation import encode_unconditional
 from unimo_g.models.attention import AttentionStore, install_attention_capture
 from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
+from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.presets import PresetNotFound, resolve_preset
 from unimo_g.schema import SchemaVersionError
 
@@ -90,7 +101,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (overrides max_steps)")
     parser.add_argument("--resume", action="store_true", help="continue OUTPUT's latest checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    return parser.parse_args(argv)
+    parser.add_argument("--report-to", action="append", default=[], metavar="NAME[,NAME]",
+                        help="also log to tensorboard and/or wandb (beside OUTPUT/metrics.jsonl)")
+    args = parser.parse_args(argv)
+    try:
+        args.report_to = parse_report_to(args.report_to)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return args
 
 
 def load_train_config(args: argparse.Namespace) -> TrainConfig:
@@ -226,11 +244,13 @@ def build_state(
     dist: DistInfo,
     encoder: Optional[MultimodalEncoder] = None,
     features: Optional[FeatureConditions] = None,
+    stream: Optional[ShardStream] = None,
 ) -> TrainState:
     """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule.
 
     `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks.
-    With `features` (training from a feature run) neither the encoder nor the VAE is built."""
+    With `features` (training from a feature run) neither the encoder nor the VAE is built. The
+    entity-image preparation recorded in checkpoints is read from `stream`'s first shard."""
     if features is None:
         encoder, vae = build_frozen(config, dist.device, encoder)
         width, uncond = encoder.hidden_size, encode_unconditional(encoder)
@@ -240,6 +260,8 @@ def build_state(
         vae, width = None, features.hidden_size
         uncond = tuple(tensor.to(dist.device) for tensor in features.uncond)
     denoiser, store = build_trainable(config, args.stage, width, args, dist.device)
+    from_shards = stream is not None and stream.kind != FEATURES
+    entity_image = entity_image_config(stream.files[0]) if from_shards else EntityImageConfig()
     ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
     optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
     return TrainState(
@@ -256,6 +278,7 @@ def build_state(
         optimizer=optimizer,
         lr_scheduler=build_lr_scheduler(optimizer, config.optim.warmup_steps),
         ema=ema,
+        entity_image=entity_image,
     )
 
 
@@ -300,11 +323,22 @@ def wrap_ddp(state: TrainState) -> None:
 # The loop
 
 
-class BatchFeed:
-    """Batches across epochs, exactly `steps_per_epoch` per epoch, with the position for checkpoints."""
+# What a rank reports before each micro-batch; all ranks act on the smallest (`min_over_ranks`).
+HAVE_BATCH, EPOCH_ENDED, READ_FAILED = 1, 0, -1
 
-    def __init__(self, stream: ShardStream, batch_size: int, consumed: int = 0):
+
+class BatchFeed:
+    """Batches across epochs, `steps_per_epoch` per epoch, with the position for checkpoints.
+
+    Ranks agree on every batch: each reports whether it has one, and all ranks act alike. When rows
+    skipped as corrupt (`data.skip_corrupt`) end some rank's epoch early, every rank moves on to the
+    next epoch together (DDP needs the same number of steps everywhere; a rank left waiting in an
+    all-reduce would wait forever). When a rank cannot read a row, every rank raises `ShardError`.
+    """
+
+    def __init__(self, stream: ShardStream, batch_size: int, consumed: int = 0, dist: Optional[DistInfo] = None):
         self.stream, self.batch_size = stream, batch_size
+        self.dist = dist or DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
         self.per_epoch = stream.steps_per_epoch(batch_size)
         self.epoch, self.consumed = stream.epoch, consumed
         self._batches: Optional[Iterator[dict]] = None
@@ -313,27 +347,50 @@ class BatchFeed:
         """The stream position after the batches handed out so far (`ShardStream.state_dict`)."""
         return self.stream.state_dict(self.consumed, self.batch_size)
 
+    def _next_epoch(self) -> None:
+        self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
+
     def __next__(self) -> dict:
-        if self.consumed >= self.per_epoch:
-            self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
-        if self._batches is None:
-            self.stream.set_epoch(self.epoch)
-            self._batches = iter(make_loader(self.stream, self.batch_size))
-        batch = next(self._batches, None)
-        if batch is None:
-            raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
-        self.consumed += 1
-        return batch
+        while True:
+            if self.consumed >= self.per_epoch:
+                self._next_epoch()
+            if self._batches is None:
+                self.stream.set_epoch(self.epoch)
+                self._batches = iter(make_loader(self.stream, self.batch_size))
+            try:
+                batch = next(self._batches, None)
+            except ShardError:
+                min_over_ranks(self.dist, READ_FAILED)  # the other ranks stop too
+                raise
+            status = min_over_ranks(self.dist, EPOCH_ENDED if batch is None else HAVE_BATCH)
+            if status == READ_FAILED:
+                raise ShardError("another rank could not read a row (its message names it)")
+            if status == HAVE_BATCH:
+                self.consumed += 1
+                return batch
+            if not self.stream.config.skip_corrupt:
+                raise RuntimeError(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches")
+            _say(f"epoch {self.epoch} ended after {self.consumed} of {self.per_epoch} batches on some rank (rows "
+                 "skipped as corrupt); every rank goes on with the next epoch")
+            self._next_epoch()
 
 
 def train_loop(
-    state: TrainState, feed: BatchFeed, start: int, output: Path, on_batch: Optional[OnBatch] = None
+    state: TrainState,
+    feed: BatchFeed,
+    start: int,
+    output: Path,
+    on_batch: Optional[OnBatch] = None,
+    reporters: Optional[Reporters] = None,
 ) -> int:
-    """Optimizer steps `start`..max_steps, logging every log_every and checkpointing every
-    checkpoint_every steps; returns the step of the last checkpoint written (`start` if none)."""
+    """Optimizer steps `start`..max_steps, logging every log_every (to the JSONL log and the
+    `reporters`) and checkpointing every checkpoint_every steps; returns the step of the last
+    checkpoint written (`start` if none)."""
+    reporters = reporters or Reporters()
     config, dist = state.config, state.dist
     metrics = MetricsLog(output / METRICS_FILE, start) if dist.is_main else None
     meter = Throughput()
+    mix = torch.zeros(len(MIX_KEYS))  # MIX_KEYS counts since the last record
     saved = start
     # The context closes the bar on an error too, so that a message after it starts on its own line.
     with tqdm(total=config.max_steps, initial=start, disable=not dist.is_main, unit="step",
@@ -346,18 +403,36 @@ def train_loop(
             result = train_step(state, batches, step)
             done = step + 1
             meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
+            mix += result.mix
             progress.update(1)
             if done % config.log_every == 0 or done == config.max_steps:
-                values = mean_over_ranks(dist, torch.cat([result.losses, result.grad_norm.float().reshape(1)])).tolist()
-                record = {"step": done, **dict(zip(LOSS_KEYS, values)), "lr": result.lr, "grad_norm": values[-1],
-                          "images_per_s": meter.rate(), "epoch": feed.epoch}
+                local = torch.cat([result.losses, result.grad_norm.float().reshape(1), mix.to(result.losses.device)])
+                values = mean_over_ranks(dist, local).tolist()
+                losses, grad_norm, counts = values[: len(LOSS_KEYS)], values[len(LOSS_KEYS)], values[-len(MIX_KEYS):]
+                record = {"step": done, **dict(zip(LOSS_KEYS, losses)), "lr": result.lr, "grad_norm": grad_norm,
+                          "images_per_s": meter.rate(), "epoch": feed.epoch, **mix_record(counts)}
+                mix.zero_()
                 if metrics is not None:
                     metrics.write(record)
+                reporters.write(done, record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
+            if reporters and config.sample_every and done % config.sample_every == 0 and state.encoder is not None:
+                images = sample_images(state, config.sample_prompts, config.sample_steps, config.sample_guidance,
+                                       config.seed)
+                reporters.images(done, images)
             if done % config.checkpoint_every == 0:
                 checkpoint(state, feed, done, output)
                 saved = done
     return saved
+
+
+def mix_record(counts: Sequence[float]) -> dict:
+    """The stage-2 mix of a log interval from its MIX_KEYS counts (any common scale): share of
+    text-only samples, entity images per sample, share of samples whose attention loss was active."""
+    samples, text_only, images, active = counts
+    samples = max(samples, 1e-12)
+    return {"text_only_share": text_only / samples, "entity_images_per_sample": images / samples,
+            "attn_active_share": active / samples}
 
 
 def checkpoint(state: TrainState, feed: BatchFeed, step: int, output: Path) -> None:
@@ -376,6 +451,10 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
     batch)` sees every micro-batch before its step."""
     config = load_train_config(args)
     try:
+        check_available(args.report_to)  # before any model loads
+    except ReporterUnavailable as err:
+        raise UsageError(str(err)) from None
+    try:
         dist = setup_distributed(config.device)
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"device: {err}") from None
@@ -386,16 +465,25 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
         features = open_features(stream, config, args.data) if stream.kind == FEATURES else None
         if features is not None:
             _say(f"training from the pre-computed features of {args.data}: no encoder or VAE is loaded")
-        state = build_state(args, config, dist, features=features)  # frozen parts, denoiser, EMA, optimizer
+        state = build_state(args, config, dist, features=features, stream=stream)  # frozen, denoiser, EMA, optimizer
         start, consumed = resume(resume_from, state, stream, dist) if resume_from is not None else (0, 0)
         wrap_ddp(state)
         _warn_random_weights(config)
         if start >= config.max_steps:
             _say(f"already at step {start} of {config.max_steps}; nothing to do")
             return state
-        feed = BatchFeed(stream, config.batch_size, consumed)
-        if train_loop(state, feed, start, output, on_batch) != config.max_steps:
-            checkpoint(state, feed, config.max_steps, output)  # the final one
+        feed = BatchFeed(stream, config.batch_size, consumed, dist)
+        try:
+            reporters = build_reporters(args.report_to, output, to_dict(config), args.stage, dist.is_main)
+        except ReporterUnavailable as err:
+            raise UsageError(str(err)) from None
+        if reporters and config.sample_every and features is not None:
+            _say("sample_every: no sample images from pre-computed features (no encoder or VAE is loaded)")
+        try:
+            if train_loop(state, feed, start, output, on_batch, reporters) != config.max_steps:
+                checkpoint(state, feed, config.max_steps, output)  # the final one
+        finally:
+            reporters.close()
         _say(f"finished at step {config.max_steps}; checkpoints in {output / CHECKPOINTS_DIR}")
         return state
     finally:

@@ -7,8 +7,10 @@ The trainer writes, and the generator reads without any trainer code:
       checkpoints/
         latest                     text: the name of the newest complete checkpoint, e.g. "step-0000100"
         step-0000100/              complete or absent: written under a temporary name, then renamed
-          model.json               ModelSpec: encoder, denoiser and noise configs, image resolution
+          model.json               ModelSpec: encoder, denoiser and noise configs, image resolution,
+                                   how the data's entity images were made
           denoiser/                `save_denoiser`: unet/ (diffusers folder), projection.safetensors, denoiser.json
+                                   (an export for diffusers alone: `unimo_g.export`)
           ema.safetensors          EMA of the denoiser's parameters (state-dict names), when EMA is on
           trainer_state.json       step, stage, data-stream position, world size (trainer only)
           training_state.pt        optimizer, LR scheduler, RNG states (trainer only; weights_only loadable)
@@ -35,6 +37,7 @@ from unimo_g.diffusion.schedule import NoiseScheduleConfig
 from unimo_g.models.denoiser import PROJECTION_WEIGHTS, Denoiser, DenoiserConfig, load_denoiser, read_unet_state_dict
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.models.vae import load_vae
+from unimo_g.pipeline_config import EntityImageConfig
 
 FORMAT_VERSION = 1
 CHECKPOINTS_DIR = "checkpoints"
@@ -56,12 +59,15 @@ class CheckpointError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild the trained model: the frozen encoder and VAE, the denoiser's
-    config, the noise schedule it was trained on, and the side R of the training images."""
+    config, the noise schedule it was trained on, the side R of the training images, and how the
+    training data's entity images were made (squared on white, size, format: the pipeline's
+    `entity_image` config, which generation applies to a user's entity images)."""
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     noise: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
     resolution: int = 256
+    entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)
 
     def __post_init__(self):
         if self.resolution < 8:
@@ -74,13 +80,38 @@ def checkpoint_name(step: int) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename (readers never see half a file)."""
+    """Write `text` to `path` through a temporary file and a rename (readers never see half a file),
+    durably: the file's bytes, then the directory entry of the rename, reach the disk."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a directory's entries (new, renamed or removed names) to the disk."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """Flush every file under `root`, then every directory (deepest first) and `root` itself, so
+    that a checkpoint's bytes are on the disk before a pointer names it (a crash after the rename
+    could otherwise leave a named checkpoint with empty or partial files)."""
+    directories = []
+    for folder, _, files in os.walk(root):
+        directories.append(folder)
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                os.fsync(handle.fileno())
+    for folder in reversed(directories):
+        fsync_directory(folder)
 
 
 def write_model_spec(directory: str | Path, spec: ModelSpec) -> None:

@@ -1,13 +1,17 @@
-"""Generate an image from a multimodal prompt with a trained checkpoint, or export its UNet.
+"""Generate an image from a multimodal prompt with a trained checkpoint or export, or export one.
 
     python -m unimo_g.generate --checkpoint DIR --prompt "a <img>photos/dog.png</img> on a beach" \\
         --out FILE.png [--steps 50] [--guidance 5.0] [--seed 0] [--resolution R] [--device cuda] [--raw-weights]
+    python -m unimo_g.generate --checkpoint DIR --export OUT_DIR [--raw-weights] [--device cuda]
     python -m unimo_g.generate --checkpoint DIR --export-unet OUT_DIR [--raw-weights]
 
-DIR is a checkpoint written by the trainer or a training output directory (its latest checkpoint).
-Entity image paths are relative to the working directory. The EMA weights are used when the
-checkpoint has them (--raw-weights: the trained weights). Unusable arguments exit with code 2 and
-a one-line message.
+DIR is a checkpoint written by the trainer, a training output directory (its latest checkpoint) or
+an export folder. --export writes a folder diffusers loads alone (`unimo_g.export`: UNet with the
+condition projection inside, VAE, scheduler, model_index.json, the empty prompt's conditions, a
+model card); --export-unet writes the UNet alone. Entity image paths are relative to the working
+directory; they are squared on white and resized as the training data's entity images were. The
+EMA weights are used when the checkpoint has them (--raw-weights: the trained weights). Unusable
+arguments exit with code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or training output directory")
     parser.add_argument("--prompt", help='text with inline entity images: "a <img>dog.png</img> on grass"')
     parser.add_argument("--out", help="PNG file to write")
-    parser.add_argument("--export-unet", metavar="OUT_DIR", help="write the UNet as a diffusers model folder")
+    parser.add_argument("--export", metavar="OUT_DIR", help="write a folder that diffusers loads alone")
+    parser.add_argument("--export-unet", metavar="OUT_DIR", help="write the UNet alone as a diffusers model folder")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5.0)")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,10 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
-    if args.export_unet is None and (args.prompt is None or args.out is None):
-        raise UsageError("pass --prompt and --out to generate, or --export-unet OUT_DIR")
-    if args.export_unet is not None and (args.prompt is not None or args.out is not None):
-        raise UsageError("--export-unet does not take --prompt or --out")
+    exporting = [flag for flag, value in (("--export", args.export), ("--export-unet", args.export_unet)) if value]
+    if not exporting and (args.prompt is None or args.out is None):
+        raise UsageError("pass --prompt and --out to generate, or --export OUT_DIR (or --export-unet OUT_DIR)")
+    if len(exporting) > 1:
+        raise UsageError("pass --export or --export-unet, not both")
+    if exporting and (args.prompt is not None or args.out is not None):
+        raise UsageError(f"{exporting[0]} does not take --prompt or --out")
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     if args.resolution is not None and args.resolution < 8:
@@ -67,32 +75,40 @@ def run(args: argparse.Namespace) -> str:
 
     from unimo_g.checkpoint_format import CheckpointError, resolve_checkpoint
     from unimo_g.devices import resolve_device
+    from unimo_g.export import ExportError, is_export
     from unimo_g.generation import (
         PromptError,
+        export_model,
         export_unet,
         generate,
         load_entity_image,
         load_generation_models,
         parse_prompt,
+        read_spec,
     )
 
     use_ema = not args.raw_weights
-    try:
-        checkpoint = resolve_checkpoint(args.checkpoint)
-        if args.export_unet is not None:
-            out_dir, weights = export_unet(checkpoint, args.export_unet, use_ema)
-            return f"exported the {weights} UNet of {checkpoint} to {out_dir}"
-        prompt, paths = parse_prompt(args.prompt)
-        images = [load_entity_image(path) for path in paths]
-    except (CheckpointError, PromptError, OSError) as err:
-        raise UsageError(str(err)) from None
     try:
         device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"--device: {err}") from None
     try:
+        checkpoint = Path(args.checkpoint) if is_export(args.checkpoint) else resolve_checkpoint(args.checkpoint)
+        if (args.export or args.export_unet) and is_export(checkpoint):
+            raise UsageError(f"{checkpoint} is an export already; export a checkpoint")
+        if args.export_unet is not None:
+            out_dir, weights = export_unet(checkpoint, args.export_unet, use_ema)
+            return f"exported the {weights} UNet of {checkpoint} to {out_dir}"
+        if args.export is not None:
+            out_dir, weights = export_model(checkpoint, args.export, use_ema, device)
+            return f"exported the {weights} weights of {checkpoint} to {out_dir} (diffusers pipeline folder)"
+        prompt, paths = parse_prompt(args.prompt)
+        images = [load_entity_image(path, read_spec(checkpoint).entity_image) for path in paths]
+    except (CheckpointError, ExportError, PromptError, OSError) as err:
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    try:
         models = load_generation_models(checkpoint, device, use_ema)
-    except (CheckpointError, OSError) as err:  # e.g. an encoder or VAE the hub or disk does not have
+    except (CheckpointError, ExportError, OSError) as err:  # e.g. an encoder or VAE the hub or disk does not have
         raise UsageError(str(err).strip().splitlines()[0]) from None
     try:
         pixels = generate(models, prompt, images, args.steps, args.guidance, args.seed, args.resolution)

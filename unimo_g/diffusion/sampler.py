@@ -30,13 +30,16 @@ def ddim_sample(
     scheduler_config: NoiseScheduleConfig = NoiseScheduleConfig(),
     generator: torch.Generator | None = None,
     eta: float = 0.0,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latents `latent_shape` = (B, C, h, w) sampled for `cond (B, T, D)`, `cond_mask (B, T)` bool.
 
     `uncond (1 or B, T_u, D)` / `uncond_mask`: the empty-prompt encoding; the model output is
     `eps_u + guidance · (eps_c − eps_u)`. With `uncond=None` only the conditional branch runs (no
     guidance). The initial noise (and DDIM noise when eta > 0) comes from `generator`, so a seeded
-    generator gives the same latents. Returns float32 latents on `cond`'s device.
+    generator gives the same latents. `noise` (`latent_shape`) replaces that initial draw, e.g. one
+    seeded draw per sample of a batch, so that a sample does not depend on its batch. Returns
+    float32 latents on `cond`'s device.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -47,8 +50,12 @@ def ddim_sample(
     device = cond.device
     scheduler = make_sampler_scheduler(scheduler_config)
     scheduler.set_timesteps(steps, device=device)
+    if noise is not None and tuple(noise.shape) != tuple(latent_shape):
+        raise ValueError(f"noise {tuple(noise.shape)} != latent_shape {tuple(latent_shape)}")
     gen_device = generator.device if generator is not None else device
-    latents = torch.randn(latent_shape, generator=generator, device=gen_device).to(device)
+    if noise is None:
+        noise = torch.randn(latent_shape, generator=generator, device=gen_device)
+    latents = noise.to(device)
     latents = latents * scheduler.init_noise_sigma
     guided = uncond is not None
     if guided:

@@ -29,6 +29,9 @@ UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
 UNET_WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 PROJECTION_WEIGHTS = "projection.safetensors"
 DENOISER_META = "denoiser.json"
+# The projection's layout, in denoiser.json: LayerNorm then Linear. Denoisers written before it
+# carried none and used Linear then LayerNorm, which no longer loads.
+PROJECTION_LAYOUT = "norm_linear"
 
 
 def unet_tiny(cross_attention_dim: int) -> UNet2DConditionModel:
@@ -105,19 +108,46 @@ class DenoiserConfig:
 
 
 class ConditionProjection(nn.Module):
-    """Linear + LayerNorm from the encoder width to the UNet's cross-attention width; identity when equal."""
+    """Encoder width -> the UNet's cross-attention width: LayerNorm, then Linear; identity when equal.
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    The normalisation comes first (as in Lumina-Next's caption embedder, RMSNorm then Linear): an
+    LLM's hidden states carry a few huge activations, and a per-token normalisation before the
+    projection tames them. It also lets an export fold the LayerNorm's affine part into the Linear,
+    which diffusers holds as the UNet's own `encoder_hid_proj` (`unimo_g.export`), leaving only a
+    parameter-free layer norm on the encoder side.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.out_dim = out_dim
         if in_dim == out_dim:
             self.proj: nn.Module = nn.Identity()
         else:
-            self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
+            self.proj = nn.Sequential(nn.LayerNorm(in_dim, eps=eps), nn.Linear(in_dim, out_dim))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
         return self.proj(cond)  # (B, T, in_dim) -> (B, T, out_dim)
+
+
+class ConditionNormalization(nn.Module):
+    """The encoder-side part of an exported projection: a layer norm without affine parameters over
+    the last axis, `(B, T, D) -> (B, T, D)` (the affine part and the Linear live in the exported
+    UNet's `encoder_hid_proj`)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.in_dim = self.out_dim = dim
+        self.eps = eps
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return nn.functional.layer_norm(cond, (self.in_dim,), eps=self.eps)
+
+
+def unet_condition_width(unet: UNet2DConditionModel) -> int:
+    """The width of the conditions a UNet takes: its `encoder_hid_dim` when it projects them itself
+    (diffusers' "text_proj"), else its cross-attention width."""
+    return unet.config.encoder_hid_dim or unet.config.cross_attention_dim
 
 
 class Denoiser(nn.Module):
@@ -129,11 +159,11 @@ class Denoiser(nn.Module):
     cross-attention as `encoder_attention_mask`.
     """
 
-    def __init__(self, projection: ConditionProjection, unet: UNet2DConditionModel) -> None:
+    def __init__(self, projection: nn.Module, unet: UNet2DConditionModel) -> None:
         super().__init__()
-        if projection.out_dim != unet.config.cross_attention_dim:
+        if projection.out_dim != unet_condition_width(unet):
             raise ValueError(
-                f"projection width {projection.out_dim} != unet cross_attention_dim {unet.config.cross_attention_dim}"
+                f"projection width {projection.out_dim} != the width the unet takes, {unet_condition_width(unet)}"
             )
         self.projection = projection
         self.unet = unet
@@ -230,6 +260,7 @@ def save_denoiser(denoiser: Denoiser, directory: str | Path, config: DenoiserCon
     weights = {k: v.detach().contiguous() for k, v in denoiser.projection.state_dict().items()}
     save_file(weights, directory / PROJECTION_WEIGHTS)
     meta = {
+        "projection": PROJECTION_LAYOUT,
         "encoder_width": denoiser.projection.in_dim,
         "cross_attention_dim": denoiser.projection.out_dim,
         "config": dataclasses.asdict(config) if config is not None else None,
@@ -242,7 +273,18 @@ def load_denoiser(directory: str | Path) -> Denoiser:
     """The denoiser written by `save_denoiser` (CPU, the saved dtype, eval mode)."""
     directory = Path(directory)
     meta = json.loads((directory / DENOISER_META).read_text())
+    check_projection_layout(meta, directory)
     unet = UNet2DConditionModel.from_pretrained(directory / "unet")
     projection = ConditionProjection(meta["encoder_width"], meta["cross_attention_dim"])
     projection.load_state_dict(load_file(directory / PROJECTION_WEIGHTS))
     return Denoiser(projection.to(unet.dtype), unet).eval()
+
+
+def check_projection_layout(meta: dict, directory: str | Path) -> None:
+    """Refuse a denoiser whose projection has another layout than `ConditionProjection`'s (an
+    identity projection has no weights and always fits)."""
+    if meta["encoder_width"] != meta["cross_attention_dim"] and meta.get("projection") != PROJECTION_LAYOUT:
+        raise ValueError(
+            f"{directory}: its condition projection has the layout {meta.get('projection', 'linear_norm')!r}; "
+            f"this code reads {PROJECTION_LAYOUT!r} (LayerNorm then Linear): retrain or convert it"
+        )
