@@ -46,6 +46,9 @@ register("train", "trainers.train:main", "train the denoiser, stage 1 (text-to-i
 register("generate", "unimo_g.generate:main", "an image from a multimodal prompt and a trained checkpoint",
          'unimo-g generate --checkpoint runs/s2 --prompt "a <img>cat.png</img> on a sofa" --out cat.png',
          prog="python -m unimo_g.generate", parser="unimo_g.generate:_parser")
+register("evaluate", "unimo_g.evaluate:main", "DINO, CLIP-I and CLIP-T of a checkpoint or export on DreamBench / MultiBench",
+         "unimo-g evaluate --model runs/s2 --bench /data/dreambench --out runs/s2_eval",
+         prog="python -m unimo_g.evaluate")
 register("report", "pipelines.report.main:main", "a self-contained HTML report of an output (local or object store)",
          "unimo-g report demo_output", prog="unimo-g report")
 register("gallery", "unimo_g.gallery:main", "the first N samples of a local output folder as one HTML page",
