@@ -11,6 +11,12 @@ the figures are the usual "model FLOPs" that MFU is defined on.
 
 from __future__ import annotations
 
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    import os
+    import sys
+
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import sys
 from dataclasses import replace
