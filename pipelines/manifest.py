@@ -85,23 +85,6 @@ def matching_files(pattern: str) -> list[str]:
     return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
 
 
-def count_outputs(output_dir: str) -> dict:
-    """Rows and rejects actually written under `output_dir`.
-
-    Returns {"rows", "rejects", "rejects_by_stage": {stage: n},
-    "rejects_by_reason": {stage: {reason: n}}, "shard_files", "reject_files"}. Refuses files
-    without a supported schema version (SchemaVersionError).
-    """
-    rows = 0
-    shard_files = matching_files(shard_files_pattern(output_dir))
-    for path in shard_files:
-        with FileSystems.open(path) as handle:
-            parquet = pq.ParquetFile(handle)
-            check_schema_version(parquet.schema_arrow.metadata, where=path)
-            rows += parquet.metadata.num_rows
-    return {"rows": rows, **count_rejects(output_dir), "shard_files": len(shard_files)}
-
-
 def count_rejects(output_dir: str) -> dict:
     """Rejects actually written under OUTPUT/rejects: {"rejects", "rejects_by_stage": {stage: n},
     "rejects_by_reason": {stage: {reason: n}}, "reject_files"}. Refuses files without a supported
@@ -123,38 +106,6 @@ def count_rejects(output_dir: str) -> dict:
         "rejects_by_stage": dict(sorted(by_stage.items())),
         "rejects_by_reason": nested,
         "reject_files": len(reject_files),
-    }
-
-
-def build_manifest(
-    config,
-    output_dir: str,
-    *,
-    inputs: Optional[int],
-    runner: str,
-    wall_time_s: float,
-    input_path: Optional[str] = None,
-    input_format: Optional[str] = None,
-    lineage: Optional[Mapping[str, Any]] = None,
-    counts: Optional[Mapping[str, Any]] = None,
-) -> dict:
-    """The manifest of a finished run.
-
-    `inputs` is the number of inputs read (the `read/inputs` counter, or None if the runner reports
-    none); `counts` defaults to `count_outputs(output_dir)`; `lineage` to `build_lineage(config)`.
-    `counts.accounted` is True when inputs == rows + rejects, None when inputs is unknown.
-    """
-    lineage = dict(lineage) if lineage is not None else build_lineage(config)
-    counts = dict(counts) if counts is not None else count_outputs(output_dir)
-    accounted = None if inputs is None else inputs == counts["rows"] + counts["rejects"]
-    return {
-        **lineage,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"path": input_path, "format": input_format},
-        "output_dir": output_dir,
-        "runner": runner,
-        "wall_time_s": round(float(wall_time_s), 3),
-        "counts": {"inputs": inputs, **counts, "accounted": accounted},
     }
 
 

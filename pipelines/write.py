@@ -12,7 +12,7 @@ Two writers:
   temporary ones that it deletes. A file's name is its run id and a digest of the ids it holds: a
   bundle that a runner retries rewrites the same files under the same names instead of adding
   copies. It yields one {"path", "rows"} per file: the final manifest step waits on these.
-- `WriteShards` / `WriteRejects` / `WriteParquetRows` (the feature job) go through Beam's file
+- `WriteParquetRows` / `WriteRejects` (the feature job) go through Beam's file
   sink (`part-SSSSS-of-NNNNN.parquet`), whose files appear only when the whole job finishes; an
   empty PCollection still writes one valid Parquet file with zero rows and the full schema.
 
@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from unimo_g.pipeline_config import WriteConfig
-from unimo_g.schema import reject_schema, shard_schema
+from unimo_g.schema import reject_schema
 
 SHARDS_DIR = "shards"
 REJECTS_DIR = "rejects"
@@ -132,26 +132,6 @@ class WriteParquetRows(beam.PTransform):
             rows
             | "ToRows" >> beam.Map(_to_row)
             | "WriteParquet" >> _parquet_writer(self.output_dir, self.folder, self.schema, self.config)
-        )
-
-
-class WriteShards(beam.PTransform):
-    """PCollection[unimo_g.records.Sample] (or row dicts) -> OUTPUT/shards/part-*.parquet.
-
-    The file footers carry `shard_schema(lineage)`'s metadata (schema version and lineage).
-    """
-
-    def __init__(self, output_dir: str, config: WriteConfig, lineage: Optional[dict] = None):
-        super().__init__()
-        self.output_dir = output_dir
-        self.config = config
-        self.schema = shard_schema(lineage)
-
-    def expand(self, rows):
-        return (
-            rows
-            | "ToRows" >> beam.Map(_to_row)
-            | "WriteParquet" >> _parquet_writer(self.output_dir, SHARDS_DIR, self.schema, self.config)
         )
 
 

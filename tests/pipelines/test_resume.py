@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 import beam_runner
 from pipelines.ledger import read_ledgers
