@@ -135,7 +135,7 @@ def remove_leftovers(output_dir: str) -> list[str]:
                 found += [os.path.join(base, n) for n in os.listdir(base) if n.startswith(BEAM_TEMP_PREFIX)]
     found = sorted(set(found))
     for path in found:
-        _delete_tree(path) if _is_local(path) else FileSystems.delete([path])
+        _delete_tree(path)  # a file, a local folder, or every object under a prefix
     return found
 
 
