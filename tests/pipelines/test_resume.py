@@ -66,7 +66,7 @@ def runner(*args: str) -> int:
 
 
 def test_sigkilled_run_resumes_reading_only_what_has_no_output(tmp_path):
-    inputs = make_folder(tmp_path / "in", photos=10)
+    inputs = make_folder(tmp_path / "in", copies=2, photos=10)  # enough left to do when the kill comes
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "beam_runner.py"), "--input", str(tmp_path / "in"), "--output", str(out),
                "--config", TINY, "--input-format", "folder", "--progress-interval", "1", *ONE_AT_A_TIME]
@@ -77,7 +77,7 @@ def test_sigkilled_run_resumes_reading_only_what_has_no_output(tmp_path):
         started, deadline = time.monotonic(), time.monotonic() + 300
         while len(list((out / "shards").glob("*.parquet"))) < 2 and time.monotonic() < deadline:
             assert process.poll() is None, f"the run ended before it could be killed: {log.read_text()[-2000:]}"
-            time.sleep(0.2)
+            time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         elapsed = time.monotonic() - started
