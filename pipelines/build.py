@@ -1,24 +1,33 @@
 """The data-construction pipeline as one Beam graph.
 
-    ReadSamples ─► Check ─► DedupeById ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
+    [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► DedupeById ─► [SkipWrittenIds]
+        ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
         ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
+    Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
-Every input ends as exactly one row or one reject.
+Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import apache_beam as beam
 
+from pipelines import metrics
 from pipelines.assemble import AssembleFn
 from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_rank, dedupe_ranks
+from pipelines.ledger import Ledger
+from pipelines.manifest import WriteManifest
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.model_stage import RunModelStage
 from pipelines.phrase_stage import ExtractPhrasesFn
+from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
 from pipelines.sources import ReadSamples
-from pipelines.write import WriteRejects, WriteShards
+from pipelines.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
+from unimo_g.schema import reject_schema, shard_schema
 
 
 def build_pipeline(
@@ -28,14 +37,34 @@ def build_pipeline(
     config: PipelineConfig,
     input_format: str = "auto",
     lineage: dict | None = None,
+    run: Optional[dict] = None,
+    resume: bool = False,
 ) -> None:
-    """Add the whole job to `pipeline`: read `input_path`, write shards and rejects under `output_dir`."""
+    """Add the whole job to `pipeline`: read `input_path`, write shards, rejects, the read ledger and
+    manifest.json under `output_dir`.
+
+    `run` is what the manifest records about this run (its "id" names its files; default: a new
+    id). With `resume`, inputs that already have a row or a reject in `output_dir` are skipped.
+    """
     lineage = lineage or {}
-    raw = pipeline | "Read" >> ReadSamples(input_path, input_format, config=config.read)
+    run = dict(run or {})
+    run.setdefault("id", new_run_id())
+    done_keys = written_ids = None
+    if resume:
+        done_keys = pipeline | "DoneKeys" >> DoneKeys(output_dir)
+        written_ids = pipeline | "WrittenIds" >> WrittenIds(output_dir)
+    ledger = Ledger(output_dir, run["id"])
+    raw = pipeline | "Read" >> ReadSamples(
+        input_path, input_format, ledger=ledger, done=done_keys, config=config.read
+    )
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
-    unique_samples, dedupe_rejects = deduplicate(pipeline, checked.samples, input_path, input_format, config)
+    unique_samples, dedupe_rejects = deduplicate(pipeline, checked.samples, input_path, input_format, config,
+                                                 done_keys)
+    if written_ids is not None:
+        unique = unique_samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
+        unique_samples, dedupe_rejects = unique.samples, (*dedupe_rejects, unique.rejects)
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
@@ -45,8 +74,9 @@ def build_pipeline(
     grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
     segmented = grounded.items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation))
     rows = segmented.items | "Assemble" >> beam.ParDo(AssembleFn(config))
-    rows | "WriteShards" >> WriteShards(output_dir, config.write, lineage)
-    (
+    shard_files = rows | "WriteShards" >> WriteRolling(
+        output_dir, SHARDS_DIR, shard_schema(lineage), config.write, run["id"], metrics.ROWS)
+    reject_files = (
         (
             checked[CheckFn.REJECTS],
             *dedupe_rejects,
@@ -56,20 +86,26 @@ def build_pipeline(
             segmented.rejects,
         )
         | "AllRejects" >> beam.Flatten()
-        | "WriteRejects" >> WriteRejects(output_dir, lineage)
+        | "WriteRejects" >> WriteRolling(
+            output_dir, REJECTS_DIR, reject_schema(lineage), config.write, run["id"], metrics.REJECTS)
     )
+    _ = pipeline | "Manifest" >> WriteManifest(output_dir, lineage, run, [shard_files, reject_files])
 
 
 def deduplicate(
-    pipeline: beam.Pipeline, checked: beam.PCollection, input_path: str, input_format: str, config: PipelineConfig
+    pipeline: beam.Pipeline, checked: beam.PCollection, input_path: str, input_format: str, config: PipelineConfig,
+    done_keys: Optional[beam.PCollection] = None,
 ) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
     """The checked samples with one per id, and the rejects of the others (none with method "none");
-    see `unimo_g.pipeline_config.DedupeConfig` for the methods."""
+    see `unimo_g.pipeline_config.DedupeConfig` for the methods. `done_keys` are skipped by the
+    second read as by the first."""
     method = config.dedupe.method
     if method == "none":
         return checked, ()
     if method == "reread":  # small keys from a second read (it only hashes): nothing buffers image bytes
-        source = pipeline | "ReadForDedupe" >> ReadSamples(input_path, input_format, count=False, config=config.read)
+        source = pipeline | "ReadForDedupe" >> ReadSamples(
+            input_path, input_format, count=False, done=done_keys, config=config.read
+        )
         ranks = dedupe_ranks(source, config.phrases.max_caption_chars)
     else:  # "single_read"
         ranks = checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))

@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.manifest import matching_files
-from pipelines.write import shard_files_pattern
+from pipelines.write import matching_files, shard_files_pattern
 from unimo_g.schema import shard_schema
 
 CARD_NAME = "README.md"

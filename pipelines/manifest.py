@@ -1,24 +1,35 @@
 """The run manifest (OUTPUT/manifest.json) and the lineage stored in every shard footer.
 
-Counts come from the written files, not from runner metrics: rows from the shard footers, rejects
-by stage and reason from the reject shards' columns. They are exact on every runner, and
-`inputs == rows + rejects` checks that every input was accounted for.
+Counts come from the written files, never from runner metrics: inputs from the read ledger
+(`pipelines.ledger`), rows from the shards, rejects by stage and reason from the reject files. They
+are exact on every runner, and `inputs == rows + rejects` (with no input missing and no row id
+twice) checks that every input was accounted for. The pipeline's last step (`WriteManifest`) writes
+the manifest once every shard and reject file is committed, so detached runs, dry runs and runners
+without metrics get one too; `python -m pipelines.verify OUTPUT` rebuilds and re-checks it.
+
+    build_run_manifest   the manifest of an output folder, with a section per run
+    write_run_manifest   THE one place manifest.json is written (add companions of it there)
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import platform
+import time
 from collections import Counter
 from importlib import metadata as package_metadata
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
+import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.dataset_card import write_dataset_card
+from pipelines.ledger import read_ledgers
 from pipelines.shard_stats import summarize_shards
-from pipelines.write import MANIFEST_NAME, reject_files_pattern, shard_files_pattern
+from pipelines.write import MANIFEST_NAME, matching_files, reject_files_pattern, run_of_file, shard_files_pattern
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.schema import SCHEMA_VERSION, check_schema_version
 
@@ -71,28 +82,6 @@ def build_lineage(config, models: Optional[Mapping[str, Any]] = None) -> dict:
     }
 
 
-def matching_files(pattern: str) -> list[str]:
-    """Paths matching a glob (local or object store), sorted."""
-    return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
-
-
-def count_outputs(output_dir: str) -> dict:
-    """Rows and rejects actually written under `output_dir`.
-
-    Returns {"rows", "rejects", "rejects_by_stage": {stage: n},
-    "rejects_by_reason": {stage: {reason: n}}, "shard_files", "reject_files"}. Refuses files
-    without a supported schema version (SchemaVersionError).
-    """
-    rows = 0
-    shard_files = matching_files(shard_files_pattern(output_dir))
-    for path in shard_files:
-        with FileSystems.open(path) as handle:
-            parquet = pq.ParquetFile(handle)
-            check_schema_version(parquet.schema_arrow.metadata, where=path)
-            rows += parquet.metadata.num_rows
-    return {"rows": rows, **count_rejects(output_dir), "shard_files": len(shard_files)}
-
-
 def count_rejects(output_dir: str) -> dict:
     """Rejects actually written under OUTPUT/rejects: {"rejects", "rejects_by_stage": {stage: n},
     "rejects_by_reason": {stage: {reason: n}}, "reject_files"}. Refuses files without a supported
@@ -117,39 +106,6 @@ def count_rejects(output_dir: str) -> dict:
     }
 
 
-def build_manifest(
-    config,
-    output_dir: str,
-    *,
-    inputs: Optional[int],
-    runner: str,
-    wall_time_s: float,
-    input_path: Optional[str] = None,
-    input_format: Optional[str] = None,
-    lineage: Optional[Mapping[str, Any]] = None,
-    counts: Optional[Mapping[str, Any]] = None,
-) -> dict:
-    """The manifest of a finished run.
-
-    `inputs` is the number of inputs read (the `read/inputs` counter, or None if the runner reports
-    none); `counts` defaults to `count_outputs(output_dir)`; `lineage` to `build_lineage(config)`.
-    `counts.accounted` is True when inputs == rows + rejects, None when inputs is unknown.
-    """
-    lineage = dict(lineage) if lineage is not None else build_lineage(config)
-    counts = dict(counts) if counts is not None else count_outputs(output_dir)
-    accounted = None if inputs is None else inputs == counts["rows"] + counts["rejects"]
-    return {
-        **lineage,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"path": input_path, "format": input_format},
-        "output_dir": output_dir,
-        "runner": runner,
-        "wall_time_s": round(float(wall_time_s), 3),
-        "counts": {"inputs": inputs, **counts, "accounted": accounted},
-        "statistics": summarize_shards(output_dir),
-    }
-
-
 def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
     """Write OUTPUT/manifest.json (via a temporary name, then a rename); returns its path."""
     path = FileSystems.join(output_dir, MANIFEST_NAME)
@@ -165,3 +121,161 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
 def read_manifest(output_dir: str) -> dict:
     with FileSystems.open(FileSystems.join(output_dir, MANIFEST_NAME)) as handle:
         return json.loads(handle.read().decode("utf-8"))
+
+
+# ---------------------------------------------------------------- the manifest of an output folder
+
+LOGGER = logging.getLogger(__name__)
+MISSING_EXAMPLES = 10  # keys of missing inputs listed in the manifest
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _run_counts() -> dict:
+    return {"inputs_read": 0, "inputs_skipped": 0, "rows": 0, "rejects": 0, "rejects_by_reason": {}}
+
+
+def collect_counts(output_dir: str) -> tuple[dict, dict[str, dict]]:
+    """(counts, runs) of everything under `output_dir`, from its files alone.
+
+    counts: inputs (distinct inputs any run's ledger lists), rows, rejects, rejects_by_stage,
+    rejects_by_reason {stage: {reason: n}}, shard_files, reject_files, missing (inputs with no row
+    and no reject), unexpected (rows/rejects beyond the inputs listed), duplicate_row_ids, accounted,
+    missing_examples (a few missing keys). runs: {run id: inputs_read, inputs_skipped, rows,
+    rejects, rejects_by_reason}. Small columns only (keys, stage, reason), never image bytes.
+    Refuses files without a supported schema version (SchemaVersionError).
+    """
+    runs: dict[str, dict] = {}
+    outputs_by_key: Counter = Counter()
+    row_ids: Counter = Counter()
+    shard_files = matching_files(shard_files_pattern(output_dir))
+    for path in shard_files:
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle, columns=["id", "source_key"])
+            check_schema_version(table.schema.metadata, where=path)
+        outputs_by_key.update(table.column("source_key").to_pylist())
+        row_ids.update(table.column("id").to_pylist())
+        runs.setdefault(run_of_file(path) or "unknown", _run_counts())["rows"] += table.num_rows
+    by_reason: Counter = Counter()
+    reject_files = matching_files(reject_files_pattern(output_dir))
+    for path in reject_files:
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle, columns=["source", "stage", "reason"])
+            check_schema_version(table.schema.metadata, where=path)
+        outputs_by_key.update(table.column("source").to_pylist())
+        pairs = list(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
+        by_reason.update(pairs)
+        run = runs.setdefault(run_of_file(path) or "unknown", _run_counts())
+        run["rejects"] += len(pairs)
+        for stage, reason in pairs:
+            run["rejects_by_reason"].setdefault(stage, {}).setdefault(reason, 0)
+            run["rejects_by_reason"][stage][reason] += 1
+
+    inputs_by_key: Counter = Counter()
+    for run_id, ledger in read_ledgers(output_dir).items():
+        run = runs.setdefault(run_id, _run_counts())
+        run["inputs_read"] = sum(ledger["read"].values())
+        run["inputs_skipped"] = sum(ledger["skipped"].values())
+        for key, count in (ledger["read"] + ledger["skipped"]).items():
+            inputs_by_key[key] = max(inputs_by_key[key], count)  # every run lists the same inputs again
+
+    missing_keys = inputs_by_key - outputs_by_key
+    unexpected = outputs_by_key - inputs_by_key
+    by_stage: Counter = Counter()
+    nested: dict[str, dict[str, int]] = {}
+    for (stage, reason), count in sorted(by_reason.items()):
+        by_stage[stage] += count
+        nested.setdefault(stage, {})[reason] = count
+    rows, rejects, inputs = sum(row_ids.values()), sum(by_stage.values()), sum(inputs_by_key.values())
+    missing, duplicates = sum(missing_keys.values()), sum(c - 1 for c in row_ids.values() if c > 1)
+    counts = {
+        "inputs": inputs,
+        "rows": rows,
+        "rejects": rejects,
+        "rejects_by_stage": dict(sorted(by_stage.items())),
+        "rejects_by_reason": nested,
+        "shard_files": len(shard_files),
+        "reject_files": len(reject_files),
+        "missing": missing,
+        "missing_examples": sorted(missing_keys)[:MISSING_EXAMPLES],
+        "unexpected": sum(unexpected.values()),
+        "duplicate_row_ids": duplicates,
+        # duplicate ids are legitimate with dedupe.method=none; a row written twice shows as unexpected
+        "accounted": inputs == rows + rejects and missing == 0 and not unexpected,
+    }
+    return counts, dict(sorted(runs.items()))
+
+
+def build_run_manifest(output_dir: str, lineage: Mapping[str, Any], run: Optional[Mapping[str, Any]] = None,
+                       previous: Optional[Mapping[str, Any]] = None) -> dict:
+    """The manifest of `output_dir`: lineage, counts over all runs (`collect_counts`), and `runs`,
+    one section per run id with its counts, plus what `run` says about this run (id, runner,
+    input, mode, started_at, ...) and what `previous` (the manifest.json found) said about earlier
+    runs."""
+    counts, runs = collect_counts(output_dir)
+    sections = {run_id: {**section, **_run_counts()} for run_id, section in (previous or {}).get("runs", {}).items()}
+    for run_id, run_counts in runs.items():
+        sections.setdefault(run_id, {}).update(run_counts)
+    manifest = {**lineage, "created_at": _now(), "output_dir": output_dir, "counts": counts,
+                "statistics": summarize_shards(output_dir)}
+    if run is not None:
+        started = run.get("started_at_s")
+        wall_time_s = round(time.time() - started, 3) if started else None
+        sections.setdefault(run["id"], _run_counts()).update(
+            {k: v for k, v in run.items() if k not in ("id", "started_at_s")}, wall_time_s=wall_time_s)
+        manifest.update(run_id=run["id"], runner=run.get("runner"), input=run.get("input"), wall_time_s=wall_time_s)
+    manifest["runs"] = dict(sorted(sections.items()))
+    return manifest
+
+
+def write_run_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
+    """Write OUTPUT/manifest.json; the one function that does, so what must accompany every
+    manifest (the dataset card) is added here. Returns its path."""
+    path = write_manifest(output_dir, manifest)
+    write_dataset_card(output_dir, manifest)
+    return path
+
+
+def summary_line(manifest: Mapping[str, Any]) -> str:
+    counts = manifest["counts"]
+    line = f"{counts['inputs']} inputs -> {counts['rows']} rows + {counts['rejects']} rejects"
+    if not counts["accounted"]:
+        line += (f"; NOT ACCOUNTED: {counts['missing']} inputs missing, {counts['unexpected']} rows or rejects "
+                 f"beyond the inputs read")
+    return line
+
+
+class _WriteManifestFn(beam.DoFn):
+    def __init__(self, output_dir: str, lineage: Mapping[str, Any], run: Mapping[str, Any]):
+        self.output_dir = output_dir
+        self.lineage = dict(lineage)
+        self.run = dict(run)
+
+    def process(self, _, **committed_files):
+        previous = read_manifest(self.output_dir) if FileSystems.exists(
+            FileSystems.join(self.output_dir, MANIFEST_NAME)) else None
+        run = {**self.run, "finished_at": _now(), "files_committed": sum(len(f) for f in committed_files.values())}
+        manifest = build_run_manifest(self.output_dir, self.lineage, run, previous)
+        path = write_run_manifest(self.output_dir, manifest)
+        LOGGER.info("%s; manifest: %s", summary_line(manifest), path)
+        yield path
+
+
+class WriteManifest(beam.PTransform):
+    """The pipeline's last step: once every PCollection in `committed` (the file records of the
+    shard and reject writers) is complete, write OUTPUT/manifest.json from the files.
+
+    Applied to the pipeline (a single Create element); the write results come in as side inputs,
+    which a runner makes available only once their writes have finished."""
+
+    def __init__(self, output_dir: str, lineage: Mapping[str, Any], run: Mapping[str, Any],
+                 committed: Sequence[beam.PCollection]):
+        super().__init__()
+        self.fn = _WriteManifestFn(output_dir, lineage, run)
+        self.committed = list(committed)
+
+    def expand(self, pbegin):
+        waits = {f"files{i}": beam.pvalue.AsList(files) for i, files in enumerate(self.committed)}
+        return pbegin | "Once" >> beam.Create([None]) | "WriteManifest" >> beam.ParDo(self.fn, **waits)

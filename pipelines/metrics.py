@@ -1,7 +1,17 @@
 """Names of the pipeline's Beam metrics, and reading them back from a finished run.
 
-Counters are for monitoring; the manifest's counts come from the written files (`pipelines.manifest`),
-which are exact on every runner.
+Counters are for monitoring (a Dataflow, Flink or Spark UI shows them as NAMESPACE/NAME); the
+manifest's counts come from the written files (`pipelines.manifest`), which are exact on every
+runner. What a UI user sees:
+
+    read/inputs                  inputs read this run (each becomes one row or one reject)
+    read/inputs_skipped          inputs skipped by --resume: already a row or a reject
+    read/source_errors           inputs the source itself marked failed (img2dataset status, bad lines)
+    read/units                   read units opened (files, key batches, manifests)
+    decode/checked, decoded      inputs past the caption checks / past image decoding
+    decode/reject.STAGE.REASON   rejects by stage and reason (e.g. reject.decode.truncated)
+    dedupe/duplicates            inputs whose content id another input already has
+    write/rows, write/rejects    rows and rejects committed to files; *_files: files committed
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from apache_beam.metrics.metric import MetricsFilter
 READ = "read"  # namespace of the sources
 INPUTS = "inputs"  # every RawSample read, including source errors
 SOURCE_ERRORS = "source_errors"
+SKIPPED = "inputs_skipped"  # --resume: inputs whose key already has a row or a reject
 UNITS = "units"  # files / key batches / manifests read
 
 DECODE = "decode"
@@ -21,6 +32,10 @@ DECODED = "decoded"
 
 DEDUPE = "dedupe"
 DUPLICATES = "duplicates"
+
+WRITE = "write"
+ROWS = "rows"  # counter of rows committed; ROWS + "_files" counts the files
+REJECTS = "rejects"
 
 
 def reject_counter_name(stage: str, reason: str) -> str:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Iterator, Mapping, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipelines import metrics
+from pipelines.ledger import Ledger, unit_items
 from pipelines.source_formats import (
     I2D_IMAGE_COLUMNS,
     ReadUnit,
@@ -36,7 +37,6 @@ from pipelines.source_formats import (
     load_entry,
     local_path,
     parquet_columns,
-    read_unit,
     stem,
 )
 from unimo_g.pipeline_config import ReadConfig
@@ -203,25 +203,40 @@ def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = 
 
 
 class _ReadUnitFn(beam.DoFn):
-    """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step)."""
+    """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step).
 
-    def __init__(self, count: bool = True, config: ReadConfig = ReadConfig()):
+    Keys in the `done` side input (--resume) are skipped unread; with a `ledger`, the keys read and
+    skipped are recorded once the unit is read (`pipelines.ledger`).
+    """
+
+    def __init__(self, count: bool = True, ledger: Optional[Ledger] = None, config: ReadConfig = ReadConfig()):
         self.count = count
+        self.ledger = ledger
         self.config = config
         self.inputs = beam.metrics.Metrics.counter(metrics.READ, metrics.INPUTS)
         self.source_errors = beam.metrics.Metrics.counter(metrics.READ, metrics.SOURCE_ERRORS)
         self.units = beam.metrics.Metrics.counter(metrics.READ, metrics.UNITS)
+        self.skipped = beam.metrics.Metrics.counter(metrics.READ, metrics.SKIPPED)
 
-    def process(self, indexed_unit: tuple[int, ReadUnit]) -> Iterator:
+    def process(self, indexed_unit: tuple[int, ReadUnit], done: Optional[Mapping] = None) -> Iterator:
         index, unit = indexed_unit
         if self.count:
             self.units.inc()
         counted_here = unit.kind not in MANIFEST_FORMATS  # manifest entries are counted once fetched
-        for position, item in enumerate(read_unit(unit, self.config)):
+        read_keys, skipped_keys = [], []
+        for position, key, item in unit_items(unit, done or {}, self.config):
+            if item is None:
+                skipped_keys.append(key)
+                continue
+            read_keys.append(key)
             item = replace(item, origin=(index, position))
             if counted_here:
                 self._count(item)
             yield item
+        if self.count and skipped_keys:
+            self.skipped.inc(len(skipped_keys))
+        if self.ledger is not None:
+            self.ledger.record(index, unit, read_keys, skipped_keys)
 
     def _count(self, sample: RawSample) -> None:
         if not self.count:
@@ -245,17 +260,22 @@ class ReadSamples(beam.PTransform):
 
     The inputs are listed here, at construction, so a bad path or format fails before the job runs
     (ValueError). `plan` holds what will be read. `count=False` leaves the read counters alone
-    (for a second read of the same inputs). `config` bounds every read (`pipelines.read_guard`).
+    (for a second read of the same inputs). `ledger` records what was read per unit; `done` (a
+    PCollection of (key, anything), e.g. `pipelines.resume.DoneKeys`) lists keys to skip unread.
+    `config` bounds every read (`pipelines.read_guard`).
     """
 
     def __init__(
         self, input_path: str, input_format: str = "auto", keys_per_unit: int = KEYS_PER_UNIT, count: bool = True,
+        ledger: Optional[Ledger] = None, done: Optional[beam.PCollection] = None,
         config: ReadConfig = ReadConfig(),
     ):
         super().__init__()
         self.input_path = input_path
         self.count = count
         self.config = config
+        self.ledger = ledger
+        self.done = done
         self.plan = plan_read(input_path, input_format, keys_per_unit)
 
     def expand(self, pbegin):
@@ -264,11 +284,13 @@ class ReadSamples(beam.PTransform):
             | "ListUnits" >> beam.Create(list(enumerate(self.plan.units)), reshuffle=False)
             | "SpreadUnits" >> beam.Reshuffle()
         )
+        done = {} if self.done is None else {"done": beam.pvalue.AsDict(self.done)}
+        read_fn = _ReadUnitFn(self.count, self.ledger, self.config)
         if self.plan.format in MANIFEST_FORMATS:
             return (
                 units
-                | "ReadManifests" >> beam.ParDo(_ReadUnitFn(self.count, self.config))
+                | "ReadManifests" >> beam.ParDo(read_fn, **done)
                 | "SpreadEntries" >> beam.Reshuffle()
                 | "FetchImages" >> beam.ParDo(_FetchImageFn(self.count, self.config))
             )
-        return units | "ReadUnits" >> beam.ParDo(_ReadUnitFn(self.count, self.config))
+        return units | "ReadUnits" >> beam.ParDo(read_fn, **done)

@@ -1,35 +1,58 @@
 """Writing sample shards and reject shards (Parquet, schema v1) under one output folder.
 
-    OUTPUT/shards/part-SSSSS-of-NNNNN.parquet    one row per sample (`unimo_g.schema.shard_schema`)
-    OUTPUT/rejects/part-SSSSS-of-NNNNN.parquet   one row per reject (`unimo_g.schema.reject_schema`)
-    OUTPUT/manifest.json                         `pipelines.manifest`
+    OUTPUT/shards/RUN_DIGEST.parquet     one row per sample (`unimo_g.schema.shard_schema`)
+    OUTPUT/rejects/RUN_DIGEST.parquet    one row per reject (`unimo_g.schema.reject_schema`)
+    OUTPUT/ledger/RUN/...                what each run read (`pipelines.ledger`)
+    OUTPUT/manifest.json                 `pipelines.manifest`
 
-Both schemas carry the schema version and the run's lineage in their metadata, so every file's
-footer says what wrote it. Row groups hold `WriteConfig.row_group_rows` rows (the last of a bundle
-fewer). An empty PCollection still writes one valid Parquet file with zero rows and the full schema
-(Beam writes one empty shard), so readers always find a schema; they must accept zero rows.
+Two writers:
+- `WriteRolling` (the prompt pipeline) commits files as they fill: a file holds at most
+  `WriteConfig.rows_per_file` rows (fewer at the end of a bundle), is written under a temporary
+  name and renamed once complete, so a killed run leaves whole files that `--resume` keeps, plus
+  temporary ones that it deletes. A file's name is its run id and a digest of the ids it holds: a
+  bundle that a runner retries rewrites the same files under the same names instead of adding
+  copies. It yields one {"path", "rows"} per file: the final manifest step waits on these.
+- `WriteParquetRows` / `WriteRejects` (the feature job) go through Beam's file
+  sink (`part-SSSSS-of-NNNNN.parquet`), whose files appear only when the whole job finishes; an
+  empty PCollection still writes one valid Parquet file with zero rows and the full schema.
+
+Both carry the schema version and the run's lineage in their schema metadata, so every file's
+footer says what wrote it. Row groups hold `WriteConfig.row_group_rows` rows (the last fewer).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Optional, Sequence
+import uuid
+from typing import Iterator, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from unimo_g.pipeline_config import WriteConfig
-from unimo_g.schema import reject_schema, shard_schema
+from unimo_g.schema import reject_schema
 
 SHARDS_DIR = "shards"
 REJECTS_DIR = "rejects"
+LEDGER_DIR = "ledger"
 MANIFEST_NAME = "manifest.json"
+TEMP_PREFIX = ".tmp-"  # files being written: never matched by `*.parquet`, deleted by --resume
+TEMP_SUFFIX = ".partial"
+RUN_SEPARATOR = "_"  # RUN_DIGEST.parquet: run ids contain no underscore
 FILE_PREFIX = "part"
 FILE_SUFFIX = ".parquet"
 # Beam flushes a row group once its buffer holds this many bytes; 1 makes every record batch of
 # `row_group_rows` rows its own row group (Beam's documented way to size row groups by rows).
 _FLUSH_EVERY_BATCH = 1
+
+
+def matching_files(pattern: str) -> list[str]:
+    """Paths matching a glob (local or object store), sorted."""
+    return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
 
 
 def shard_files_pattern(output_dir: str) -> str:
@@ -117,26 +140,6 @@ class WriteParquetRows(beam.PTransform):
         )
 
 
-class WriteShards(beam.PTransform):
-    """PCollection[unimo_g.records.Sample] (or row dicts) -> OUTPUT/shards/part-*.parquet.
-
-    The file footers carry `shard_schema(lineage)`'s metadata (schema version and lineage).
-    """
-
-    def __init__(self, output_dir: str, config: WriteConfig, lineage: Optional[dict] = None):
-        super().__init__()
-        self.output_dir = output_dir
-        self.config = config
-        self.schema = shard_schema(lineage)
-
-    def expand(self, rows):
-        return (
-            rows
-            | "ToRows" >> beam.Map(_to_row)
-            | "WriteParquet" >> _parquet_writer(self.output_dir, SHARDS_DIR, self.schema, self.config)
-        )
-
-
 class WriteRejects(beam.PTransform):
     """PCollection[unimo_g.records.Reject] -> OUTPUT/rejects/part-*.parquet (`reject_schema(lineage)`)."""
 
@@ -152,3 +155,128 @@ class WriteRejects(beam.PTransform):
             | "ToRows" >> beam.Map(_to_row)
             | "WriteParquet" >> _parquet_writer(self.output_dir, REJECTS_DIR, self.schema, self.config)
         )
+
+
+# ---------------------------------------------------------------- files committed as they fill
+
+
+def run_file_name(run_id: str, digest: str) -> str:
+    return f"{run_id}{RUN_SEPARATOR}{digest}{FILE_SUFFIX}"
+
+
+def run_of_file(path: str) -> Optional[str]:
+    """The run id in a file name written by `WriteRolling` (None for Beam's `part-*` names)."""
+    name = FileSystems.split(path)[1]
+    if not name.endswith(FILE_SUFFIX) or RUN_SEPARATOR not in name:
+        return None
+    return name[: -len(FILE_SUFFIX)].rsplit(RUN_SEPARATOR, 1)[0]
+
+
+def temporary_path(folder_path: str, run_id: str) -> str:
+    return FileSystems.join(folder_path, f"{TEMP_PREFIX}{run_id}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
+
+
+def commit(temporary: str, final: str) -> None:
+    """Rename a complete file to its final name, replacing a copy a retried bundle wrote before."""
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temporary], [final])
+
+
+def write_table_file(folder_path: str, run_id: str, table: pa.Table, compression: str = "zstd") -> str:
+    """Write one whole table as RUN_DIGEST.parquet under `folder_path` (temporary name, then a
+    rename); the digest is of its `id` column. Returns the final path."""
+    digest = hashlib.sha256("\n".join(table.column("id").to_pylist()).encode("utf-8")).hexdigest()[:20]
+    temporary = temporary_path(folder_path, run_id)
+    with FileSystems.create(temporary) as handle:
+        pq.write_table(table, handle, compression=compression, use_compliant_nested_type=True)
+    final = FileSystems.join(folder_path, run_file_name(run_id, digest))
+    commit(temporary, final)
+    return final
+
+
+class _RollingParquetFn(beam.DoFn):
+    """Row dicts -> OUTPUT/<folder>/RUN_DIGEST.parquet files of at most `rows_per_file` rows.
+
+    Rows stream into an open Parquet writer one row group at a time (memory: one row group); the
+    file is committed when full and at the end of the bundle. Yields {"path": str, "rows": int}.
+    """
+
+    def __init__(self, folder_path: str, schema: pa.Schema, config: WriteConfig, run_id: str, counter: str):
+        self.folder_path = folder_path
+        self.schema = schema
+        self.config = config
+        self.run_id = run_id
+        self.counter = counter
+
+    def setup(self):
+        from pipelines import metrics  # the metric names live there
+
+        self.rows_written = beam.metrics.Metrics.counter(metrics.WRITE, self.counter)
+        self.files_written = beam.metrics.Metrics.counter(metrics.WRITE, f"{self.counter}_files")
+
+    def start_bundle(self):
+        self._handle = self._writer = self._temporary = None
+        self._ids: list[str] = []
+        self._buffer: list[dict] = []
+        self._digest = hashlib.sha256()
+
+    def process(self, record) -> Iterator[dict]:
+        row = _to_row(record)
+        if self._writer is None:
+            self._temporary = temporary_path(self.folder_path, self.run_id)
+            self._handle = FileSystems.create(self._temporary)
+            self._writer = pq.ParquetWriter(self._handle, self.schema, compression=_codec(self.config),
+                                            use_compliant_nested_type=True)
+        self._buffer.append(row)
+        self._ids.append(row["id"])
+        self._digest.update(row["id"].encode("utf-8") + b"\n")
+        if len(self._buffer) >= self.config.row_group_rows:
+            self._flush_row_group()
+        if len(self._ids) >= self.config.rows_per_file:
+            yield self._commit()
+
+    def finish_bundle(self):
+        if self._writer is not None:
+            yield beam.utils.windowed_value.WindowedValue(
+                self._commit(), 0, [beam.transforms.window.GlobalWindow()])
+
+    def teardown(self):  # a failed bundle: its unfinished file stays temporary (deleted by --resume)
+        if self._handle is not None:
+            self._handle.close()
+
+    def _flush_row_group(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
+            self._buffer = []
+
+    def _commit(self) -> dict:
+        self._flush_row_group()
+        self._writer.close()
+        self._handle.close()
+        final = FileSystems.join(self.folder_path, run_file_name(self.run_id, self._digest.hexdigest()[:20]))
+        commit(self._temporary, final)
+        rows = len(self._ids)
+        self.rows_written.inc(rows)
+        self.files_written.inc()
+        self._handle = self._writer = self._temporary = None
+        self._ids, self._digest = [], hashlib.sha256()
+        return {"path": final, "rows": rows}
+
+
+class WriteRolling(beam.PTransform):
+    """PCollection of row dicts (or records with `to_row()`) -> OUTPUT/<folder>/RUN_DIGEST.parquet,
+    committed as they fill (see the module docstring); returns PCollection[{"path", "rows"}].
+
+    `counter` names the Beam counter of rows written (namespace `write`), e.g. `rows` or `rejects`.
+    """
+
+    def __init__(self, output_dir: str, folder: str, schema: pa.Schema, config: WriteConfig, run_id: str,
+                 counter: str):
+        super().__init__()
+        if RUN_SEPARATOR in run_id:
+            raise ValueError(f"a run id holds no {RUN_SEPARATOR!r}: {run_id!r}")
+        self.fn = _RollingParquetFn(FileSystems.join(output_dir, folder), schema, config, run_id, counter)
+
+    def expand(self, rows):
+        return rows | "WriteFiles" >> beam.ParDo(self.fn)

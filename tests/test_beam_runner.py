@@ -24,6 +24,12 @@ SAMPLE = str(ROOT / "data" / "sample")
         (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--input_format", "csv"], "csv"),
         (["--input", "/no/such/input", "--output", "x", "--config", "tiny"], "/no/such/input"),
         (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--input_format", "jsonl"], SAMPLE),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--runer=DataflowRunner"], "--runer"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--resum"], "--resum"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--direct_num_workers=2", "--bogus", "1"], "--bogus"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--resume", "--overwrite"], "--overwrite"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--retry-rejects", "timeout"], "--resume"),
+        (["--input", SAMPLE, "--output", "x", "--config", "tiny", "--log-level", "loud"], "LOUD"),
     ],
 )
 def test_unusable_arguments_exit_2_with_one_line(args, named, capsys, tmp_path, monkeypatch):
@@ -44,3 +50,17 @@ def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
     )
     assert result.returncode != 0
     assert "CUDA is not available" in result.stderr
+
+
+def test_underscore_spellings_stay_aliases():
+    args, rest = beam_runner._parser().parse_known_args(
+        ["--input", "i", "--output", "o", "--input_format", "folder", "--log_level", "debug", "--retry_rejects", "a,b"])
+    assert (args.input_format, args.log_level, args.retry_rejects, rest) == ("folder", "DEBUG", "a,b", [])
+    args, _ = beam_runner._parser().parse_known_args(["--input", "i", "--output", "o", "--input-format", "jsonl"])
+    assert args.input_format == "jsonl"
+
+
+def test_beam_options_pass_and_only_unknown_ones_are_refused():
+    assert beam_runner.unknown_beam_options(["--runner=DirectRunner", "--direct_num_workers=2",
+                                             "--direct_running_mode", "multi_processing"]) == []
+    assert beam_runner.unknown_beam_options(["--runer=DataflowRunner"]) == ["--runer=DataflowRunner"]

@@ -37,6 +37,8 @@ def register(name: str, target: str, summary: str, example: str, prog: Optional[
 register("build", "beam_runner:main", "image-caption pairs -> prompt shards (Beam; Beam options pass through)",
          "unimo-g build --input data/sample --output demo_output --config tiny --runner=DirectRunner",
          prog="beam_runner.py", parser="beam_runner:_parser")
+register("verify", "pipelines.verify:main", "re-count an output folder from its files: inputs = rows + rejects (exit 1 if not)",
+         "unimo-g verify demo_output", prog="python -m pipelines.verify")
 register("features", "features_runner:main", "prompt shards -> pre-computed VAE posteriors and encoder states (Beam)",
          "unimo-g features --input demo_output --output demo_features --config train_tiny",
          prog="features_runner.py", parser="features_runner:_parser")

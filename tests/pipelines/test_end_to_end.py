@@ -94,11 +94,13 @@ def test_multi_processing_with_two_workers_gives_the_same_rows(sample_run, tmp_p
     assert rows == read_rows(sample_run)  # every column: scores, mask areas, masks, entity images
 
 
-def test_rerun_into_the_same_directory_replaces_it_cleanly(sample_run, tmp_path):
-    out = run_job(tmp_path, "again", "--set", "write.num_shards=3")
+def test_rerun_with_overwrite_replaces_only_the_run_outputs(sample_run, tmp_path):
+    out = run_job(tmp_path, "again", "--set", "write.rows_per_file=3")
     (out / "notes.txt").write_text("kept")
     first = read_rows(out)
-    run_job(tmp_path, "again", "--set", "write.num_shards=2")
+    assert len(glob.glob(str(out / "shards" / "*.parquet"))) == 4
+    assert beam_runner.main(["--input", str(SAMPLE), "--output", str(out), "--config", TINY]) == 2  # not empty
+    run_job(tmp_path, "again", "--overwrite", "--set", "write.rows_per_file=5")
     assert len(glob.glob(str(out / "shards" / "*.parquet"))) == 2  # no file of the first run left
     assert read_rows(out) == first == read_rows(sample_run)  # every column
     assert (out / "notes.txt").read_text() == "kept"

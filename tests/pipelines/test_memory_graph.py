@@ -140,11 +140,7 @@ def _largest_by_probe(tmp_path: Path, overrides: list[str]) -> tuple[dict[str, t
     [
         pytest.param([], id="default-dedupe"),
         pytest.param(["dedupe.method=single_read"], id="single-read-dedupe"),
-        pytest.param(
-            ["write.num_shards=2"], id="fixed-num-shards",
-            marks=pytest.mark.xfail(strict=True, reason="Beam's WriteToParquet with a fixed num_shards groups the rows "
-                                                        "(image bytes included) by shard before writing"),
-        ),
+        pytest.param(["write.rows_per_file=2"], id="small-files"),
     ],
 )
 def test_no_grouping_flatten_or_side_input_carries_image_bytes(tmp_path, overrides):

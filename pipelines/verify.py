@@ -1,0 +1,98 @@
+"""Rebuild and re-check the manifest of an output folder from its files alone.
+
+    python -m pipelines.verify OUTPUT [--write]        (also: python beam_runner.py verify OUTPUT)
+
+Counts inputs from the read ledger, rows from shards/, rejects from rejects/ (small columns only)
+and checks that every input is accounted for: inputs = rows + rejects, no input missing, no row
+id twice, and that manifest.json says the same. Exit 0 when it holds; 1 when it does not, naming
+how many inputs are missing; 2 for unusable arguments. `--write` rewrites manifest.json from the
+files (for a run whose last step never ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.manifest import build_run_manifest, collect_counts, matching_files, read_manifest, summary_line
+from pipelines.manifest import write_run_manifest
+from pipelines.write import MANIFEST_NAME, shard_files_pattern
+from unimo_g.schema import lineage_of
+
+COMPARED = ("inputs", "rows", "rejects", "rejects_by_reason", "accounted")  # what manifest.json must agree on
+
+
+def _stored_manifest(output_dir: str) -> Optional[dict]:
+    if not FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
+        return None
+    return read_manifest(output_dir)
+
+
+def _lineage(output_dir: str, stored: Optional[dict]) -> dict:
+    """The lineage to rewrite a manifest with: the stored manifest's, else a shard footer's."""
+    if stored is not None:
+        return {k: v for k, v in stored.items() if k not in ("counts", "runs", "created_at", "output_dir")}
+    for path in matching_files(shard_files_pattern(output_dir))[:1]:
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path) as handle:
+            return lineage_of(pq.ParquetFile(handle).schema_arrow.metadata)
+    return {}
+
+
+def verify(output_dir: str, write: bool = False) -> tuple[int, list[str]]:
+    """Check `output_dir`; returns (exit code, lines to print). Raises ValueError for a path that is
+    not an output folder."""
+    if not FileSystems.exists(output_dir):
+        raise ValueError(f"no such output folder: {output_dir!r}")
+    counts, _ = collect_counts(output_dir)
+    stored = _stored_manifest(output_dir)
+    lines = [f"{output_dir}: {summary_line({'counts': counts})}"]
+    ok = counts["accounted"]
+    if not ok and counts["missing"]:
+        lines.append(f"{counts['missing']} inputs missing (read, but neither a row nor a reject), e.g. "
+                     f"{', '.join(counts['missing_examples'][:3])}; rerun with --resume to process them")
+    if stored is None:
+        lines.append(f"no {MANIFEST_NAME}: the run's last step did not run (use --write to write it from the files)")
+    else:
+        disagree = [k for k in COMPARED if stored.get("counts", {}).get(k) != counts[k]]
+        if disagree:
+            ok = False
+            shown = ", ".join(f"{k}: manifest {stored.get('counts', {}).get(k)!r} vs files {counts[k]!r}"
+                              for k in disagree)
+            lines.append(f"{MANIFEST_NAME} disagrees with the files ({shown})")
+    if write:
+        manifest = build_run_manifest(output_dir, _lineage(output_dir, stored), previous=stored)
+        lines.append(f"rewrote {write_run_manifest(output_dir, manifest)}")
+    return (0 if ok else 1), lines
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m pipelines.verify") -> int:
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("output", help="output folder of a pipeline run")
+    parser.add_argument("--write", action="store_true", help="rewrite manifest.json from the files")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        code, lines = verify(args.output, args.write)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The job writes its own manifest; `verify` rebuilds it from the files and catches broken accounting."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import beam_runner
+from pipelines.progress import Progress
+from pipelines.verify import main as verify_main
+from pipelines.verify import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample"
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The sample (10 inputs) in files of 3 rows, run with --detach: the launcher reads no result,
+    so the manifest on disk is the one the job's last step wrote."""
+    out = tmp_path_factory.mktemp("verify") / "out"
+    assert beam_runner.main(["--input", str(SAMPLE), "--output", str(out), "--config", TINY, "--detach",
+                             "--set", "write.rows_per_file=3", "--progress-interval", "0"]) == 0
+    return out
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(finished, tmp_path / "out"))
+
+
+def test_the_job_writes_its_manifest_and_verify_agrees(finished):
+    manifest = json.loads((finished / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["inputs"] == 10 == counts["rows"] + counts["rejects"] and counts["accounted"] is True
+    assert counts["shard_files"] == 4  # 3 + 3 + 3 + 1 rows
+    assert manifest["runs"][manifest["run_id"]]["inputs_read"] == 10
+    assert verify(str(finished)) == (0, [f"{finished}: 10 inputs -> 10 rows + 0 rejects"])
+    snap = Progress(str(finished), manifest["run_id"]).snapshot()
+    assert (snap["read"], snap["skipped"], snap["rows"], snap["rejects"]) == (10, 0, 10, 0)
+
+
+def test_a_lost_shard_file_exits_1_with_the_missing_count(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    lost = sorted((out / "shards").glob("*.parquet"))[0]
+    lost_rows = pq.ParquetFile(lost).metadata.num_rows
+    lost.unlink()
+    assert verify_main([str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{lost_rows} inputs missing" in err and "manifest.json disagrees" in err
+
+    assert verify_main([str(out), "--write"]) == 1  # rewritten from the files: still not accounted
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert (counts["accounted"], counts["missing"], counts["rows"]) == (False, lost_rows, 10 - lost_rows)
+    assert "rewrote" in capsys.readouterr().err
+
+
+def test_a_forced_accounted_true_is_caught(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    lost = sorted((out / "shards").glob("*.parquet"))[0]
+    lost_rows = pq.ParquetFile(lost).metadata.num_rows
+    lost.unlink()
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"].update(accounted=True, rows=10)  # a manifest that claims what the files do not hold
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_main([str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"rows: manifest 10 vs files {10 - lost_rows}" in err and "accounted: manifest True vs files False" in err
+
+
+def test_an_extra_row_file_is_caught(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    first = sorted((out / "shards").glob("*.parquet"))[0]
+    shutil.copy(first, first.with_name("copy_" + first.name))  # a row written twice
+    assert verify_main([str(out)]) == 1
+    extra = pq.ParquetFile(first).metadata.num_rows
+    assert f"0 inputs missing, {extra} rows or rejects beyond the inputs read" in capsys.readouterr().err
+
+
+def test_command_lines(finished, tmp_path):
+    for command in ([sys.executable, "-m", "pipelines.verify", str(finished)],
+                    [sys.executable, "beam_runner.py", "verify", str(finished)]):
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "10 inputs -> 10 rows + 0 rejects" in result.stdout, result.stderr
+    result = subprocess.run([sys.executable, "beam_runner.py", "verify", str(tmp_path / "none")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
