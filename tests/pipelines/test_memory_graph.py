@@ -29,7 +29,7 @@ from apache_beam.pipeline import PipelineVisitor
 from PIL import Image
 
 from pipelines.build import build_pipeline
-from pipelines.write import WriteShards
+from pipelines.write import WriteRolling
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 
@@ -91,7 +91,7 @@ class HoldingPoints(PipelineVisitor):
         self.control = None
 
     def enter_composite_transform(self, node):
-        if isinstance(node.transform, WriteShards):
+        if isinstance(node.transform, WriteRolling) and node.full_label.endswith("WriteShards"):
             (self.control,) = node.inputs
 
     def visit_transform(self, node):
