@@ -3,12 +3,12 @@
     python -m bench.report [--n 1000] [--factor 10] [--image-kib 32] [--json FILE]
     python bench/report.py ...                       (the same)
 
-Writes a synthetic pipeline output of N rows and one of FACTOR x N rows (real schema-v1 shards:
+Writes a synthetic pipeline output of N rows and one of FACTOR x N rows (real schema-v2 shards:
 images of about --image-kib KiB of incompressible pixels, 0 to 5 entities with masks and entity
-images, 256-row row groups, rejects of three reasons; `write_synthetic_output`), then reports each
-in a fresh process (`--child`), so the two peaks do not mix. Peak: the kernel's high-water mark of
-that process (`ru_maxrss`), also shown above its value once the libraries are imported (what the
-report itself adds). Printed: both peaks, their ratio (target: at most 1.2) and rows/s.
+images, phrase outcomes, 256-row row groups, rejects of three reasons; `write_synthetic_output`),
+then reports each in a fresh process (`--child`), so the two peaks do not mix. Peak: the kernel's
+high-water mark of that process (`ru_maxrss`), also shown above its value once the libraries are
+imported (what the report itself adds). Printed: both peaks, their ratio (target: at most 1.2) and rows/s.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ from pycocotools import mask as mask_utils
 
 from bench.results import write_json
 from bench.rss import _RUSAGE_UNIT
-from unimo_g.schema import VERSION_KEY, prompt_text, reject_schema, sample_id, shard_schema
+from unimo_g.schema import OUTCOME_ENTITY, VERSION_KEY, prompt_text, reject_schema, sample_id, shard_schema
 
 TARGET_RATIO = 1.2
 ENTITY_PATTERN = (0, 1, 1, 1, 2, 2, 3, 4, 5)  # entities per row, cycled
 REJECT_REASONS = (("decode", "image_too_small"), ("phrases", "no_phrases"), ("grounding", "no_boxes"))
+# Outcome of each row's one phrase without an entity (row i: MISSED_OUTCOMES[i % len]); schema.PHRASE_OUTCOMES
+MISSED_OUTCOMES = ("below_threshold", "shape_filter", "same_object", "below_threshold", "mask_score", "entity_cap")
+MARKUP_EVERY = 3  # every 3rd row's caption arrived with HTML markup (`caption_original`) that cleaning removed
 ROWS_PER_FILE = 2048
 ROW_GROUP_ROWS = 256  # the pipeline's default write.row_group_rows
 _MIB = 1024 * 1024
@@ -84,17 +87,19 @@ class _Parts:
 
 
 def synthetic_row(i: int, parts: _Parts, entity_pattern: Sequence[int] = ENTITY_PATTERN) -> dict:
-    """Row i of a synthetic shard: a schema-v1 row dict with entity_pattern[i % len] entities and one more
-    phrase than entities; entity k's box is a (W/4, H/4) box at (k·W/8, k·H/8)."""
+    """Row i of a synthetic shard: a schema-v2 row dict with entity_pattern[i % len] entities and one more
+    phrase than entities, whose outcome is MISSED_OUTCOMES[i % len]; entity k's box is a (W/4, H/4) box
+    at (k·W/8, k·H/8). Every MARKUP_EVERY-th row's `caption_original` is its caption in `<b>` tags."""
     n = entity_pattern[i % len(entity_pattern)]
     size_index = i % len(parts.sizes)
     w, h = parts.sizes[size_index]
     words = [f"thing{k}" for k in range(n + 1)]
     caption = "a photo of " + " and ".join(words) + f" number {i}"
-    phrases, entities, prompt = [], [], [{"text": "a photo of ", "entity": None}]
+    phrases, entities, outcomes, prompt = [], [], [], [{"text": "a photo of ", "entity": None}]
     start = len("a photo of ")
     for k, word in enumerate(words):
         phrases.append({"text": word, "start": start, "end": start + len(word)})
+        outcomes.append(OUTCOME_ENTITY if k < n else MISSED_OUTCOMES[i % len(MISSED_OUTCOMES)])
         if k < n:
             box = (k * w // 8, k * h // 8, k * w // 8 + w // 4, k * h // 8 + h // 4)
             mask, area = parts.mask(size_index, box)
@@ -113,13 +118,14 @@ def synthetic_row(i: int, parts: _Parts, entity_pattern: Sequence[int] = ENTITY_
         "id": sample_id(image, caption), "source_key": f"{i:09d}", "url": None,
         "sha256": "0" * 64, "image": image, "image_format": "PNG", "width": w, "height": h, "caption": caption,
         "phrases": phrases, "entities": entities, "prompt": prompt, "prompt_text": prompt_text(prompt),
+        "caption_original": f"<b>{caption}</b>" if i % MARKUP_EVERY == 0 else caption, "phrase_outcomes": outcomes,
     }  # fmt: skip
 
 
 def write_synthetic_output(root: Path, rows: int, rejects: int = 0, image_kib: int = 32,
                            rows_per_file: int = ROWS_PER_FILE, row_group_rows: int = ROW_GROUP_ROWS,
                            random_weights: bool = True) -> Path:
-    """A pipeline output folder (shards/, rejects/, manifest.json) of synthetic schema-v1 rows."""
+    """A pipeline output folder (shards/, rejects/, manifest.json) of synthetic schema-v2 rows."""
     parts = _Parts(image_kib)
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.write import matching_files, shard_files_pattern
-from unimo_g.schema import shard_schema
+from unimo_g.schema import OUTCOME_ENTITY, PHRASE_OUTCOMES, shard_schema
 
 CARD_NAME = "README.md"
 SHARDS_GLOB = "shards/*.parquet"
@@ -25,7 +25,7 @@ LICENSE_COLUMNS = ("license", "LICENSE", "licence")
 MAX_LICENSES = 20  # distinct licence values listed; more make the set "other"
 
 COLUMNS = {
-    "id": "stable sample id: content hash of the image bytes and the caption",
+    "id": "stable sample id: content hash of the image bytes and the caption as received (`caption_original`)",
     "source_key": "the input's key (file stem, img2dataset key or manifest key)",
     "url": "where the image came from, when the input says",
     "sha256": "SHA-256 of the image bytes",
@@ -33,13 +33,18 @@ COLUMNS = {
     "image_format": "format of `image` (JPEG, PNG, ...)",
     "width": "image width in pixels, after EXIF transpose",
     "height": "image height in pixels, after EXIF transpose",
-    "caption": "the caption",
-    "phrases": "every noun phrase found in the caption: text and [start, end) character offsets",
+    "caption": "the cleaned caption (HTML entities unescaped, tags and control characters removed, whitespace "
+               "collapsed) that the phrase and entity offsets index and the prompt is built from",
+    "phrases": "every noun phrase found in `caption`: text and [start, end) character offsets into `caption`",
     "entities": "grounded phrases: phrase index, text, offsets, box (xyxy pixels of the EXIF-transposed image), "
                 "box_score, mask (COCO compressed RLE at the image size), mask_area, mask_score (SAM's predicted "
                 "IoU), image (the segment on white, encoded) and image_format",
     "prompt": "the interleaved prompt: parts with `text`, or `entity` = index into `entities`",
     "prompt_text": "the prompt rendered as text, entity k written `<img>k</img>`",
+    "caption_original": "the caption as received, before cleaning (offsets do not index it; schema v2)",
+    "phrase_outcomes": "one per phrase, aligned with `phrases`: `entity` when phrase k became an entity, else the "
+                       "first reason it did not: " + ", ".join(f"`{o}`" for o in PHRASE_OUTCOMES if o != OUTCOME_ENTITY)
+                       + " (`unimo_g/schema.py`; schema v2)",
 }  # fmt: skip
 _SCALARS = {"float": "float32", "double": "float64", "halffloat": "float16"}
 

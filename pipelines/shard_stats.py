@@ -22,11 +22,13 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.write import shard_files_pattern
 from unimo_g.schema import check_schema_version
 
+# The paper's Table 4 (UNIMO-G, arXiv 2401.13388); `pipelines.report` shows these same figures.
 PAPER_ENTITIES_PER_PROMPT = {"0": 0.16, "1": 0.368, "2": 0.258, "3": 0.123, ">=4": 0.091}
 PAPER_MEAN_ENTITIES = 1.67
 PAPER_TEXT_TOKENS = 42.5
-_WORD = re.compile(r"\w+|[^\w\s]")
-_BINS = ("0", "1", "2", "3", ">=4")
+ENTITY_BINS = tuple(PAPER_ENTITIES_PER_PROMPT)  # entities per prompt: 0, 1, 2, 3, >= 4
+TOKEN_PATTERN = r"\w+|[^\w\s]"  # Python `re` (Unicode \w): count with `text_tokens`, not another engine
+_WORD = re.compile(TOKEN_PATTERN)
 
 
 def _leaf(parquet: pq.ParquetFile, column: str, field: str) -> Optional[str]:
@@ -44,12 +46,18 @@ def _shard_files(output_dir: str) -> list[str]:
     return sorted(meta.path for meta in FileSystems.match([shard_files_pattern(output_dir)])[0].metadata_list)
 
 
-def _bin(count: int) -> str:
-    return _BINS[min(count, 4)]
+def entity_bin(count: int) -> str:
+    """The `ENTITY_BINS` key of a prompt with `count` entities."""
+    return ENTITY_BINS[min(count, len(ENTITY_BINS) - 1)]
+
+
+def text_tokens(text: Optional[str]) -> int:
+    """Text tokens of one prompt text part (`TOKEN_PATTERN` matches; 0 for an entity part's None)."""
+    return len(_WORD.findall(text)) if text else 0
 
 
 def _share(counts: Counter, total: int) -> dict:
-    return {key: round(counts[key] / total, 4) if total else None for key in _BINS}
+    return {key: round(counts[key] / total, 4) if total else None for key in ENTITY_BINS}
 
 
 def summarize_shards(output_dir: str) -> dict:
@@ -81,10 +89,10 @@ def summarize_shards(output_dir: str) -> dict:
                 rows += table.num_rows
                 for row_entities in table.column("entities").to_pylist():
                     entities += len(row_entities)
-                    bins[_bin(len(row_entities))] += 1
+                    bins[entity_bin(len(row_entities))] += 1
                 phrases += sum(len(p) for p in table.column("phrases").to_pylist())
                 for prompt in table.column("prompt").to_pylist():
-                    tokens += sum(len(_WORD.findall(part["text"])) for part in prompt if part["text"])
+                    tokens += sum(text_tokens(part["text"]) for part in prompt)
                 if columns["outcomes"] is None:
                     rows_without_outcomes += table.num_rows
                 else:
@@ -94,7 +102,7 @@ def summarize_shards(output_dir: str) -> dict:
     return {
         "rows": rows,
         "entities_per_prompt": {
-            "counts": {key: bins[key] for key in _BINS},
+            "counts": {key: bins[key] for key in ENTITY_BINS},
             "shares": _share(bins, rows),
             "paper_shares": PAPER_ENTITIES_PER_PROMPT,
         },
@@ -103,7 +111,7 @@ def summarize_shards(output_dir: str) -> dict:
         "mean_phrases_per_caption": mean(phrases),
         "mean_text_tokens_per_prompt": mean(tokens),
         "paper_text_tokens_per_prompt": PAPER_TEXT_TOKENS,
-        "text_token_count": r"words and punctuation of the prompt's text parts (regex \w+|[^\w\s])",
+        "text_token_count": f"words and punctuation of the prompt's text parts (regex {TOKEN_PATTERN})",
         "phrase_outcomes": dict(sorted(outcomes.items())),
         "rows_without_outcomes": rows_without_outcomes,
     }

@@ -7,7 +7,8 @@ from typing import Optional
 
 from pipelines.report import files
 from pipelines.report.sample import StratifiedSample, fetch_rows
-from pipelines.report.stats import RejectStats, ShardStats, add_row_group, bucket_of, plan_columns
+from pipelines.report.stats import RejectStats, ShardStats, add_row_group, plan_columns
+from pipelines.shard_stats import entity_bin
 from unimo_g.schema import check_schema_version, lineage_of
 
 REJECT_COLUMNS = ["id", "source", "stage", "reason", "detail"]
@@ -36,10 +37,10 @@ def collect(output_dir: str, per_bucket: int = 4, per_reason: int = 3, seed: int
             if file_index == 0:
                 lineage = lineage_of(parquet.schema_arrow.metadata)
                 version = check_schema_version(parquet.schema_arrow.metadata, where=path)
-            columns, scores, reason = plan_columns(parquet.schema_arrow)
+            columns, scores, has_outcomes = plan_columns(parquet.schema_arrow)
             for group in range(parquet.metadata.num_row_groups):
-                lengths = add_row_group(stats, parquet.read_row_group(group, columns=columns), scores, reason)
-                sampler.offer([bucket_of(int(n)) for n in lengths],
+                lengths = add_row_group(stats, parquet.read_row_group(group, columns=columns), scores, has_outcomes)
+                sampler.offer([entity_bin(int(n)) for n in lengths],
                               [(file_index, group, row) for row in range(len(lengths))])
     rejects, reject_sampler = RejectStats(), StratifiedSample(per_reason, seed + 1)
     for file_index, path in enumerate(reject_paths):

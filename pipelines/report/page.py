@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import yaml
 
 from pipelines.report import plots
 from pipelines.report.collect import REJECT_COLUMNS, Collected
-from pipelines.report.stats import (
-    COUNTS_CAP,
-    ENTITY_BUCKETS,
-    PAPER_ENTITY_SHARES,
-    PAPER_MEAN_ENTITIES,
-    PAPER_MEAN_TEXT_TOKENS,
-)
+from pipelines.report.stats import COUNTS_CAP, OUTCOMES_COLUMN
+from pipelines.shard_stats import ENTITY_BINS, PAPER_ENTITIES_PER_PROMPT, PAPER_MEAN_ENTITIES, PAPER_TEXT_TOKENS
 from unimo_g.gallery import STYLE as GALLERY_STYLE
 from unimo_g.gallery import render_banner_html, render_sample_html
 
@@ -73,48 +68,48 @@ def accounting(c: Collected) -> str:
     return "".join(parts)
 
 
-def manifest_phrase_reasons(manifest: Mapping) -> Optional[tuple[str, dict]]:
-    """(key, {reason: phrases}) of the first manifest mapping of counts, top level or under `counts`,
-    whose key names phrases and drops or reasons; None when the manifest records none."""
-    places = [(k, v) for k, v in manifest.items()] + [(f"counts.{k}", v) for k, v in
-                                                       (manifest.get("counts") or {}).items()]
-    for key, value in places:
-        name = key.lower()
-        if "phrase" in name and ("drop" in name or "reason" in name) and isinstance(value, Mapping) and value \
-                and all(isinstance(n, int) for n in value.values()):
-            return key, dict(value)
-    return None
+def phrase_outcomes(c: Collected) -> tuple[str, list[str]]:
+    """The paragraph and table on why phrases did not become entities (the shards' `phrase_outcomes`),
+    and the figure URIs."""
+    s = c.stats
+    if s.rows and s.rows_without_outcomes == s.rows:
+        return (f"<p>Why phrases did not become entities: these shards carry no per-phrase outcome (schema v1, "
+                f"no <code>{OUTCOMES_COLUMN}</code> column); {s.phrases - s.entities:,} of {s.phrases:,} phrases "
+                "have no entity.</p>"), []
+    counted = sum(s.phrase_outcomes.values())
+    text = (f"<p>Phrases that did not become entities, by outcome (the shards' <code>{OUTCOMES_COLUMN}</code> "
+            f"column): {counted:,} of {s.phrases - s.phrases_without_outcomes:,} phrases.")
+    if s.rows_without_outcomes:
+        text += (f" {s.rows_without_outcomes:,} rows come from schema-v1 shards, which carry no per-phrase outcome; "
+                 "their phrases are not counted here.")
+    text += "</p>"
+    if not counted:
+        return text, []
+    rows = [[outcome, n] for outcome, n in sorted(s.phrase_outcomes.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return text + table(["outcome", "phrases"], rows), [
+        plots.category_plot(s.phrase_outcomes, "why phrases did not become entities", "phrases")]
 
 
 def prompts(c: Collected) -> str:
     s = c.stats
     shares = s.bucket_shares()
-    rows = [[b, _pct(shares[b]) if s.rows else "–", _pct(PAPER_ENTITY_SHARES[b])] for b in ENTITY_BUCKETS]
+    rows = [[b, _pct(shares[b]) if s.rows else "–", _pct(PAPER_ENTITIES_PER_PROMPT[b])] for b in ENTITY_BINS]
     rows.append(["mean entities per prompt", f"{s.entities / s.rows:.2f}" if s.rows else "–",
                  f"{PAPER_MEAN_ENTITIES:.2f}"])
     tokens = s.tokens.mean
     rows.append(["mean text tokens per prompt (word-level here)", "–" if tokens is None else f"{tokens:.1f}",
-                 f"{PAPER_MEAN_TEXT_TOKENS:.1f}"])
+                 f"{PAPER_TEXT_TOKENS:.1f}"])
     rows.append(["mean phrases per caption", f"{s.phrases / s.rows:.2f}" if s.rows else "–", "–"])
     figures = [
-        plots.bars_beside(list(ENTITY_BUCKETS), [100 * shares[b] for b in ENTITY_BUCKETS],
-                          [100 * PAPER_ENTITY_SHARES[b] for b in ENTITY_BUCKETS],
+        plots.bars_beside(list(ENTITY_BINS), [100 * shares[b] for b in ENTITY_BINS],
+                          [100 * PAPER_ENTITIES_PER_PROMPT[b] for b in ENTITY_BINS],
                           "entities per prompt", "% of prompts"),
         plots.counts_plot(s.phrase_counts, COUNTS_CAP, "phrases per caption", "phrases"),
         plots.histogram_plot({"text tokens": s.tokens}, "text tokens per prompt", "tokens (word-level)",
-                             reference=("paper mean 42.5", PAPER_MEAN_TEXT_TOKENS)),
+                             reference=(f"paper mean {PAPER_TEXT_TOKENS}", PAPER_TEXT_TOKENS)),
     ]
-    recorded = manifest_phrase_reasons(c.manifest or {})
-    if s.phrase_reasons:
-        figures.append(plots.category_plot(s.phrase_reasons, "why phrases did not become entities", "phrases"))
-        reasons = "<p>Phrases without an entity, by reason (from the shards' phrase columns).</p>"
-    elif recorded:
-        key, counts = recorded
-        figures.append(plots.category_plot(counts, "why phrases did not become entities", "phrases"))
-        reasons = f"<p>Phrases without an entity, by reason (manifest <code>{esc(key)}</code>).</p>"
-    else:
-        reasons = ("<p>Why phrases did not become entities: these shards carry no per-phrase reason; "
-                   f"{s.phrases - s.entities:,} of {s.phrases:,} phrases have no entity.</p>")
+    reasons, outcome_figures = phrase_outcomes(c)
+    figures += outcome_figures
     return (
         "<h2>Prompts beside the paper (UNIMO-G, Table 4)</h2>"
         + table(["entities per prompt", "this output", "paper"], rows)
@@ -178,7 +173,7 @@ def run_facts(c: Collected) -> str:
 
 def gallery(c: Collected, max_side: int) -> str:
     parts = ["<h2>Samples, stratified by entity count</h2>"]
-    for bucket in ENTITY_BUCKETS:
+    for bucket in ENTITY_BINS:
         rows = c.samples.get(bucket, [])
         parts.append(f"<h3>{bucket} entities ({len(rows)} shown)</h3>")
         parts += [render_sample_html(row, max_side) for row in rows]

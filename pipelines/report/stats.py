@@ -2,7 +2,8 @@
 
 Memory is bounded by one row group of the small columns (no `image` and no entity images or masks
 are read) plus fixed-size histograms, whatever the number of rows. Boxes are xyxy in pixels of the
-EXIF-transposed original image (schema v1), so box areas compare with `width * height`.
+EXIF-transposed original image, so box areas compare with `width * height`. Why phrases did not
+become entities comes from the `phrase_outcomes` column (schema v2); schema-v1 shards have none.
 """
 
 from __future__ import annotations
@@ -15,19 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The paper's Table 4 (UNIMO-G, arXiv 2401.13388): share of prompts by entity count, and its
-# prompt statistics (1.67 entities and 42.5 text tokens per prompt).
-PAPER_ENTITY_SHARES = {"0": 0.16, "1": 0.368, "2": 0.258, "3": 0.123, "≥4": 0.091}
-PAPER_MEAN_ENTITIES = 1.67
-PAPER_MEAN_TEXT_TOKENS = 42.5
-ENTITY_BUCKETS = tuple(PAPER_ENTITY_SHARES)
-# Text tokens are counted word-level (runs of word characters, and each punctuation mark) on the
-# prompt's text parts, `<img>k</img>` removed: the report needs no tokenizer; the paper's count is
-# its encoder's, so compare the two as orders of magnitude.
-TOKEN_PATTERN = r"\w+|[^\w\s]"
-ENTITY_TAG = r"<img>\d+</img>"
-# Phrase fields that say why a phrase did not become an entity (shards that carry them).
-PHRASE_REASON_FIELDS = ("drop_reason", "dropped_reason", "reason", "status", "outcome")
+# Entity buckets and text-token counting are those of the manifest's `statistics`, so the two agree.
+from pipelines.shard_stats import ENTITY_BINS, entity_bin, text_tokens
+from unimo_g.schema import OUTCOME_ENTITY
+
 # Entity fields never read for statistics (large, or not numeric).
 ENTITY_SKIP = {"image", "image_format", "mask", "text", "phrase", "start", "end"}
 
@@ -37,10 +29,7 @@ PIXELS = np.append(np.arange(0, 4097, 128, dtype=float), np.inf)  # image sides;
 ENTITY_PIXELS = np.append(np.arange(0, 2049, 64, dtype=float), np.inf)  # entity crop sides
 COUNTS_CAP = 16  # phrases per caption and entities per row: 0..15, then ≥16
 TOKENS = np.append(np.arange(0, 201, 5, dtype=float), np.inf)
-
-
-def bucket_of(n: int) -> str:
-    return str(n) if n < 4 else "≥4"
+OUTCOMES_COLUMN = "phrase_outcomes"  # schema v2; aligned with `phrases`
 
 
 @dataclasses.dataclass
@@ -88,13 +77,15 @@ class ShardStats:
     mask_fill: Histogram = dataclasses.field(default_factory=lambda: Histogram(UNIT))
     entity_side: Histogram = dataclasses.field(default_factory=lambda: Histogram(ENTITY_PIXELS))
     scores: dict = dataclasses.field(default_factory=dict)  # entity score field -> Histogram
-    phrase_reasons: Optional[Counter] = None  # reason -> phrases (None: the shards carry none)
+    phrase_outcomes: Counter = dataclasses.field(default_factory=Counter)  # outcome other than entity -> phrases
+    rows_without_outcomes: int = 0  # rows of schema-v1 shards, which record no per-phrase outcome
+    phrases_without_outcomes: int = 0  # their phrases
 
     def bucket_shares(self) -> dict[str, float]:
         buckets = Counter()
         for n, count in self.entity_counts.items():
-            buckets[bucket_of(n)] += count
-        return {b: (buckets[b] / self.rows if self.rows else 0.0) for b in ENTITY_BUCKETS}
+            buckets[entity_bin(n)] += count
+        return {b: (buckets[b] / self.rows if self.rows else 0.0) for b in ENTITY_BINS}
 
 
 def _struct_fields(schema: pa.Schema, column: str) -> list[pa.Field]:
@@ -102,23 +93,22 @@ def _struct_fields(schema: pa.Schema, column: str) -> list[pa.Field]:
     return list(list_type.value_type) if pa.types.is_list(list_type) else []
 
 
-def plan_columns(schema: pa.Schema) -> tuple[list[str], list[str], Optional[str]]:
-    """The Parquet column paths the statistics read, the entity score fields found, and the phrase
-    reason field (None when the shards carry none)."""
+def plan_columns(schema: pa.Schema) -> tuple[list[str], list[str], bool]:
+    """The Parquet column paths the statistics read, the entity score fields found, and whether the
+    shards carry `phrase_outcomes`."""
     entity_fields = {f.name: f for f in _struct_fields(schema, "entities")}
     scores = [
         name for name, f in entity_fields.items()
         if name not in ENTITY_SKIP and name != "mask_area" and pa.types.is_floating(f.type)
     ]  # fmt: skip
-    phrase_fields = {f.name: f for f in _struct_fields(schema, "phrases")}
-    reason = next((n for n in PHRASE_REASON_FIELDS if n in phrase_fields), None)
+    has_outcomes = OUTCOMES_COLUMN in schema.names
     entity_columns = ["box", "mask_area", *scores]
     columns = [
-        "width", "height", "prompt_text",
-        "phrases.list.element.start" if reason is None else f"phrases.list.element.{reason}",
+        "width", "height", "prompt.list.element.text", "phrases.list.element.start",
+        *([OUTCOMES_COLUMN] if has_outcomes else []),
         *(f"entities.list.element.{name}" for name in entity_columns if name in entity_fields),
     ]  # fmt: skip
-    return columns, scores, reason
+    return columns, scores, has_outcomes
 
 
 def _capped_counts(lengths: np.ndarray) -> Counter:
@@ -126,7 +116,7 @@ def _capped_counts(lengths: np.ndarray) -> Counter:
     return Counter(dict(zip(values.tolist(), counts.tolist())))
 
 
-def add_row_group(stats: ShardStats, table: pa.Table, scores: list[str], reason: Optional[str]) -> np.ndarray:
+def add_row_group(stats: ShardStats, table: pa.Table, scores: list[str], has_outcomes: bool) -> np.ndarray:
     """Add one row group's columns (`plan_columns`) to `stats`; returns its entities per row (n,)."""
     n = table.num_rows
     stats.rows += n
@@ -135,16 +125,21 @@ def add_row_group(stats: ShardStats, table: pa.Table, scores: list[str], reason:
     stats.width.add(width)
     stats.height.add(height)
 
-    text = pc.replace_substring_regex(table.column("prompt_text"), ENTITY_TAG, " ")
-    stats.tokens.add(pc.count_substring_regex(text, TOKEN_PATTERN).to_numpy(zero_copy_only=False))
+    prompt = table.column("prompt").combine_chunks()  # list<struct<text>>
+    part_tokens = [text_tokens(t) for t in pc.struct_field(pc.list_flatten(prompt), "text").to_pylist()]
+    parent = pc.list_parent_indices(prompt).to_numpy(zero_copy_only=False)
+    stats.tokens.add(np.bincount(parent, weights=part_tokens, minlength=n))
 
     phrases = table.column("phrases").combine_chunks()
     phrase_lengths = pc.list_value_length(phrases).to_numpy(zero_copy_only=False)
     stats.phrase_counts += _capped_counts(phrase_lengths)
     stats.phrases += int(phrase_lengths.sum())
-    if reason is not None:
-        values = pc.struct_field(pc.list_flatten(phrases), reason).to_pylist()
-        stats.phrase_reasons = (stats.phrase_reasons or Counter()) + Counter(v for v in values if v)
+    if has_outcomes:
+        counted = pc.value_counts(pc.list_flatten(table.column(OUTCOMES_COLUMN).combine_chunks())).to_pylist()
+        stats.phrase_outcomes.update({c["values"]: c["counts"] for c in counted if c["values"] != OUTCOME_ENTITY})
+    else:
+        stats.rows_without_outcomes += n
+        stats.phrases_without_outcomes += int(phrase_lengths.sum())
 
     entities = table.column("entities").combine_chunks()  # list<struct<box, mask_area, scores...>>
     lengths = pc.list_value_length(entities).to_numpy(zero_copy_only=False)  # (n,)

@@ -13,7 +13,7 @@ import yaml
 
 from bench.report import write_synthetic_output
 from pipelines.dataset_card import card_header, feature_of, features_of, write_dataset_card
-from unimo_g.schema import VERSION_KEY, shard_schema
+from unimo_g.schema import PHRASE_OUTCOMES, VERSION_KEY, shard_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,10 @@ def test_card_header_and_body(output):
     assert "runtime" not in body and "`<img>k</img>`" in body
     for column in shard_schema().names:
         assert f"| `{column}` |" in body
+    assert "see `unimo_g/schema.py`" not in body  # every column, v2's included, is described
+    lines = {line.split(" | ")[0]: line for line in body.splitlines() if line.startswith("| `")}
+    assert "as received" in lines["| `caption_original`"] and "cleaned caption" in lines["| `caption`"]
+    assert all(f"`{outcome}`" in lines["| `phrase_outcomes`"] for outcome in PHRASE_OUTCOMES)
 
 
 def test_licence_from_the_manifest_or_the_shards(output):

@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.report import ENTITY_PATTERN, REJECT_REASONS, write_synthetic_output
+from bench.report import ENTITY_PATTERN, MISSED_OUTCOMES, REJECT_REASONS, write_synthetic_output
 from pipelines.report import collect as collect_module
 from pipelines.report import files
 from pipelines.report.collect import collect
 from pipelines.report.main import main
-from pipelines.report.stats import PAPER_ENTITY_SHARES, bucket_of
-from unimo_g.schema import VERSION_KEY, shard_schema
+from pipelines.shard_stats import ENTITY_BINS, entity_bin, summarize_shards
+from unimo_g.schema import FIELDS_SINCE_V2, OUTCOME_ENTITY, VERSION_KEY
 
 ROWS, REJECTS = 45, 7
 
@@ -43,8 +43,8 @@ def test_statistics_equal_those_of_the_rows(output):
     assert dict(stats.entity_counts) == dict(counts)
     assert counts == Counter(ENTITY_PATTERN[i % len(ENTITY_PATTERN)] for i in range(ROWS))
     shares = stats.bucket_shares()
-    for bucket in PAPER_ENTITY_SHARES:
-        assert shares[bucket] == pytest.approx(sum(1 for r in rows if bucket_of(len(r["entities"])) == bucket) / ROWS)
+    for bucket in ENTITY_BINS:
+        assert shares[bucket] == pytest.approx(sum(1 for r in rows if entity_bin(len(r["entities"])) == bucket) / ROWS)
     assert dict(stats.phrase_counts) == dict(Counter(len(r["phrases"]) for r in rows))
     tokens = [len(re.findall(r"\w+|[^\w\s]", re.sub(r"<img>\d+</img>", " ", r["prompt_text"]))) for r in rows]
     assert stats.tokens.mean == pytest.approx(np.mean(tokens))
@@ -57,16 +57,25 @@ def test_statistics_equal_those_of_the_rows(output):
     assert stats.mask_fill.mean == pytest.approx(np.mean([e["mask_area"] / a for a, (e, _) in zip(area, entities)]))
     assert stats.scores["box_score"].mean == pytest.approx(np.mean([e["box_score"] for e, _ in entities]), rel=1e-6)
     assert stats.width.mean == pytest.approx(np.mean([r["width"] for r in rows]))
-    assert stats.phrase_reasons is None  # schema v1 carries no per-phrase reason
+    assert stats.phrase_outcomes == Counter(o for r in rows for o in r["phrase_outcomes"] if o != OUTCOME_ENTITY)
+    assert stats.rows_without_outcomes == 0
+
+
+def test_statistics_agree_with_the_manifest_statistics(output):
+    """The page's prompt figures and the manifest's `statistics` (`summarize_shards`) are the same numbers."""
+    stats, summary = collect(str(output)).stats, summarize_shards(str(output))
+    assert stats.bucket_shares() == pytest.approx(summary["entities_per_prompt"]["shares"], abs=1e-4)
+    assert stats.tokens.mean == pytest.approx(summary["mean_text_tokens_per_prompt"], abs=1e-3)
+    assert dict(stats.phrase_outcomes) == {k: n for k, n in summary["phrase_outcomes"].items() if k != OUTCOME_ENTITY}
 
 
 def test_sample_is_stratified_bounded_and_seeded(output):
     collected = collect(str(output), per_bucket=2, per_reason=1, seed=3)
-    counts = Counter(bucket_of(ENTITY_PATTERN[i % len(ENTITY_PATTERN)]) for i in range(ROWS))
+    counts = Counter(entity_bin(ENTITY_PATTERN[i % len(ENTITY_PATTERN)]) for i in range(ROWS))
     assert set(collected.samples) == set(counts)
     for bucket, rows in collected.samples.items():
         assert len(rows) == min(2, counts[bucket])
-        assert all(bucket_of(len(r["entities"])) == bucket and r["image"] for r in rows)
+        assert all(entity_bin(len(r["entities"])) == bucket and r["image"] for r in rows)
     assert set(collected.reject_samples) == set(REJECT_REASONS)
     assert all(len(rows) == 1 and (rows[0]["stage"], rows[0]["reason"]) == key
                for key, rows in collected.reject_samples.items())
@@ -125,38 +134,37 @@ def test_page_is_self_contained(output, capsys):
         assert f"<td>{stage}</td><td>{reason}</td>" in page
     assert page.count('<div class="card">') == 5 * 2  # 2 per bucket: 0, 1, 2, 3, ≥4
     assert page.count('class="plot"') >= 8
-    assert "these shards carry no per-phrase reason" in page
+    assert "carry no per-phrase outcome" not in page and "by outcome" in page
 
 
-def test_reasons_why_phrases_did_not_become_entities_when_the_shards_carry_them(tmp_path):
-    """A phrase field `drop_reason` (null when the phrase became an entity) is counted."""
-    phrase = pa.struct([("text", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
-                        ("drop_reason", pa.string())])
-    fields = [pa.field("phrases", pa.list_(phrase), nullable=False) if f.name == "phrases" else f
-              for f in shard_schema()]
-    schema = pa.schema(fields, metadata={VERSION_KEY: b"1"})
-    out = write_synthetic_output(tmp_path / "out", 9, image_kib=1)
-    (shard,) = (out / "shards").glob("*.parquet")
-    rows = pq.read_table(shard).to_pylist()
-    for row in rows:
-        grounded = {e["phrase"] for e in row["entities"]}
-        for k, p in enumerate(row["phrases"]):
-            p["drop_reason"] = None if k in grounded else ("below_threshold" if k % 2 else "nms")
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), shard)
+def test_why_phrases_did_not_become_entities_from_the_phrase_outcomes_column(tmp_path):
+    """Every outcome other than `entity` is counted, and the page shows those counts."""
+    out = write_synthetic_output(tmp_path / "out", 9, image_kib=1, row_group_rows=6)
+    # one non-entity phrase per row, row i's being MISSED_OUTCOMES[i % 6]; rows 0 and 3 share a row group
+    expected = {"below_threshold": 3, "shape_filter": 2, "same_object": 2, "mask_score": 1, "entity_cap": 1}
+    assert Counter(MISSED_OUTCOMES[i % len(MISSED_OUTCOMES)] for i in range(9)) == expected
     stats = collect(str(out)).stats
-    expected = Counter(p["drop_reason"] for r in rows for p in r["phrases"] if p["drop_reason"])
-    assert stats.phrase_reasons == expected and sum(expected.values()) == 9
+    assert stats.phrase_outcomes == expected and stats.rows_without_outcomes == 0
     assert main([str(out)]) == 0
-    assert "Phrases without an entity, by reason" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "9 of 28 phrases" in page  # 19 entities (ENTITY_PATTERN), one more phrase per row
+    assert "<th>outcome</th><th>phrases</th>" in page and "<td>entity</td>" not in page
+    for outcome, n in expected.items():
+        assert f'<tr><td>{outcome}</td><td class="num">{n}</td></tr>' in page
+    assert "carry no per-phrase outcome" not in page
 
 
-def test_reasons_recorded_in_the_manifest_when_the_shards_carry_none(tmp_path):
+def test_schema_v1_shards_carry_no_per_phrase_outcome(tmp_path):
     out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["counts"]["phrase_drops"] = {"below_threshold": 3, "nms": 1}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (shard,) = (out / "shards").glob("*.parquet")
+    v1 = pq.read_table(shard).drop_columns(list(FIELDS_SINCE_V2))
+    pq.write_table(v1.replace_schema_metadata({VERSION_KEY: b"1"}), shard)
+    stats = collect(str(out)).stats
+    assert stats.rows_without_outcomes == 4 and not stats.phrase_outcomes
     assert main([str(out)]) == 0
-    assert "by reason (manifest <code>counts.phrase_drops</code>)" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "these shards carry no per-phrase outcome" in page and "4 of 7 phrases have no entity" in page
+    assert "<th>outcome</th>" not in page
 
 
 def test_an_output_whose_inputs_were_all_rejected(tmp_path):
