@@ -175,7 +175,8 @@ def test_non_empty_output_is_refused_and_overwrite_touches_only_its_folders(tmp_
     assert runner(*args, "--overwrite") == 0
     second = json.loads((out / "manifest.json").read_text())
     assert list(second["runs"]) == [second["run_id"]] != [first["run_id"]]  # nothing of the first run left
-    assert sorted(p.name for p in out.iterdir()) == ["ledger", "manifest.json", "notes.txt", "rejects", "shards"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "ledger", "manifest.json", "notes.txt", "rejects", "shards"]  # README.md: the dataset card
     assert (out / "notes.txt").read_text() == "kept"
     assert not [p for p in out.rglob("*") if p.name.startswith((".tmp-", "beam-temp-"))]
 

@@ -45,7 +45,7 @@ def test_the_graph_translates_for_dataflow_runner_v2():
     names = {transform.unique_name for transform in portable.components.transforms.values()}
     for stage in ("Read/ReadUnits", "ReadForDedupe/ReadUnits", "Check", "Dedupe/KeepFirst", "Decode", "Phrases",
                   "Ground/RunInference", "Ground/SplitRejects", "Segment/RunInference", "Segment/SplitRejects",
-                  "Assemble", "WriteShards/WriteParquet", "AllRejects", "WriteRejects/WriteParquet"):
+                  "Assemble", "WriteShards/WriteFiles", "AllRejects", "WriteRejects/WriteFiles", "Manifest"):
         assert stage in names, f"{stage} missing from the translated graph"
     environments = list(portable.components.environments.values())
     assert [env.urn for env in environments] == ["beam:env:docker:v1"]

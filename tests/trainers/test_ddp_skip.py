@@ -67,7 +67,10 @@ def _rank(rank: int, store_file: str, argv: list, scratch: str) -> None:
         code = 0
     except Exception as err:  # the parent reports what went wrong in this rank
         (Path(scratch) / f"error-{rank}.txt").write_text(repr(err))
-        code = 1
+        (Path(scratch) / f"seen-{rank}.json").write_text(json.dumps(seen))
+        # Exit before the traceback is freed: freeing it tears down the gloo process group's objects,
+        # which has been seen to block under load; what is tested is that every rank raised.
+        os._exit(1)
     (Path(scratch) / f"seen-{rank}.json").write_text(json.dumps(seen))
     os._exit(code)
 

@@ -69,7 +69,7 @@ def test_tiny_build_card_and_report_from_another_directory(installed, tmp_path):
     build = _run(installed, "build", "--input", "photos", "--output", "out", "--config", "tiny",
                  "--input-format", "folder", "--runner=DirectRunner", cwd=tmp_path)
     assert build.returncode == 0, build.stderr
-    assert "3 inputs -> 3 rows + 0 rejects" in build.stdout and "RANDOM-WEIGHT" in build.stderr
+    assert "3 inputs -> 3 rows + 0 rejects" in build.stderr and "RANDOM-WEIGHT" in build.stderr  # logged
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["config"]["name"] == "tiny" and manifest["counts"]["rows"] == 3
     card = (tmp_path / "out" / "README.md").read_text()
