@@ -236,4 +236,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from unimo_g.process_exit import exit_now
+
+    exit_now(main())

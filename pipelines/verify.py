@@ -95,4 +95,6 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m pipelines.
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from unimo_g.process_exit import exit_now
+
+    exit_now(main())

@@ -16,6 +16,7 @@ import io
 import sys
 from typing import Callable, Optional, Sequence
 
+from unimo_g.process_exit import exit_now
 from unimo_g_cli import __version__
 from unimo_g_cli.commands import COMMANDS, Command
 from unimo_g_cli.flags import kebab_help, normalise_flags, option_strings
@@ -134,5 +135,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_command(command, rest)
 
 
+def entry() -> None:
+    """The installed `unimo-g` command: `main`, then `exit_now` with its code."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
