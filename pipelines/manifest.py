@@ -93,17 +93,19 @@ def count_rejects(output_dir: str) -> dict:
             table = pq.read_table(handle, columns=["stage", "reason"])
             check_schema_version(table.schema.metadata, where=path)
         by_reason.update(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
+    return {**reject_tallies(by_reason), "reject_files": len(reject_files)}
+
+
+def reject_tallies(by_reason: Counter) -> dict:
+    """{(stage, reason): n} -> {"rejects", "rejects_by_stage": {stage: n},
+    "rejects_by_reason": {stage: {reason: n}}}, sorted."""
     by_stage: Counter = Counter()
     nested: dict[str, dict[str, int]] = {}
     for (stage, reason), count in sorted(by_reason.items()):
         by_stage[stage] += count
         nested.setdefault(stage, {})[reason] = count
-    return {
-        "rejects": sum(by_stage.values()),
-        "rejects_by_stage": dict(sorted(by_stage.items())),
-        "rejects_by_reason": nested,
-        "reject_files": len(reject_files),
-    }
+    return {"rejects": sum(by_stage.values()), "rejects_by_stage": dict(sorted(by_stage.items())),
+            "rejects_by_reason": nested}
 
 
 def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
@@ -183,19 +185,13 @@ def collect_counts(output_dir: str) -> tuple[dict, dict[str, dict]]:
 
     missing_keys = inputs_by_key - outputs_by_key
     unexpected = outputs_by_key - inputs_by_key
-    by_stage: Counter = Counter()
-    nested: dict[str, dict[str, int]] = {}
-    for (stage, reason), count in sorted(by_reason.items()):
-        by_stage[stage] += count
-        nested.setdefault(stage, {})[reason] = count
-    rows, rejects, inputs = sum(row_ids.values()), sum(by_stage.values()), sum(inputs_by_key.values())
+    tallies = reject_tallies(by_reason)
+    rows, rejects, inputs = sum(row_ids.values()), tallies["rejects"], sum(inputs_by_key.values())
     missing, duplicates = sum(missing_keys.values()), sum(c - 1 for c in row_ids.values() if c > 1)
     counts = {
         "inputs": inputs,
         "rows": rows,
-        "rejects": rejects,
-        "rejects_by_stage": dict(sorted(by_stage.items())),
-        "rejects_by_reason": nested,
+        **tallies,
         "shard_files": len(shard_files),
         "reject_files": len(reject_files),
         "missing": missing,
