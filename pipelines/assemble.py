@@ -87,6 +87,10 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
         prompt_text=prompt_text(prompt),
         caption_original=sample.caption,
         phrase_outcomes=phrase_outcomes(len(item.phrases), entities, dict(item.phrase_reasons), mask_reasons),
+        provenance=sample.provenance,
+        phash=sample.phash,
+        computed_similarity=sample.computed_similarity,
+        computed_aesthetic=sample.computed_aesthetic,
     )
     return row, dropped
 

@@ -24,6 +24,7 @@ from pipelines import metrics
 from pipelines.source_formats import ERROR_REASON
 from unimo_g.images import ImageRejected, decode_image
 from unimo_g.pipeline_config import DecodeConfig
+from unimo_g.provenance import NO_PROVENANCE, Provenance
 from unimo_g.records import RawSample, Reject
 from unimo_g.schema import sample_id
 
@@ -47,6 +48,10 @@ class DecodedSample:
     image_format: str
     pixels: np.ndarray  # (H, W, 3) uint8
     caption: str
+    provenance: Provenance = NO_PROVENANCE
+    phash: Optional[str] = None  # perceptual hash, 16 hex digits (None: not computed)
+    computed_similarity: Optional[float] = None  # set by the score stage
+    computed_aesthetic: Optional[float] = None
 
     @property
     def height(self) -> int:
@@ -75,6 +80,7 @@ class CheckedSample:
     image: bytes
     caption: str  # without leading/trailing whitespace
     origin: tuple[int, int] = (0, 0)
+    provenance: Provenance = NO_PROVENANCE
 
 
 def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample, Reject]:
@@ -115,6 +121,7 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
         image_format=decoded.format,
         pixels=decoded.pixels,
         caption=sample.caption,
+        provenance=sample.provenance,
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from unimo_g.provenance import NO_PROVENANCE, Provenance
+
 
 @dataclass(frozen=True)
 class Phrase:
@@ -67,9 +69,10 @@ class PromptPart:
 
 @dataclass(frozen=True)
 class Sample:
-    """One output row (schema v2). `caption` is the cleaned caption that phrase offsets index;
+    """One output row (schema v3). `caption` is the cleaned caption that phrase offsets index;
     `caption_original` the caption as received; `phrase_outcomes[k]` says what became of phrase k
-    (`schema.PHRASE_OUTCOMES`)."""
+    (`schema.PHRASE_OUTCOMES`); `provenance` becomes the typed provenance columns; `phash` is the
+    image's perceptual hash (16 hex digits); `computed_*` the score stage's outputs (None: not run)."""
 
     id: str
     source_key: str
@@ -86,10 +89,16 @@ class Sample:
     prompt_text: str = ""
     caption_original: str = ""
     phrase_outcomes: tuple[str, ...] = ()
+    provenance: Provenance = NO_PROVENANCE
+    phash: Optional[str] = None
+    computed_similarity: Optional[float] = None
+    computed_aesthetic: Optional[float] = None
 
     def to_row(self) -> dict:
-        """The row as plain Python values matching `schema.SHARD_SCHEMA`."""
+        """The row as plain Python values matching `schema.shard_schema()`."""
         row = asdict(self)
+        del row["provenance"]
+        row.update(self.provenance.to_columns())
         for entity in row["entities"]:
             entity["box"] = list(entity["box"])
             entity["mask"]["size"] = list(entity["mask"]["size"])
@@ -100,7 +109,8 @@ class Sample:
 class Reject:
     """An input that did not become a row, with the stage that refused it and why.
 
-    `reason` is a short stable token (counted in metrics and the manifest); `detail` is free text.
+    `reason` is a short stable token (counted in metrics and the manifest); `detail` is free text;
+    `provenance` is the input's, where the stage that refused it knew it.
     """
 
     id: str
@@ -108,9 +118,13 @@ class Reject:
     stage: str
     reason: str
     detail: str = ""
+    provenance: Provenance = NO_PROVENANCE
 
     def to_row(self) -> dict:
-        return asdict(self)
+        row = {"id": self.id, "source": self.source, "stage": self.stage, "reason": self.reason,
+               "detail": self.detail}
+        row.update(self.provenance.to_columns())
+        return row
 
 
 @dataclass(frozen=True)

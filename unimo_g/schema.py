@@ -1,4 +1,4 @@
-"""The Parquet contract between the data pipeline and the trainer (schema v2, DESIGN.md).
+"""The Parquet contract between the data pipeline and the trainer (schema v3, DESIGN.md).
 
 Evolve by adding fields and bumping `SCHEMA_VERSION`. Readers call `check_schema_version` on a
 file's key-value metadata and refuse versions they do not know; every version from 1 on reads.
@@ -6,6 +6,10 @@ file's key-value metadata and refuse versions they do not know; every version fr
 Version 2 added, after the v1 fields: `caption_original` (the caption as received; `caption` is then
 the cleaned caption, `unimo_g.captions`, that phrase offsets index) and `phrase_outcomes` (one token
 per phrase: `entity`, or why it became none, `PHRASE_OUTCOMES`). Version 1 files lack both columns.
+
+Version 3 added, after the v2 fields: the input's provenance (`PROVENANCE_FIELDS`, on rejects too:
+`unimo_g.provenance`), the image's perceptual hash `phash`, and the scores computed by the pipeline
+(`computed_similarity`, `computed_aesthetic`; null when that stage did not run). Older files lack them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Mapping, Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_KEY = b"unimo_g.schema_version"
 LINEAGE_KEY = b"unimo_g.lineage"
 
@@ -63,6 +67,31 @@ SHARD_FIELDS = [
 ]
 FIELDS_SINCE_V2 = ("caption_original", "phrase_outcomes")
 
+METADATA_ITEM_TYPE = pa.struct([("key", pa.string()), ("value", pa.string())])
+
+# What the input said about itself (unimo_g.provenance.Provenance); null where it did not say.
+PROVENANCE_FIELDS = [
+    pa.field("license", pa.string()),
+    pa.field("nsfw", pa.string()),
+    pa.field("similarity", pa.float32()),
+    pa.field("punsafe", pa.float32()),
+    pa.field("pwatermark", pa.float32()),
+    pa.field("aesthetic", pa.float32()),
+    pa.field("original_width", pa.int32()),
+    pa.field("original_height", pa.int32()),
+    # the input's other keys with JSON text values; a list of pairs, not an Arrow map, so that
+    # Hugging Face `datasets` reads it too
+    pa.field("source_metadata", pa.list_(METADATA_ITEM_TYPE), nullable=False),
+]
+SHARD_FIELDS += [
+    # schema v3
+    *PROVENANCE_FIELDS,
+    pa.field("phash", pa.string()),  # 64-bit DCT perceptual hash of the image, 16 hex digits
+    pa.field("computed_similarity", pa.float32()),  # CLIP image-caption cosine, this pipeline's score stage
+    pa.field("computed_aesthetic", pa.float32()),  # aesthetic head over the CLIP image embedding
+]
+FIELDS_SINCE_V3 = tuple(f.name for f in SHARD_FIELDS[SHARD_FIELDS.index(PROVENANCE_FIELDS[0]):])
+
 # Outcome of a phrase (`phrase_outcomes`): it became an entity, or the first reason it did not.
 OUTCOME_ENTITY = "entity"
 PHRASE_OUTCOMES = (
@@ -81,6 +110,7 @@ REJECT_FIELDS = [
     pa.field("stage", pa.string(), nullable=False),
     pa.field("reason", pa.string(), nullable=False),
     pa.field("detail", pa.string(), nullable=False),
+    *PROVENANCE_FIELDS,  # schema v3
 ]
 
 

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from unimo_g.provenance import Provenance
 from unimo_g.records import Entity, Mask, Phrase, PromptPart, Reject, Sample
 from unimo_g.schema import (
     SCHEMA_VERSION,
@@ -56,14 +57,37 @@ def test_rows_round_trip_through_parquet_with_version_and_lineage():
     assert row["prompt"] == [{"text": None, "entity": 0}]
 
 
+PROVENANCE = Provenance(license="CC-BY", nsfw="UNLIKELY", similarity=0.25, punsafe=0.125, pwatermark=0.5,
+                        aesthetic=6.5, original_width=640, original_height=480,
+                        source_metadata=(("credit", '"A. Person"'), ("exif", "{}")))  # floats exact in float32
+
+
 def test_reject_rows_round_trip_field_by_field():
-    reject = Reject(id="i", source="k", stage="decode", reason="corrupt", detail="x")  # no two fields alike
+    reject = Reject(id="i", source="k", stage="decode", reason="corrupt", detail="x",
+                    provenance=PROVENANCE)  # no two fields alike
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([reject.to_row()], schema=reject_schema()), buf)
     buf.seek(0)
     (row,) = pq.read_table(buf).to_pylist()
     assert list(row) == reject_schema().names
-    assert row == {field.name: getattr(reject, field.name) for field in dataclasses.fields(Reject)}
+    expected = {field.name: getattr(reject, field.name) for field in dataclasses.fields(Reject)}
+    del expected["provenance"]
+    expected.update(PROVENANCE.to_columns())
+    assert row == expected
+
+
+def test_provenance_and_scores_round_trip_in_sample_rows():
+    sample = dataclasses.replace(_sample(), provenance=PROVENANCE, phash="8f373714acfcf4d0",
+                                 computed_similarity=0.375, computed_aesthetic=5.5)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([sample.to_row()], schema=shard_schema()), buf)
+    buf.seek(0)
+    (row,) = pq.read_table(buf).to_pylist()
+    assert list(row) == shard_schema().names
+    assert row["source_metadata"] == [{"key": "credit", "value": '"A. Person"'}, {"key": "exif", "value": "{}"}]
+    assert {k: row[k] for k in ("license", "similarity", "original_width", "phash", "computed_aesthetic")} == {
+        "license": "CC-BY", "similarity": 0.25, "original_width": 640, "phash": "8f373714acfcf4d0",
+        "computed_aesthetic": 5.5}
 
 
 def test_future_or_missing_version_is_refused():
