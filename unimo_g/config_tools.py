@@ -82,6 +82,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a section (mapping), got {value!r}")
         return from_dict(hint, value, prefix=f"{key}.")
     if origin in (tuple, list):
+        if isinstance(value, str) and args and args[-1] is Ellipsis and args[0] is str:
+            value = [item.strip() for item in value.split(",") if item.strip()]  # --set key=a,b
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         items = list(value)

@@ -318,6 +318,29 @@ class DedupeConfig:
 
 
 @dataclass(frozen=True)
+class ExcludeConfig:
+    """Evaluation images no row may copy: every input that matches one becomes a reject with reason
+    `eval_overlap` naming it.
+
+    - `images`: folders or manifests of evaluation images (any input format; local or object store),
+      e.g. DreamBench's folder, MultiBench's entity images, COCO val2017.
+    - `phash_distance`: an input matches an evaluation image when their 64-bit perceptual hashes
+      differ in at most this many bits (re-encoded, resized, lightly edited copies).
+    - `clip_cosine`: when set, an input also matches when the cosine of its CLIP image embedding with
+      an evaluation image's is at least this (semantic copies; needs the score stage's CLIP model).
+    """
+
+    images: tuple[str, ...] = ()
+    phash_distance: int = 8
+    clip_cosine: Optional[float] = None
+
+    def __post_init__(self):
+        _check_range("exclude.phash_distance", self.phash_distance, 0, 64)
+        if self.clip_cosine is not None:
+            _check_range("exclude.clip_cosine", self.clip_cosine, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
 class WriteConfig:
     """Output shards (Parquet)."""
 
@@ -349,6 +372,7 @@ class PipelineConfig:
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
+    exclude: ExcludeConfig = field(default_factory=ExcludeConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
 
     @property

@@ -12,6 +12,14 @@ def test_overrides_nest_and_parse_yaml_values():
     assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
 
 
+def test_a_list_of_strings_takes_a_comma_separated_value():
+    config = load_config(PipelineConfig, None, ["exclude.images=/eval/dreambench, gs://b/coco/val2017"])
+    assert config.exclude.images == ("/eval/dreambench", "gs://b/coco/val2017")
+    assert load_config(PipelineConfig, None, ["exclude.images=[/a, /b]"]).exclude.images == ("/a", "/b")
+    with pytest.raises(ConfigError, match="exclude.phash_distance"):
+        load_config(PipelineConfig, None, ["exclude.phash_distance=a,b"])
+
+
 def test_bad_override_names_the_item():
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["nonsense"])
