@@ -1,7 +1,7 @@
 """Pre-compute stage-1 training features from prompt shards: VAE posteriors and encoder hidden states.
 
     python features_runner.py --input SHARDS --output DIR --config configs/train_tiny.yaml
-        [--set key=value ...] [--storage-dtype fp16|bf16|fp32] [--batch-size N] [--device cpu|cuda|cuda:N]
+        [--set key=value ...] [--overwrite] [--storage-dtype fp16|bf16|fp32] [--batch-size N] [--device cpu|cuda|cuda:N]
         [--vae-dtype fp32|bf16] [--max-pixels N] [--row-group-rows N] [--num-shards N]
         [any Beam pipeline option, e.g. --runner=DirectRunner --direct_num_workers=2
         --direct_running_mode=multi_processing]
@@ -10,7 +10,8 @@ SHARDS is a pipeline run folder (its shards/*.parquet), a folder of *.parquet, a
 file. The config is a TRAINING config: its `encoder`, `denoiser` (VAE) and `data.resolution` say
 what to compute (`unimo_g.features.spec_from_train_config`), so the trainer with that config
 accepts the features. Writes DIR/features/*.parquet, DIR/unconditional/*.parquet (one row),
-DIR/rejects/*.parquet and DIR/manifest.json. Unusable arguments or config values exit with code 2
+DIR/rejects/*.parquet and DIR/manifest.json. A DIR that already holds any of them is refused unless
+--overwrite (which replaces exactly those). Unusable arguments or config values exit with code 2
 and a one-line message.
 """
 
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--config", required=True, help="training YAML (path or preset name, e.g. train_tiny)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the features, rejects and manifest of an earlier run in --output")
     parser.add_argument("--storage-dtype", default="fp16", choices=STORAGE_DTYPES, help="precision of stored tensors")
     parser.add_argument("--batch-size", type=int, default=8, help="images / captions per model batch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (no fallback to cpu)")
@@ -76,7 +79,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     )
     from pipelines.features_stages import NAMESPACE
     from pipelines.manifest import write_manifest
-    from pipelines.write import prepare_output_dir
+    from pipelines.write import earlier_output, prepare_output_dir
     from unimo_g.devices import resolve_dtype
     from unimo_g.pipeline_config import WriteConfig
 
@@ -102,6 +105,10 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     except (OSError, ValueError) as err:  # a model not found, or a resolution the VAE cannot take
         raise UsageError(str(err).splitlines()[0]) from None
 
+    earlier = earlier_output(args.output, OUTPUT_FOLDERS)
+    if earlier and not args.overwrite:
+        raise UsageError(f"output folder {args.output!r} holds an earlier run ({', '.join(earlier)}): pass "
+                         "--overwrite to replace it, or choose another --output")
     options = pipeline_options(beam_args)
 
     lineage = build_feature_lineage(spec, job, inputs)

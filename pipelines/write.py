@@ -80,6 +80,21 @@ def _delete_tree(path: str) -> None:
         FileSystems.delete(matched)
 
 
+def earlier_output(output_dir: str, folders: Sequence[str]) -> list[str]:
+    """The names among `folders` and manifest.json that exist in `output_dir` and are not empty:
+    what `prepare_output_dir` would delete."""
+    found = []
+    for name in (*folders, MANIFEST_NAME):
+        path = FileSystems.join(output_dir, name)
+        if name == MANIFEST_NAME:
+            present = FileSystems.exists(path)
+        else:
+            present = bool(FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list)
+        if present:
+            found.append(name)
+    return found
+
+
 def prepare_output_dir(output_dir: str, folders: Sequence[str] = (SHARDS_DIR, REJECTS_DIR)) -> None:
     """Make `output_dir` ready for a (re)run: delete only OUTPUT/<folder> for each of `folders`
     (default: shards and rejects) and OUTPUT/manifest.json from an earlier run; everything else

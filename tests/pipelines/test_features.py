@@ -168,7 +168,7 @@ def test_rerun_replaces_the_previous_outputs_only(tmp_path):
     (out / "manifest.json").write_text("{}")
     (out / "notes.txt").write_text("kept")
 
-    manifest = run_features(inputs, out)
+    manifest = run_features(inputs, out, "--overwrite")
     assert not any(path.exists() for path in stale)
     assert (out / "notes.txt").read_text() == "kept"
     counts = manifest["counts"]
@@ -256,3 +256,21 @@ def test_unusable_arguments_exit_2_with_one_line(make_input, extra, named, run, 
 def test_row_group_units_skip_empty_groups_and_number_rows_from_the_file_start():
     units = row_group_units("s.parquet", [2, 0, 3])
     assert [(u.group, u.first_row) for u in units] == [(0, 0), (2, 2)]
+
+
+def test_an_earlier_run_is_refused_unless_overwrite(tmp_path, capsys):
+    inputs = tmp_path / "one.parquet"
+    write_shard(inputs, [make_row(0)])
+    output = tmp_path / "out"
+    (output / "notes").mkdir(parents=True)
+    (output / "notes" / "keep.txt").write_text("mine")
+    first = run_features(inputs, output)  # only unrelated files: not an earlier run
+    argv = ["--input", str(inputs), "--output", str(output), "--config", TINY, *FAST]
+    capsys.readouterr()
+    assert features_runner.main(argv) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "--overwrite" in err and "features" in err and "manifest.json" in err
+    assert json.loads((output / "manifest.json").read_text()) == first  # untouched
+    second = run_features(inputs, output, "--overwrite")
+    assert second["counts"] == first["counts"] and len(read_dir(output / "features")[0]) == 1
+    assert (output / "notes" / "keep.txt").read_text() == "mine"
