@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from unimo_g.device_names import check_device_name, check_dtype_name
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_device_name(name: str) -> None:
-    """Validate the syntax of a device name: `cpu`, `cuda` or `cuda:N` (config-time check)."""
-    if name == "cpu" or name == "cuda":
-        return
-    if name.startswith("cuda:") and name[5:].isdigit():
-        return
-    raise ValueError(f"device must be cpu, cuda or cuda:N, got {name!r}")
-
-
-def check_dtype_name(name: str) -> None:
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:

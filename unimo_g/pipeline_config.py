@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from unimo_g.devices import check_device_name, check_dtype_name
+from unimo_g.device_names import check_device_name, check_dtype_name
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

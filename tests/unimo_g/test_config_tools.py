@@ -64,3 +64,15 @@ def test_exponent_without_dot_is_a_number():
 def test_full_size_random_presets_are_flagged_as_random_weights():
     assert load_config(PipelineConfig, CONFIGS / "bench_full.yaml").random_weights
     assert not load_config(PipelineConfig, CONFIGS / "default.yaml").random_weights
+
+
+def test_loading_a_pipeline_config_does_not_import_torch():
+    # `unimo-g verify`, `report` and every usage error load configs; torch costs seconds to import
+    import subprocess
+    import sys
+
+    code = ("import sys; from unimo_g.config_tools import load_config; from unimo_g.pipeline_config import "
+            "PipelineConfig; load_config(PipelineConfig, None, ['grounding.runtime.device=cuda:1']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
