@@ -171,7 +171,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
                 "started_at_s": time.time()}
     if not dry_run:  # a dry run submits nothing, so it must not touch (or even list) the output
         try:
-            check_output(args.output, mode, lineage["config_hash"])
+            check_output(args.output, mode, lineage["config"])
         except OutputRefused as err:
             raise UsageError(str(err)) from None
         run_info["retried_rejects"] = count_rejects_of(args.output, retry) if retry else 0

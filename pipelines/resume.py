@@ -24,8 +24,10 @@ How resuming works, and why it is safe:
 - `--retry-rejects REASON,...` removes the rejects of those reasons (transient failures such as
   `failed_to_download` or `model_error`) from their files before the job starts; their inputs are
   then no longer done and are processed again. If that run dies, the next `--resume` does it.
-- Resuming with a different config would mix outputs: it is refused (compare the `config_hash` in
-  the files' footers).
+- Resuming with a config that decides rows differently would mix outputs: it is refused, naming the
+  settings (the config in the files' footers against this run's, `unimo_g.config_changes`). Settings
+  that only change how the run executes (batch sizes of per-image forwards, model sharing, file
+  sizes, ...) may change.
 
 Known limit: inputs are told apart by source key; if several inputs share one key (a manifest
 listing the same image path twice with different captions), resume treats them as one, and
@@ -37,7 +39,7 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -51,6 +53,7 @@ from pipelines.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,
     _is_local, reject_files_pattern, run_of_file, shard_files_pattern, write_table_file,
 )
+from unimo_g.config_changes import changes_affecting_rows
 from unimo_g.schema import lineage_of
 
 OUTPUT_FOLDERS = (SHARDS_DIR, REJECTS_DIR, LEDGER_DIR)
@@ -78,10 +81,10 @@ def _match(pattern: str) -> list[str]:
     return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
 
 
-def check_output(output_dir: str, mode: str, config_hash: Optional[str] = None) -> None:
+def check_output(output_dir: str, mode: str, config: Optional[Mapping] = None) -> None:
     """Refuse `output_dir` for a run in `mode` (new | resume | overwrite) without changing it:
-    new needs it empty or absent; resume needs its files written with `config_hash`. Raises
-    OutputRefused."""
+    new needs it empty or absent; resume needs its files written with a config that decides rows as
+    `config` (a `to_dict` mapping) does. Raises OutputRefused."""
     if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r}")
     if _is_local(output_dir) and os.path.isfile(output_dir):
@@ -89,8 +92,8 @@ def check_output(output_dir: str, mode: str, config_hash: Optional[str] = None) 
     if mode == "new" and _listing(output_dir):
         raise OutputRefused(f"output folder {output_dir!r} is not empty: pass --resume to continue it or "
                             f"--overwrite to replace its shards, rejects, ledger and manifest")
-    if mode == "resume" and config_hash is not None:
-        check_same_config(output_dir, config_hash)
+    if mode == "resume" and config is not None:
+        check_same_config(output_dir, config)
 
 
 def clean_output(output_dir: str, mode: str, retry_reasons: Sequence[str] = ()) -> dict:
@@ -114,10 +117,10 @@ def clean_output(output_dir: str, mode: str, retry_reasons: Sequence[str] = ()) 
     return {"retried": retried, "leftovers": len(leftovers)}
 
 
-def prepare_output(output_dir: str, mode: str, config_hash: Optional[str] = None,
+def prepare_output(output_dir: str, mode: str, config: Optional[Mapping] = None,
                    retry_reasons: Sequence[str] = ()) -> dict:
     """`check_output` then `clean_output`."""
-    check_output(output_dir, mode, config_hash)
+    check_output(output_dir, mode, config)
     return clean_output(output_dir, mode, retry_reasons)
 
 
@@ -139,14 +142,19 @@ def remove_leftovers(output_dir: str) -> list[str]:
     return found
 
 
-def check_same_config(output_dir: str, config_hash: str) -> None:
-    """Refuse to resume outputs written with another config (the footers' lineage says which)."""
+def check_same_config(output_dir: str, config: Mapping) -> None:
+    """Refuse to resume outputs written with a config that decides rows differently (the footers'
+    lineage holds the config); execution-only settings may differ (`unimo_g.config_changes`)."""
     for path in _match(shard_files_pattern(output_dir))[:1] + _match(reject_files_pattern(output_dir))[:1]:
         with FileSystems.open(path) as handle:
-            written = lineage_of(pq.ParquetFile(handle).schema_arrow.metadata).get("config_hash")
-        if written is not None and written != config_hash:
-            raise OutputRefused(f"cannot resume {output_dir!r}: its files were written with config hash "
-                                f"{written}, this run has {config_hash}; use the same config or --overwrite")
+            written = lineage_of(pq.ParquetFile(handle).schema_arrow.metadata).get("config")
+        if written is None:
+            continue
+        changed = changes_affecting_rows(written, config)
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise OutputRefused(f"cannot resume {output_dir!r}: its files were written with other values of "
+                                f"{shown}, which change rows; use the same values or --overwrite")
 
 
 def count_rejects_of(output_dir: str, reasons: Iterable[str]) -> int:
