@@ -1,14 +1,15 @@
 """The data-construction pipeline as one Beam graph.
 
     [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► [Filter] ─► DedupeById
-        ─► [SkipWrittenIds] ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
-        ─► RunInference(SAM) ─► Assemble ─► WriteShards
+        ─► [SkipWrittenIds] ─► Decode ─► [FilterScores] ─► ExtractPhrases (cleans the caption)
+        ─► RunInference(Grounding DINO) ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
 Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume, and
 Filter only with rules on the input's provenance (`filters`: it runs before anything is decoded, and
-de-duplication only ranks inputs that passed it).
+de-duplication only ranks inputs that passed it), FilterScores only with rules on `computed_*` scores
+(it follows the stage that computes them).
 """
 
 from __future__ import annotations
@@ -75,7 +76,13 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    phrased = decoded.samples | "Phrases" >> beam.ParDo(
+    decoded_samples, score_filter_rejects = decoded.samples, ()
+    if config.filters.computed_rules:  # rules on computed_* scores: after the stage that computes them
+        scored = decoded_samples | "FilterScores" >> beam.ParDo(
+            FilterFn(config.filters.computed_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS,
+                                                                                          main="samples")
+        decoded_samples, score_filter_rejects = scored.samples, (scored[FilterFn.REJECTS],)
+    phrased = decoded_samples | "Phrases" >> beam.ParDo(
         ExtractPhrasesFn(config.phrases, config.captions)
     ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
     grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
@@ -89,6 +96,7 @@ def build_pipeline(
             *filter_rejects,
             *dedupe_rejects,
             decoded[DecodeFn.REJECTS],
+            *score_filter_rejects,
             phrased[ExtractPhrasesFn.REJECTS],
             grounded.rejects,
             segmented.rejects,

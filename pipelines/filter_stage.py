@@ -3,8 +3,8 @@
 `FilterFn` works on any element with `.id`, `.source_key`, `.provenance` and, for rules on scores,
 the `computed_*` attributes: the pipeline runs it on checked samples with
 `config.filters.input_rules` before de-duplication and decoding (a filtered input costs no decode
-or model time), and can run it again with `config.filters.computed_rules` after the stage that
-computes the scores.
+or model time; step `Filter`), and again with `config.filters.computed_rules` on decoded samples
+once their scores are computed (step `FilterScores`, which follows the score stage).
 """
 
 from __future__ import annotations

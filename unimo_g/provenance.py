@@ -57,11 +57,12 @@ NO_PROVENANCE = Provenance()
 COLUMN_KEYS = frozenset({"key", "caption", "url", "status", "error_message"})
 
 # How img2dataset spells the well-known columns. It copies the input table's columns named by
-# `--save_additional_columns` verbatim into each sample's metadata (its README and
-# dataset_examples: laion400m `["NSFW","similarity","LICENSE"]`, laion-aesthetic
-# `["similarity","hash","punsafe","pwatermark","aesthetic"]`, LAION-5B's improved-aesthetics parquet
-# `AESTHETIC_SCORE`), and writes `original_width` / `original_height` itself (rom1504/img2dataset,
-# dataset_examples/laion-aesthetic.md, laion-art.md; img2dataset/writer.py). Matched case-insensitively.
+# `--save_additional_columns` verbatim into each sample's metadata, under the input's own names
+# (rom1504/img2dataset, img2dataset/downloader.py), and its dataset examples name LAION's:
+# laion400m `["NSFW","similarity","LICENSE"]`, laion-aesthetic and laion-art
+# `["similarity","hash","punsafe","pwatermark","aesthetic"]` (dataset_examples/*.md); LAION-5B's
+# improved-aesthetics tables spell the score `AESTHETIC_SCORE`. The downloader itself writes
+# `original_width` / `original_height` (the size before its resize). Matched case-insensitively.
 _TYPED_KEYS = {
     "license": "license", "licence": "license",
     "nsfw": "nsfw",

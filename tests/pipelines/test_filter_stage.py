@@ -64,3 +64,27 @@ def test_filtered_inputs_are_rejected_before_decode_and_dedupe(tmp_path, method)
     assert manifest["counts"]["rejects_by_reason"] == {"filter": {"filter:punsafe.lt": 2}}
     assert manifest["counts"]["inputs"] == 4 and manifest["counts"]["accounted"] is True
     assert verify(str(out))[0] == 0
+
+
+def test_a_malformed_rule_on_the_command_line_is_a_usage_error_naming_it(tmp_path, capsys):
+    code = beam_runner.main(["--input", str(_folder(tmp_path / "in")), "--output", str(tmp_path / "out"),
+                             "--config", TINY, "--set", "filters.rules=[aesthetic >> 6.5]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "aesthetic >> 6.5" in err[0]
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_rules_on_computed_scores_run_after_decoding(tmp_path):
+    """No stage computes scores in this run: `computed_similarity` is missing everywhere, and the rule
+    says to reject a missing value. The input that is not an image is a decode reject: the rule ran later."""
+    out = tmp_path / "out"
+    code = beam_runner.main(["--input", str(_folder(tmp_path / "in")), "--output", str(out), "--config", TINY,
+                             "--set", "filters.rules=[computed_similarity > 0.3 ; missing=reject]"])
+    assert code == 0
+    rejects = _table(out, "rejects")
+    assert not (out / "shards").exists() or not list((out / "shards").glob("*.parquet"))
+    assert sorted((r["source"], r["stage"], r["reason"]) for r in rejects) == [
+        ("a", "filter", "filter:computed_similarity.gt"), ("b", "dedupe", "duplicate"),
+        ("c", "decode", "not_an_image"), ("d", "filter", "filter:computed_similarity.gt")]
+    assert {r["source"]: r["detail"] for r in rejects}["d"] == (
+        "computed_similarity is missing (missing=reject) fails 'computed_similarity > 0.3 ; missing=reject'")
