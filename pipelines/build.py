@@ -1,12 +1,15 @@
 """The data-construction pipeline as one Beam graph.
 
-    [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► DedupeById ─► [SkipWrittenIds]
-        ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
-        ─► RunInference(SAM) ─► Assemble ─► WriteShards
+    [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► [Filter] ─► DedupeById
+        ─► [SkipWrittenIds] ─► Decode ─► [FilterScores] ─► ExtractPhrases (cleans the caption)
+        ─► RunInference(Grounding DINO) ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
-Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume.
+Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume, and
+Filter only with rules on the input's provenance (`filters`: it runs before anything is decoded, and
+de-duplication only ranks inputs that passed it), FilterScores only with rules on `computed_*` scores
+(it follows the stage that computes them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import apache_beam as beam
 from pipelines import metrics
 from pipelines.assemble import AssembleFn
 from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_rank, dedupe_ranks
+from pipelines.filter_stage import FilterFn, passes_all
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
@@ -60,15 +64,25 @@ def build_pipeline(
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
-    unique_samples, dedupe_rejects = deduplicate(pipeline, checked.samples, input_path, input_format, config,
-                                                 done_keys)
+    passed, filter_rejects = checked.samples, ()
+    if config.filters.input_rules:
+        filtered = checked.samples | "Filter" >> beam.ParDo(
+            FilterFn(config.filters.input_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS, main="samples")
+        passed, filter_rejects = filtered.samples, (filtered[FilterFn.REJECTS],)
+    unique_samples, dedupe_rejects = deduplicate(pipeline, passed, input_path, input_format, config, done_keys)
     if written_ids is not None:
         unique = unique_samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
         unique_samples, dedupe_rejects = unique.samples, (*dedupe_rejects, unique.rejects)
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    phrased = decoded.samples | "Phrases" >> beam.ParDo(
+    decoded_samples, score_filter_rejects = decoded.samples, ()
+    if config.filters.computed_rules:  # rules on computed_* scores: after the stage that computes them
+        scored = decoded_samples | "FilterScores" >> beam.ParDo(
+            FilterFn(config.filters.computed_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS,
+                                                                                          main="samples")
+        decoded_samples, score_filter_rejects = scored.samples, (scored[FilterFn.REJECTS],)
+    phrased = decoded_samples | "Phrases" >> beam.ParDo(
         ExtractPhrasesFn(config.phrases, config.captions)
     ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
     grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
@@ -79,8 +93,10 @@ def build_pipeline(
     reject_files = (
         (
             checked[CheckFn.REJECTS],
+            *filter_rejects,
             *dedupe_rejects,
             decoded[DecodeFn.REJECTS],
+            *score_filter_rejects,
             phrased[ExtractPhrasesFn.REJECTS],
             grounded.rejects,
             segmented.rejects,
@@ -97,8 +113,9 @@ def deduplicate(
     done_keys: Optional[beam.PCollection] = None,
 ) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
     """The checked samples with one per id, and the rejects of the others (none with method "none");
-    see `unimo_g.pipeline_config.DedupeConfig` for the methods. `done_keys` are skipped by the
-    second read as by the first."""
+    see `unimo_g.pipeline_config.DedupeConfig` for the methods. `checked` holds only inputs that
+    passed the filters; the second read applies the same filters, so a filtered input is never the
+    copy an id keeps. `done_keys` are skipped by the second read as by the first."""
     method = config.dedupe.method
     if method == "none":
         return checked, ()
@@ -106,7 +123,9 @@ def deduplicate(
         source = pipeline | "ReadForDedupe" >> ReadSamples(
             input_path, input_format, count=False, done=done_keys, config=config.read
         )
-        ranks = dedupe_ranks(source, config.phrases.max_caption_chars)
+        rules, missing = config.filters.input_rules, config.filters.missing
+        keep = (lambda sample: passes_all(sample, rules, missing)) if rules else None
+        ranks = dedupe_ranks(source, config.phrases.max_caption_chars, keep)
     else:  # "single_read"
         ranks = checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
     unique = checked | "Dedupe" >> DedupeById(ranks)

@@ -21,7 +21,7 @@ from unimo_g.schema import OUTCOME_ENTITY, PHRASE_OUTCOMES, shard_schema
 CARD_NAME = "README.md"
 SHARDS_GLOB = "shards/*.parquet"
 TASK_CATEGORIES = ["text-to-image"]
-LICENSE_COLUMNS = ("license", "LICENSE", "licence")
+LICENSE_COLUMNS = ("license", "LICENSE", "licence")  # schema v3's `license` first
 MAX_LICENSES = 20  # distinct licence values listed; more make the set "other"
 
 COLUMNS = {
@@ -45,6 +45,24 @@ COLUMNS = {
     "phrase_outcomes": "one per phrase, aligned with `phrases`: `entity` when phrase k became an entity, else the "
                        "first reason it did not: " + ", ".join(f"`{o}`" for o in PHRASE_OUTCOMES if o != OUTCOME_ENTITY)
                        + " (`unimo_g/schema.py`; schema v2)",
+    # schema v3: what the input said about itself (`unimo_g/provenance.py`), null where it did not say
+    "license": "the licence the input named (img2dataset `LICENSE` / `license`); null when it named none",
+    "nsfw": "the input's NSFW tag (LAION: `UNLIKELY`, `UNSURE`, `NSFW`; schema v3)",
+    "similarity": "the input's image-caption CLIP similarity as its source computed it (LAION `similarity`; "
+                  "schema v3)",
+    "punsafe": "the input's probability of unsafe content (LAION `punsafe`; schema v3)",
+    "pwatermark": "the input's probability of a watermark (LAION `pwatermark`; schema v3)",
+    "aesthetic": "the input's aesthetic score (LAION `aesthetic` / `AESTHETIC_SCORE`; schema v3)",
+    "original_width": "the image's width as the source recorded it, before any resize by the downloader (schema v3)",
+    "original_height": "the image's height as the source recorded it, before any resize by the downloader "
+                       "(schema v3)",
+    "source_metadata": "the input's other metadata (e.g. credit, source, hash, exif): (key, JSON text) pairs "
+                       "sorted by key, bounded in number and length (schema v3)",
+    "phash": "64-bit DCT perceptual hash of the image, 16 hex digits (schema v3)",
+    "computed_similarity": "image-caption CLIP cosine computed by this pipeline's score stage; null when it did "
+                           "not run (schema v3)",
+    "computed_aesthetic": "aesthetic score computed by this pipeline from the CLIP image embedding; null when it "
+                          "did not run (schema v3)",
 }  # fmt: skip
 _SCALARS = {"float": "float32", "double": "float64", "halffloat": "float16"}
 
@@ -151,10 +169,12 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
 def _thresholds(config: Mapping) -> list[list[Any]]:
     """Result-changing numbers of the model stages: scalar settings outside `runtime`."""
     rows = []
-    for section in ("phrases", "grounding", "segmentation", "entity_image", "compose", "decode"):
+    for section in ("phrases", "grounding", "segmentation", "entity_image", "compose", "decode", "filters"):
         for key, value in (config.get(section) or {}).items():
             if key not in ("runtime", "stop_heads") and isinstance(value, (int, float, str, bool)) and key != "model":
                 rows.append([f"{section}.{key}", value])
+            elif section == "filters" and key == "rules" and value:  # the rules rows had to pass
+                rows.append(["filters.rules", "; ".join(f"`{rule}`" for rule in value)])
     return rows
 
 

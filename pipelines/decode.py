@@ -7,8 +7,12 @@ Reject stages and reasons:
   `missing_image_file`, `bad_manifest_line`; a read refused by `read.*` limits: `path_not_allowed`,
   `scheme_not_allowed`, `address_not_allowed`, `too_large`, `http_error`, `timeout`, see
   `pipelines.read_guard`), `missing_image`, `missing_caption`, `empty_caption`, `caption_too_long`;
+- stage `filter` (`pipelines.filter_stage`, before de-duplication and decoding): a rule of the
+  `filters` config failed; reason `filter:<field>.<op>` (`unimo_g.filters.Rule.token`, e.g.
+  `filter:aesthetic.gt`, `filter:nsfw.in`, `filter:source_metadata.LANGUAGE.eq`), the rule text and
+  the value in the detail;
 - stage `decode`: `ImageRejected.reason` (`not_an_image`, `truncated`, `too_small`, ...);
-- stage `dedupe`: `duplicate`.
+- stage `dedupe`: `duplicate` (only among inputs that passed the filters).
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines import metrics
-from pipelines.source_formats import ERROR_REASON
 from unimo_g.images import ImageRejected, decode_image
 from unimo_g.pipeline_config import DecodeConfig
-from unimo_g.provenance import NO_PROVENANCE, Provenance
+from unimo_g.provenance import NO_PROVENANCE, Provenance, provenance_from_metadata
 from unimo_g.records import RawSample, Reject
 from unimo_g.schema import sample_id
 
@@ -84,16 +87,20 @@ class CheckedSample:
 
 
 def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample, Reject]:
-    """Apply the read-stage rules to one input. Never raises on bad data: the failure is the Reject."""
+    """Apply the read-stage rules to one input. Never raises on bad data: the failure is the Reject.
+
+    The input's provenance (`provenance_from_metadata(raw.extra)`) goes with the result either way."""
     caption = raw.caption.strip() if raw.caption is not None else None
     has_both = raw.image is not None and caption is not None
     rid = sample_id(raw.image, caption) if has_both else key_id(raw.source_key)
+    provenance = provenance_from_metadata(raw.extra)
 
     def reject(reason: str, detail: str) -> Reject:
-        return Reject(id=rid, source=raw.source_key, stage="read", reason=reason, detail=detail)
+        return Reject(id=rid, source=raw.source_key, stage="read", reason=reason, detail=detail,
+                      provenance=provenance)
 
     if raw.source_error is not None:
-        return reject(raw.extra.get(ERROR_REASON, "source_error"), raw.source_error)
+        return reject(raw.error_reason or "source_error", raw.source_error)
     if raw.image is None:
         return reject("missing_image", "no image for this key")
     if caption is None:
@@ -103,7 +110,7 @@ def check_sample(raw: RawSample, max_caption_chars: int) -> Union[CheckedSample,
     if len(caption) > max_caption_chars:
         return reject("caption_too_long", f"{len(caption)} > {max_caption_chars} characters")
     return CheckedSample(id=rid, source_key=raw.source_key, url=raw.url, image=raw.image, caption=caption,
-                         origin=raw.origin)
+                         origin=raw.origin, provenance=provenance)
 
 
 def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[DecodedSample, Reject]:
@@ -111,7 +118,8 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
     try:
         decoded = decode_image(sample.image, decode_config)
     except ImageRejected as err:
-        return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail)
+        return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail,
+                      provenance=sample.provenance)
     return DecodedSample(
         id=sample.id,
         source_key=sample.source_key,
@@ -142,7 +150,7 @@ def dedupe_rank(element) -> tuple[str, str, tuple[int, int]]:
 
 def duplicate_reject(element, kept_source_key: str) -> Reject:
     return Reject(id=element.id, source=element.source_key, stage="dedupe", reason="duplicate",
-                  detail=f"same id as {kept_source_key}")
+                  detail=f"same id as {kept_source_key}", provenance=getattr(element, "provenance", NO_PROVENANCE))
 
 
 class _RejectingFn(beam.DoFn):
@@ -233,12 +241,13 @@ class _KeepFirstFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(REJECTS, duplicate_reject(element, first[0]))
 
 
-def dedupe_ranks(raw: beam.PCollection, max_caption_chars: int) -> beam.PCollection:
-    """(id, `dedupe_rank`) of every input that passes `check_sample`: what `DedupeById` needs."""
+def dedupe_ranks(raw: beam.PCollection, max_caption_chars: int, keep=None) -> beam.PCollection:
+    """(id, `dedupe_rank`) of every input that passes `check_sample` (and `keep(checked)`, when
+    given: the filters the first read applies): what `DedupeById` needs."""
 
     def ranks(sample: RawSample) -> Iterator[tuple[str, tuple]]:
         checked = check_sample(sample, max_caption_chars)
-        if isinstance(checked, CheckedSample):
+        if isinstance(checked, CheckedSample) and (keep is None or keep(checked)):
             yield checked.id, dedupe_rank(checked)
 
     return raw | "CheckedRanks" >> beam.FlatMap(ranks)

@@ -10,6 +10,8 @@ runner. What a UI user sees:
     read/units                   read units opened (files, key batches, manifests)
     decode/checked, decoded      inputs past the caption checks / past image decoding
     decode/reject.STAGE.REASON   rejects by stage and reason (e.g. reject.decode.truncated)
+    filter/passed                inputs that passed the `filters` rules
+    filter/reject.filter.TOKEN   inputs a filter rule rejected (TOKEN: `unimo_g.filters.Rule.token`)
     dedupe/duplicates            inputs whose content id another input already has
     write/rows, write/rejects    rows and rejects committed to files; *_files: files committed
 """
@@ -29,6 +31,9 @@ UNITS = "units"  # files / key batches / manifests read
 DECODE = "decode"
 CHECKED = "checked"  # inputs with an image and a usable caption
 DECODED = "decoded"
+
+FILTER = "filter"
+PASSED = "passed"
 
 DEDUPE = "dedupe"
 DUPLICATES = "duplicates"

@@ -58,7 +58,7 @@ def _batch_kwargs(runtime: ModelRuntimeConfig) -> dict:
 def model_error_reject(item: WorkItem, stage: str, error: BaseException) -> Reject:
     detail = f"{type(error).__name__}: {error}"
     return Reject(id=item.sample.id, source=item.sample.source_key, stage=stage, reason=MODEL_ERROR,
-                  detail=detail[:MAX_DETAIL_CHARS])
+                  detail=detail[:MAX_DETAIL_CHARS], provenance=item.sample.provenance)
 
 
 def run_isolated(

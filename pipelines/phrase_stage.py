@@ -27,7 +27,7 @@ def clean_sample(sample: DecodedSample, config: CaptionConfig) -> Union[str, Rej
     if caption.strip():
         return caption
     return Reject(id=sample.id, source=sample.source_key, stage=STAGE, reason=REASON_EMPTY,
-                  detail=f"caption {sample.caption[:80]!r} is empty once cleaned")
+                  detail=f"caption {sample.caption[:80]!r} is empty once cleaned", provenance=sample.provenance)
 
 
 class ExtractPhrasesFn(beam.DoFn):

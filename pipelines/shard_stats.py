@@ -27,6 +27,10 @@ PAPER_ENTITIES_PER_PROMPT = {"0": 0.16, "1": 0.368, "2": 0.258, "3": 0.123, ">=4
 PAPER_MEAN_ENTITIES = 1.67
 PAPER_TEXT_TOKENS = 42.5
 ENTITY_BINS = tuple(PAPER_ENTITIES_PER_PROMPT)  # entities per prompt: 0, 1, 2, 3, >= 4
+LICENSE_COLUMN = "license"  # schema v3
+NO_LICENSE = "(none)"  # rows whose input named no licence (and rows of v1/v2 files)
+OTHER_LICENSES = "(other)"
+MAX_LICENSES = 50  # distinct licences listed, most rows first; the rest are counted together
 TOKEN_PATTERN = r"\w+|[^\w\s]"  # Python `re` (Unicode \w): count with `text_tokens`, not another engine
 _WORD = re.compile(TOKEN_PATTERN)
 
@@ -67,12 +71,14 @@ def summarize_shards(output_dir: str) -> dict:
      "mean_entities_per_prompt", "paper_mean_entities_per_prompt", "mean_phrases_per_caption",
      "mean_text_tokens_per_prompt", "paper_text_tokens_per_prompt", "text_token_count": how tokens
      are counted, "phrase_outcomes": {outcome: phrases}, "rows_without_outcomes": rows of schema-v1
-     files, which do not record them}.
+     files, which do not record them, "rows_by_license": {licence: rows}, at most MAX_LICENSES of
+     them, NO_LICENSE for rows without one, OTHER_LICENSES for the rest}.
     Raises SchemaVersionError for a file without a supported schema version.
     """
     rows = entities = phrases = tokens = rows_without_outcomes = 0
     bins: Counter = Counter()
     outcomes: Counter = Counter()
+    licenses: Counter = Counter()
     for path in _shard_files(output_dir):
         with FileSystems.open(path) as handle:
             parquet = pq.ParquetFile(handle)
@@ -82,6 +88,7 @@ def summarize_shards(output_dir: str) -> dict:
                 "phrases": _leaf(parquet, "phrases", "start"),
                 "prompt": _leaf(parquet, "prompt", "text"),
                 "outcomes": _leaf(parquet, "phrase_outcomes", ""),
+                "license": LICENSE_COLUMN if LICENSE_COLUMN in parquet.schema_arrow.names else None,
             }
             wanted = [c for c in columns.values() if c is not None]
             for group in range(parquet.num_row_groups):
@@ -98,6 +105,10 @@ def summarize_shards(output_dir: str) -> dict:
                 else:
                     for row_outcomes in table.column("phrase_outcomes").to_pylist():
                         outcomes.update(row_outcomes)
+                if columns["license"] is None:
+                    licenses[NO_LICENSE] += table.num_rows
+                else:
+                    licenses.update(value or NO_LICENSE for value in table.column(LICENSE_COLUMN).to_pylist())
     mean = (lambda total: round(total / rows, 3) if rows else None)
     return {
         "rows": rows,
@@ -114,4 +125,15 @@ def summarize_shards(output_dir: str) -> dict:
         "text_token_count": f"words and punctuation of the prompt's text parts (regex {TOKEN_PATTERN})",
         "phrase_outcomes": dict(sorted(outcomes.items())),
         "rows_without_outcomes": rows_without_outcomes,
+        "rows_by_license": _top(licenses),
     }
+
+
+def _top(licenses: Counter) -> dict:
+    """`licenses` with at most MAX_LICENSES keys, most rows first (ties by name), the rest summed."""
+    ordered = sorted(licenses.items(), key=lambda item: (-item[1], item[0]))
+    top = dict(ordered[:MAX_LICENSES])
+    rest = sum(n for _, n in ordered[MAX_LICENSES:])
+    if rest:
+        top[OTHER_LICENSES] = top.get(OTHER_LICENSES, 0) + rest
+    return top

@@ -6,8 +6,10 @@ URLs through `pipelines.read_guard.fetch_http`; paths with a scheme Beam does no
 ...) fall back to fsspec. Every read obeys a `ReadConfig` (`pipelines.read_guard`): a byte cap, and
 for a manifest's images confined local paths, allowed schemes and public http(s) addresses only.
 Expected failures (a failed download recorded by img2dataset, a missing file, a malformed manifest
-line, a refused or over-size read) become `RawSample(source_error=...)` with a stable token under
-`extra[ERROR_REASON]`; they never raise.
+line, a refused or over-size read) become `RawSample(source_error=...)` with a stable token in
+`error_reason`; they never raise. What a source says about an input besides its image, caption and
+url (img2dataset's metadata columns or `.json`, a folder's `<key>.json` sidecar, a manifest's other
+fields) goes into `RawSample.extra` as raw values, on failures too (`unimo_g.provenance` types it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import IO, Iterable, Iterator, Optional, Union
 
 import pyarrow as pa
@@ -38,14 +40,13 @@ from pipelines.read_guard import (
 from unimo_g.pipeline_config import ReadConfig
 from unimo_g.records import RawSample
 
-ERROR_REASON = "error_reason"  # RawSample.extra key: stable token of a source_error (a reject reason)
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
 CAPTION_EXTENSION = ".txt"
 METADATA_EXTENSION = ".json"
 I2D_IMAGE_COLUMNS = ("jpg", "png", "webp")  # img2dataset names the column after --encode_format
 I2D_SUCCESS = "success"
 PARQUET_BATCH_ROWS = 256  # rows per Arrow batch while streaming a Parquet file (bounds memory)
+MANIFEST_FIELDS = ("image", "caption", "key", "url")  # a manifest's other fields are the input's metadata
 
 _FILE_URL = "file://"
 DEFAULT_READ = ReadConfig()
@@ -121,9 +122,9 @@ def stem(path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def source_error(key: str, reason: str, detail: str, caption=None, url=None) -> RawSample:
+def source_error(key: str, reason: str, detail: str, caption=None, url=None, extra=None) -> RawSample:
     return RawSample(source_key=key, image=None, caption=caption, url=url, source_error=detail,
-                     extra={ERROR_REASON: reason})
+                     error_reason=reason, extra=dict(extra or {}))
 
 
 # ---------------------------------------------------------------- units
@@ -171,6 +172,7 @@ class ManifestEntry:
     source_error: Optional[str] = None
     error_reason: Optional[str] = None
     origin: tuple[int, int] = (0, 0)  # as RawSample.origin
+    extra: dict = field(default_factory=dict)  # the entry's other fields (RawSample.extra)
 
 
 # ---------------------------------------------------------------- img2dataset
@@ -179,6 +181,20 @@ class ManifestEntry:
 def parquet_columns(path: str) -> list[str]:
     with open_binary(path) as handle:
         return pq.read_schema(handle).names
+
+
+def metadata_columns(path: str, keep: Iterable[str] = ()) -> list[str]:
+    """The columns of a Parquet file to read as an input's metadata: every column but binary ones
+    (image bytes are never read as metadata), plus the columns named in `keep` that it has."""
+    with open_binary(path) as handle:
+        schema = pq.read_schema(handle)
+    keep = set(keep)
+    return [f.name for f in schema
+            if f.name in keep or not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))]
+
+
+def _without(row: dict, names: Iterable[str]) -> dict:
+    return {k: v for k, v in row.items() if k not in names}
 
 
 def _iter_rows(path: str, columns: Optional[Iterable[str]] = None) -> Iterator[dict]:
@@ -193,35 +209,39 @@ def _i2d_failure(row: dict, where: str) -> RawSample:
     status = row.get("status") or "failed"
     detail = row.get("error_message") or status
     key = str(row["key"]) if row.get("key") is not None else where
-    return source_error(key, status, detail, caption=row.get("caption"), url=row.get("url"))
+    return source_error(key, status, detail, caption=row.get("caption"), url=row.get("url"),
+                        extra=_without(row, I2D_IMAGE_COLUMNS))
 
 
-def _too_large(key: str, size: int, config: ReadConfig, caption=None, url=None) -> Optional[RawSample]:
+def _too_large(key: str, size: int, config: ReadConfig, caption=None, url=None, extra=None) -> Optional[RawSample]:
     if size <= config.max_bytes:
         return None
-    return source_error(key, "too_large", f"{key}: {size} bytes > read.max_bytes={config.max_bytes}", caption, url)
+    return source_error(key, "too_large", f"{key}: {size} bytes > read.max_bytes={config.max_bytes}", caption, url,
+                        extra)
 
 
 def read_i2d_parquet(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[RawSample]:
-    """An img2dataset shard in its `parquet` output format: one row per input URL, image bytes inline."""
+    """An img2dataset shard in its `parquet` output format: one row per input URL, image bytes inline;
+    every other non-binary column is the input's metadata."""
     columns = parquet_columns(path)
     image_column = next((c for c in I2D_IMAGE_COLUMNS if c in columns), None)
-    for index, row in enumerate(_iter_rows(path, ["key", "caption", "url", "status", "error_message", image_column])):
+    for index, row in enumerate(_iter_rows(path, metadata_columns(path, keep=[image_column]))):
         where = f"{path}:{index}"
         if row.get("status", I2D_SUCCESS) != I2D_SUCCESS:
             yield _i2d_failure(row, where)
         else:
             key = str(row["key"]) if row.get("key") is not None else where
             image = row.get(image_column)
-            yield _too_large(key, len(image or b""), config, row.get("caption"), row.get("url")) or RawSample(
-                source_key=key, image=image, caption=row.get("caption"), url=row.get("url"))
+            extra = _without(row, [image_column])
+            yield _too_large(key, len(image or b""), config, row.get("caption"), row.get("url"), extra) or RawSample(
+                source_key=key, image=image, caption=row.get("caption"), url=row.get("url"), extra=extra)
 
 
 def read_i2d_failures(metadata_path: Optional[str]) -> Iterator[RawSample]:
     """The failed rows of an img2dataset metadata Parquet (its successes live in the tar or folder)."""
     if metadata_path is None:
         return
-    for index, row in enumerate(_iter_rows(metadata_path, ["key", "caption", "url", "status", "error_message"])):
+    for index, row in enumerate(_iter_rows(metadata_path, metadata_columns(metadata_path))):
         if row.get("status") != I2D_SUCCESS:
             yield _i2d_failure(row, f"{metadata_path}:{index}")
 
@@ -248,11 +268,12 @@ def _sample_from_members(key: str, members: dict[str, bytes]) -> RawSample:
         try:
             caption = members[CAPTION_EXTENSION].decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            return source_error(key, "caption_not_utf8", f"{key}{CAPTION_EXTENSION}: {err}", url=url)
+            return source_error(key, "caption_not_utf8", f"{key}{CAPTION_EXTENSION}: {err}", url=url, extra=metadata)
     if len(images) > 1:
-        return source_error(key, "ambiguous_image", f"several images for one key: {sorted(images)}", caption, url)
+        return source_error(key, "ambiguous_image", f"several images for one key: {sorted(images)}", caption, url,
+                            metadata)
     image = members[images[0]] if images else None
-    return RawSample(source_key=key, image=image, caption=caption, url=url)
+    return RawSample(source_key=key, image=image, caption=caption, url=url, extra=metadata)
 
 
 def read_webdataset(
@@ -306,7 +327,7 @@ def read_i2d_files(metadata_path: str, image_dir: str, config: ReadConfig = DEFA
         key, _, extension = name.rpartition(".")
         if "." + extension.lower() in IMAGE_EXTENSIONS:
             by_key.setdefault(key, []).append(meta.path)
-    for index, row in enumerate(_iter_rows(metadata_path, ["key", "caption", "url", "status", "error_message"])):
+    for index, row in enumerate(_iter_rows(metadata_path, metadata_columns(metadata_path))):
         where = f"{metadata_path}:{index}"
         if row.get("status") != I2D_SUCCESS:
             yield _i2d_failure(row, where)
@@ -316,24 +337,25 @@ def read_i2d_files(metadata_path: str, image_dir: str, config: ReadConfig = DEFA
         if len(paths) != 1:
             reason = "missing_image_file" if not paths else "ambiguous_image"
             yield source_error(key, reason, f"{image_dir}/{key}.*: {len(paths)} image files", row.get("caption"),
-                               row.get("url"))
+                               row.get("url"), row)
             continue
-        yield _fetch(key, paths[0], row.get("caption"), row.get("url"), config)
+        yield _fetch(key, paths[0], row.get("caption"), row.get("url"), config, row)
 
 
-def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str], config: ReadConfig) -> RawSample:
+def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str], config: ReadConfig,
+           extra: Optional[dict] = None) -> RawSample:
     try:
         if scheme_of(path) in HTTP_SCHEMES:
             image = fetch_http(path, config)
         else:
             image = read_bytes(path, config.max_bytes)
     except ReadRefused as err:
-        return source_error(key, err.reason, err.detail, caption, url)
+        return source_error(key, err.reason, err.detail, caption, url, extra)
     except FileNotFoundError:
-        return source_error(key, "missing_image_file", f"missing image file: {path}", caption, url)
+        return source_error(key, "missing_image_file", f"missing image file: {path}", caption, url, extra)
     except OSError as err:  # BeamIOError is an OSError
-        return source_error(key, "unreadable_file", f"{path}: {err}", caption, url)
-    return RawSample(source_key=key, image=image, caption=caption, url=url)
+        return source_error(key, "unreadable_file", f"{path}: {err}", caption, url, extra)
+    return RawSample(source_key=key, image=image, caption=caption, url=url, extra=dict(extra or {}))
 
 
 # ---------------------------------------------------------------- folder
@@ -344,31 +366,34 @@ def _read_text(path: str, max_bytes: int) -> str:
 
 
 def read_folder_group(group: KeyGroup, config: ReadConfig = DEFAULT_READ) -> RawSample:
-    """One key of a folder tree: `<key>.<image ext>` with `<key>.txt` (and img2dataset's `<key>.json`
-    for the url). A missing half stays None (rejected downstream as missing_image / missing_caption)."""
-    url = None
+    """One key of a folder tree: `<key>.<image ext>` with `<key>.txt`, and the `<key>.json` sidecar
+    img2dataset's files layout writes: its url and the input's metadata. A missing half stays None
+    (rejected downstream as missing_image / missing_caption)."""
+    metadata = {}
     if group.metadata is not None:
         try:
             metadata = json.loads(read_bytes(group.metadata, config.max_bytes))
-            url = metadata.get("url") if isinstance(metadata, dict) else None
         except (OSError, ReadRefused, json.JSONDecodeError, UnicodeDecodeError):
-            url = None  # the url is optional: a bad sidecar only loses it
+            metadata = {}  # the sidecar is optional: a bad one only loses the url and metadata
+        metadata = metadata if isinstance(metadata, dict) else {}
+    url = metadata.get("url") if isinstance(metadata.get("url"), str) else None
     caption = None
     if group.caption is not None:
         try:
             caption = _read_text(group.caption, config.max_bytes)
         except ReadRefused as err:
-            return source_error(group.key, err.reason, err.detail, url=url)
+            return source_error(group.key, err.reason, err.detail, url=url, extra=metadata)
         except UnicodeDecodeError as err:
-            return source_error(group.key, "caption_not_utf8", f"{group.caption}: {err}", url=url)
+            return source_error(group.key, "caption_not_utf8", f"{group.caption}: {err}", url=url, extra=metadata)
         except OSError as err:
-            return source_error(group.key, "unreadable_file", f"{group.caption}: {err}", url=url)
+            return source_error(group.key, "unreadable_file", f"{group.caption}: {err}", url=url, extra=metadata)
     if len(group.images) > 1:
         names = ", ".join(FileSystems.split(p)[1] for p in group.images)
-        return source_error(group.key, "ambiguous_image", f"several images for one key: {names}", caption, url)
+        return source_error(group.key, "ambiguous_image", f"several images for one key: {names}", caption, url,
+                            metadata)
     if not group.images:
-        return RawSample(source_key=group.key, image=None, caption=caption, url=url)
-    return _fetch(group.key, group.images[0], caption, url, config)
+        return RawSample(source_key=group.key, image=None, caption=caption, url=url, extra=metadata)
+    return _fetch(group.key, group.images[0], caption, url, config, metadata)
 
 
 def group_folder_files(root: str, paths: Iterable[str]) -> list[KeyGroup]:
@@ -407,12 +432,13 @@ def _entry_from_record(record, key_default: str, base_dir: str, config: ReadConf
         return ManifestEntry(key_default, source_error=f"{key_default}: not a JSON object",
                              error_reason="bad_manifest_line")
     image, caption, url = record.get("image"), record.get("caption"), record.get("url")
+    extra = _without(record, MANIFEST_FIELDS)
     if caption is not None and not isinstance(caption, str):
         return ManifestEntry(key_default, source_error=f"{key_default}: caption is not a string: {caption!r}"[:300],
-                             error_reason="bad_manifest_line")
+                             error_reason="bad_manifest_line", extra=extra)
     if image is not None and not isinstance(image, (str, bytes)):
         return ManifestEntry(key_default, source_error=f"{key_default}: image is not a path: {image!r}"[:300],
-                             error_reason="bad_manifest_line")
+                             error_reason="bad_manifest_line", extra=extra)
     key = record.get("key")
     if key is None:
         key = image if isinstance(image, str) else key_default
@@ -420,13 +446,13 @@ def _entry_from_record(record, key_default: str, base_dir: str, config: ReadConf
     if isinstance(image, bytes):
         if len(image) > config.max_bytes:
             return ManifestEntry(str(key), caption, url, source_error=f"{key}: inline image of {len(image)} bytes > "
-                                 f"read.max_bytes={config.max_bytes}", error_reason="too_large")
-        return ManifestEntry(str(key), caption, url, image=image)
+                                 f"read.max_bytes={config.max_bytes}", error_reason="too_large", extra=extra)
+        return ManifestEntry(str(key), caption, url, image=image, extra=extra)
     try:
         path = resolve(base_dir, image, config) if image else None
     except ReadRefused as err:
-        return ManifestEntry(str(key), caption, url, source_error=err.detail, error_reason=err.reason)
-    return ManifestEntry(str(key), caption, url, image_path=path)
+        return ManifestEntry(str(key), caption, url, source_error=err.detail, error_reason=err.reason, extra=extra)
+    return ManifestEntry(str(key), caption, url, image_path=path, extra=extra)
 
 
 def read_jsonl_manifest(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[ManifestEntry]:
@@ -454,9 +480,10 @@ def read_jsonl_manifest(path: str, config: ReadConfig = DEFAULT_READ) -> Iterato
 
 
 def read_parquet_manifest(path: str, config: ReadConfig = DEFAULT_READ) -> Iterator[ManifestEntry]:
-    """Parquet rows with columns `image` (a path, or the image bytes), `caption`, optional `key`, `url`."""
+    """Parquet rows with columns `image` (a path, or the image bytes), `caption`, optional `key`, `url`;
+    the other non-binary columns are the input's metadata (other binary columns are not read)."""
     base_dir = parent(path)
-    for index, row in enumerate(_iter_rows(path, ["image", "caption", "key", "url"])):
+    for index, row in enumerate(_iter_rows(path, metadata_columns(path, keep=["image"]))):
         yield _entry_from_record(row, f"{path}:{index}", base_dir, config)
 
 
@@ -479,10 +506,11 @@ def load_entry(entry: Union[ManifestEntry, RawSample], config: ReadConfig = DEFA
 def _load_entry(entry: ManifestEntry, config: ReadConfig) -> RawSample:
     if entry.source_error is not None:
         return source_error(entry.key, entry.error_reason or "source_error", entry.source_error, entry.caption,
-                            entry.url)
+                            entry.url, entry.extra)
     if entry.image_path is None:
-        return RawSample(source_key=entry.key, image=entry.image, caption=entry.caption, url=entry.url)
-    return _fetch(entry.key, entry.image_path, entry.caption, entry.url, config)
+        return RawSample(source_key=entry.key, image=entry.image, caption=entry.caption, url=entry.url,
+                         extra=entry.extra)
+    return _fetch(entry.key, entry.image_path, entry.caption, entry.url, config, entry.extra)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -519,7 +547,7 @@ def _read_unit(unit: ReadUnit, config: ReadConfig) -> Iterator[Union[RawSample, 
 
 
 __all__ = [
-    "ERROR_REASON", "IMAGE_EXTENSIONS", "KeyGroup", "ManifestEntry", "ReadUnit", "group_folder_files", "load_entry",
+    "IMAGE_EXTENSIONS", "KeyGroup", "ManifestEntry", "ReadUnit", "group_folder_files", "load_entry",
     "open_binary", "parquet_columns", "read_bytes", "read_folder_group", "read_i2d_files", "read_i2d_parquet",
     "read_unit", "read_webdataset", "resolve",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from unimo_g.device_names import check_device_name, check_dtype_name
+from unimo_g.filters import MISSING_POLICIES, PRESETS, Rule, RuleError, parse_rule
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -318,6 +319,58 @@ class DedupeConfig:
 
 
 @dataclass(frozen=True)
+class FiltersConfig:
+    """Rules an input must pass to become a row (`unimo_g.filters`: syntax, presets and their sources).
+
+    - `preset`: a named rule set, `paper` (aesthetic > 6.5, similarity > 0.5) or `laion_safe`
+      (punsafe, pwatermark, NSFW tag); its rules run before `rules`.
+    - `rules`: rule strings, e.g. `aesthetic > 6.5`, `nsfw in [UNLIKELY, UNSURE]`,
+      `source_metadata.LANGUAGE == en ; missing=reject`.
+    - `missing`: what a rule without its own `; missing=` does with an input that lacks the value:
+      `keep` it (default: no input is lost for a column its source never had) or `reject` it.
+
+    Rules on the input's provenance run before decoding (`input_rules`); rules on `computed_*`
+    scores run after the stage that computes them (`computed_rules`). A failing input becomes
+    Reject(stage="filter", reason=`Rule.token`).
+    """
+
+    preset: Optional[str] = None
+    rules: tuple[str, ...] = ()
+    missing: Literal["keep", "reject"] = "keep"
+
+    def __post_init__(self):
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"filters.preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.missing not in MISSING_POLICIES:
+            raise ValueError(f"filters.missing must be keep or reject, got {self.missing!r}")
+        try:
+            parsed = self.parsed_rules
+        except RuleError as err:
+            raise ValueError(f"filters.rules: {err}") from None
+        tokens = [rule.token for rule in parsed]
+        repeated = sorted({token for token in tokens if tokens.count(token) > 1})
+        if repeated:  # the reject reason must name one rule
+            raise ValueError(f"filters.rules: two rules share the field and operator of {repeated[0]!r}; "
+                             "merge them into one")
+
+    @property
+    def parsed_rules(self) -> tuple[Rule, ...]:
+        """The preset's rules, then `rules`, parsed."""
+        texts = (PRESETS[self.preset] if self.preset else ()) + tuple(self.rules)
+        return tuple(parse_rule(text) for text in texts)
+
+    @property
+    def input_rules(self) -> tuple[Rule, ...]:
+        """Rules on what the input carries: applied before decoding."""
+        return tuple(rule for rule in self.parsed_rules if not rule.computed)
+
+    @property
+    def computed_rules(self) -> tuple[Rule, ...]:
+        """Rules on `computed_similarity` / `computed_aesthetic`: applied after the score stage."""
+        return tuple(rule for rule in self.parsed_rules if rule.computed)
+
+
+@dataclass(frozen=True)
 class ExcludeConfig:
     """Evaluation images no row may copy: every input that matches one becomes a reject with reason
     `eval_overlap` naming it.
@@ -372,6 +425,7 @@ class PipelineConfig:
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     exclude: ExcludeConfig = field(default_factory=ExcludeConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
 

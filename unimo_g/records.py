@@ -133,9 +133,12 @@ class RawSample:
 
     `image` is None when the source has no image for this key (an orphan caption), `caption` is None
     when it has no caption (an image without caption); `source_error` carries a failure the source
-    itself recorded (img2dataset's `status`/`error_message`). `origin` is (index of the read unit
-    in the read plan, index of the input within that unit): unique within one read of the inputs
-    and the same in every read of them, it tells apart inputs that are otherwise identical.
+    itself recorded (img2dataset's `status`/`error_message`) and `error_reason` its stable token (the
+    reject reason). `extra` holds what the source says about the input besides image, caption and
+    url, as raw values (`unimo_g.provenance.provenance_from_metadata` types them). `origin` is
+    (index of the read unit in the read plan, index of the input within that unit): unique within
+    one read of the inputs and the same in every read of them, it tells apart inputs that are
+    otherwise identical.
     """
 
     source_key: str
@@ -145,3 +148,4 @@ class RawSample:
     source_error: Optional[str] = None
     extra: dict = field(default_factory=dict)
     origin: tuple[int, int] = (0, 0)
+    error_reason: Optional[str] = None

@@ -153,6 +153,10 @@ def run_facts(c: Collected) -> str:
              ["runner", m.get("runner", "–")], ["created", m.get("created_at", "–")],
              ["input", json.dumps(m.get("input")) if m.get("input") else "–"]]
     parts.append(table(["provenance", ""], facts))
+    licenses = (m.get("statistics") or {}).get("rows_by_license") or {}
+    if licenses:  # schema v3: the licences the inputs named (manifest statistics, read from the shards)
+        parts.append("<h3>Licences of the rows</h3>"
+                     + table(["licence", "rows"], [[k, v] for k, v in licenses.items()]))
     models = m.get("models") or {}
     if models:
         parts.append("<h3>Models</h3>" + table(["stage", "model", "revision"],

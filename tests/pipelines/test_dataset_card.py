@@ -13,7 +13,7 @@ import yaml
 
 from bench.report import write_synthetic_output
 from pipelines.dataset_card import card_header, feature_of, features_of, write_dataset_card
-from unimo_g.schema import PHRASE_OUTCOMES, VERSION_KEY, shard_schema
+from unimo_g.schema import PHRASE_OUTCOMES, shard_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,13 +72,14 @@ def test_licence_from_the_manifest_or_the_shards(output):
     assert card_header({"input": {"license": "cc-by-4.0"}}, None, [])["license"] == "cc-by-4.0"
     assert card_header({}, None, ["CC-BY-SA-4.0"])["license"] == "cc-by-sa-4.0"
     assert card_header({}, None, ["cc-by-4.0", "cc0-1.0"])["license"] == "other"
-    # a shard licence column, as provenance columns would carry
+    # schema v3's licence column, filled from the inputs' provenance
     shard = sorted((output / "shards").glob("*.parquet"))[0]
     table = pq.read_table(shard)
-    table = table.append_column("license", pa.array(["cc-by-4.0"] * table.num_rows))
+    index = table.schema.get_field_index("license")
+    table = table.set_column(index, table.schema.field(index), pa.array(["cc-by-4.0"] * table.num_rows, pa.string()))
     for other in sorted((output / "shards").glob("*.parquet"))[1:]:
         other.unlink()
-    pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"1"}), shard)
+    pq.write_table(table, shard)
     card = Path(write_dataset_card(str(output), json.loads((output / "manifest.json").read_text()))).read_text()
     assert header_of(card)["license"] == "cc-by-4.0" and "cc-by-4.0" in card.split("---\n", 2)[2]
 

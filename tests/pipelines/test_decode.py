@@ -22,7 +22,6 @@ from pipelines.decode import (
     dedupe_ranks,
     key_id,
 )
-from pipelines.source_formats import ERROR_REASON
 from pipelines.sources import ReadSamples
 from tests.pipelines.test_end_to_end import read_rows, run_job
 from unimo_g.pipeline_config import DecodeConfig
@@ -42,7 +41,7 @@ def _png(width=8, height=6, color=(10, 20, 30)) -> bytes:
 PNG = _png()
 
 CASES = [
-    (RawSample("err", None, "c", source_error="boom", extra={ERROR_REASON: "failed_to_download"}),
+    (RawSample("err", None, "c", source_error="boom", error_reason="failed_to_download"),
      ("read", "failed_to_download")),
     (RawSample("err2", None, "c", source_error="boom"), ("read", "source_error")),
     (RawSample("noimg", None, "c"), ("read", "missing_image")),

@@ -86,6 +86,24 @@ def test_sample_rows_match_the_contract(sample_run):
     assert stats["phrase_outcomes"]["entity"] == sum(len({e["phrase"] for e in r["entities"]}) for r in rows)
 
 
+def test_sample_rows_carry_licence_and_credit(sample_run):
+    """The bundled sample (img2dataset's files layout with licence, source and credit columns)."""
+    metadata = pq.read_table(SAMPLE / "00000.parquet").to_pylist()
+    expected = {r["key"]: r for r in metadata}
+    rows = read_rows(sample_run)
+    for row in rows:
+        source = expected[row["source_key"]]
+        pairs = {item["key"]: json.loads(item["value"]) for item in row["source_metadata"]}
+        assert row["license"] == source["license"] and pairs["credit"] == source["credit"]
+        assert pairs["source"] == source["source"] and "caption" not in pairs and "key" not in pairs
+        assert (row["original_width"], row["original_height"]) == (source["original_width"], source["original_height"])
+    manifest = json.loads((sample_run / "manifest.json").read_text())
+    by_license = manifest["statistics"]["rows_by_license"]
+    assert sum(by_license.values()) == len(rows) and by_license[rows[0]["license"]] >= 1
+    card = (sample_run / "README.md").read_text()
+    assert all(row["license"] in card for row in rows)  # the card's licence listing reads the column
+
+
 def test_multi_processing_with_two_workers_gives_the_same_rows(sample_run, tmp_path):
     out = run_job(tmp_path, "mp", "--runner=DirectRunner", "--direct_running_mode=multi_processing",
                   "--direct_num_workers=2")

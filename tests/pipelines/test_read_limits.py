@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from pipelines.read_guard import ReadRefused, fetch_http, is_public
-from pipelines.source_formats import ERROR_REASON, ReadUnit, load_entry, read_unit, read_webdataset
+from pipelines.source_formats import ReadUnit, load_entry, read_unit, read_webdataset
 from pipelines.sources import plan_read
 from tests.pipelines.test_end_to_end import run_job
 from unimo_g.pipeline_config import ReadConfig
@@ -39,7 +39,7 @@ def _read(path: Path, config: ReadConfig = ReadConfig(), input_format: str = "au
     for unit in plan.units:
         for item in read_unit(unit, config):
             sample = load_entry(item, config) if plan.format in ("jsonl", "parquet") else item
-            out[sample.source_key] = (sample.image is not None, sample.extra.get(ERROR_REASON))
+            out[sample.source_key] = (sample.image is not None, sample.error_reason)
     return out
 
 
@@ -133,7 +133,7 @@ def test_oversize_tar_member_rejects_its_key_only(tmp_path):
                 archive.addfile(info, io.BytesIO(data))
     cap = len(_png(17, 17)) + 10
     samples = list(read_webdataset(str(tar_path), None, ReadConfig(max_bytes=cap)))
-    assert [(s.source_key, s.image is not None, s.extra.get(ERROR_REASON)) for s in samples] == [
+    assert [(s.source_key, s.image is not None, s.error_reason) for s in samples] == [
         ("k0", True, None), ("k1", False, "too_large"), ("k2", True, None)]
 
 

@@ -208,3 +208,20 @@ def test_report_and_card_of_an_object_store_output(output, tmp_path, monkeypatch
     assert write_dataset_card("objtest://run", manifest) == "objtest://run/README.md"
     assert "path: shards/*.parquet" in (bucket / "run" / "README.md").read_text()
     assert main(["objtest://elsewhere"]) == 2
+
+
+def test_the_licences_of_the_rows(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 4, image_kib=1)
+    (shard,) = (out / "shards").glob("*.parquet")
+    table = pq.read_table(shard)
+    index = table.schema.get_field_index("license")
+    licences = ["cc-by-4.0", "cc-by-4.0", None, "<cc0>"]
+    pq.write_table(table.set_column(index, table.schema.field(index), pa.array(licences, pa.string())), shard)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["statistics"] = summarize_shards(str(out))
+    assert manifest["statistics"]["rows_by_license"] == {"cc-by-4.0": 2, "(none)": 1, "<cc0>": 1}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "<h3>Licences of the rows</h3>" in page and '<td>cc-by-4.0</td><td class="num">2</td>' in page
+    assert "<td>&lt;cc0&gt;</td>" in page

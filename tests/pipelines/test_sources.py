@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from pipelines import metrics
-from pipelines.source_formats import ERROR_REASON, read_unit
+from pipelines.source_formats import read_unit
 from pipelines.sources import ReadSamples, plan_read
 from unimo_g.pipeline_config import ReadConfig
 
@@ -37,7 +37,7 @@ def _png(width=8, height=6) -> bytes:
 def _summary(sample):
     """Comparable view of a RawSample: key, has image, caption, url, error reason."""
     return (sample.source_key, sample.image is not None, sample.caption, sample.url,
-            sample.extra.get(ERROR_REASON))
+            sample.error_reason)
 
 
 def _read_all(input_path, input_format="auto", config=ReadConfig(), **kwargs):
@@ -65,7 +65,7 @@ def test_img2dataset_layouts_are_detected_and_every_input_is_read(layout):
     assert {s.caption for s in ok} == I2D_CAPTIONS
     assert all(s.image[:2] == b"\xff\xd8" and s.url.startswith("file://") for s in ok)  # JPEG bytes
     failed = by_key[FAILED_KEY]
-    assert failed.image is None and failed.extra[ERROR_REASON] == "failed_to_download"
+    assert failed.image is None and failed.error_reason == "failed_to_download"
     assert "No such file" in failed.source_error
     assert failed.caption == "a photo that was never downloaded"
 
@@ -98,7 +98,7 @@ def test_truncated_tar_becomes_a_source_error(tmp_path):
     data = (I2D / "webdataset" / "00000.tar").read_bytes()
     (tmp_path / "00000.tar").write_bytes(data[:3000])  # inside the first members
     _, samples = _read_all(tmp_path, "img2dataset")
-    assert [s.extra.get(ERROR_REASON) for s in samples] == ["unreadable_file"]
+    assert [s.error_reason for s in samples] == ["unreadable_file"]
 
 
 # ---------------------------------------------------------------- folder
@@ -244,7 +244,7 @@ def test_corrupt_parquet_pages_become_one_source_error(tmp_path):
     plan = plan_read(str(path))
     assert plan.format == "parquet"
     samples = [item for unit in plan.units for item in read_unit(unit)]
-    assert [(s.source_key, s.extra[ERROR_REASON]) for s in samples] == [(str(path), "unreadable_file")]
+    assert [(s.source_key, s.error_reason) for s in samples] == [(str(path), "unreadable_file")]
 
 
 # ---------------------------------------------------------------- errors
@@ -294,4 +294,4 @@ def test_manifest_urls_beam_does_not_know_go_through_fsspec(tmp_path):
         ("memory://unimo_g_test/a.png", True, "in memory", None, None),
         ("nosuch://x/y.png", False, "unknown scheme", None, "unreadable_file"),
     ]
-    assert [s.extra[ERROR_REASON] for s in refused] == ["scheme_not_allowed"] * 2
+    assert [s.error_reason for s in refused] == ["scheme_not_allowed"] * 2
