@@ -8,7 +8,8 @@ Reject stages and reasons:
   `scheme_not_allowed`, `address_not_allowed`, `too_large`, `http_error`, `timeout`, see
   `pipelines.read_guard`), `missing_image`, `missing_caption`, `empty_caption`, `caption_too_long`;
 - stage `decode`: `ImageRejected.reason` (`not_an_image`, `truncated`, `too_small`, ...);
-- stage `dedupe`: `duplicate`.
+- stage `dedupe`: `duplicate`; `near_duplicate` and stage `exclude`: `eval_overlap`
+  (`pipelines.near_duplicates`, before decode).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from pipelines import metrics
 from pipelines.source_formats import ERROR_REASON
-from unimo_g.images import ImageRejected, decode_image
+from unimo_g.images import ImageRejected, decode_image, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.provenance import NO_PROVENANCE, Provenance
 from unimo_g.records import RawSample, Reject
@@ -112,6 +113,10 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
         decoded = decode_image(sample.image, decode_config)
     except ImageRejected as err:
         return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail)
+    try:  # the function of the near-duplicate keys, so that the row's hash is the one they compared
+        phash = perceptual_hash(sample.image, decode_config)
+    except ImageRejected:  # the full decode passed: not expected, the row then has no hash
+        phash = None
     return DecodedSample(
         id=sample.id,
         source_key=sample.source_key,
@@ -122,6 +127,7 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
         pixels=decoded.pixels,
         caption=sample.caption,
         provenance=sample.provenance,
+        phash=phash,
     )
 
 
