@@ -168,14 +168,14 @@ class _MatchEvaluationFn(beam.DoFn):
         self._hashes = np.zeros(0, dtype=np.uint64)
 
     def process(self, keyed: tuple[str, Node], evaluation: Sequence[tuple[str, int]]) -> Iterator:
-        sample_id, node = keyed
-        if evaluation and not node.written:
+        sample_id, (_, phash, written) = keyed  # a Node; plain tuples too (what a runner's coder may give back)
+        if evaluation and not written:
             if evaluation is not self._source:  # the side input changes once per window: convert it once
                 ordered = sorted(evaluation)
                 self._names = [name for name, _ in ordered]
                 self._hashes = np.array([value for _, value in ordered], dtype=np.uint64)
                 self._source = evaluation
-            distances = np.bitwise_count(self._hashes ^ np.uint64(node.phash))
+            distances = np.bitwise_count(self._hashes ^ np.uint64(phash))
             best = int(np.argmin(distances))
             if distances[best] <= self.max_distance:
                 beam.metrics.Metrics.counter(metrics.DEDUPE, EVAL_OVERLAPS).inc()
@@ -199,9 +199,9 @@ def band_values(phash: int, bands: int) -> list[int]:
 
 
 def band_keys(keyed: tuple[str, Node], bands: int) -> Iterator[tuple[tuple[int, int], tuple]]:
-    sample_id, node = keyed
-    for band, value in enumerate(band_values(node.phash, bands)):
-        yield (band, value), (node.order, sample_id, node.phash, node.written)
+    sample_id, (order, phash, written) = keyed
+    for band, value in enumerate(band_values(phash, bands)):
+        yield (band, value), (order, sample_id, phash, written)
 
 
 class _BucketEdgesFn(beam.DoFn):
