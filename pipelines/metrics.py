@@ -11,6 +11,9 @@ runner. What a UI user sees:
     decode/checked, decoded      inputs past the caption checks / past image decoding
     decode/reject.STAGE.REASON   rejects by stage and reason (e.g. reject.decode.truncated)
     dedupe/duplicates            inputs whose content id another input already has
+    dedupe/near_duplicates       inputs rejected as near-duplicates (perceptual hash, `pipelines.near_duplicates`)
+    dedupe/eval_overlaps         keys within `exclude.phash_distance` of an evaluation image
+    dedupe/near_duplicate_bucket_overflow  hashes of crowded band values compared with the first `max_bucket` only
     write/rows, write/rejects    rows and rejects committed to files; *_files: files committed
 """
 
