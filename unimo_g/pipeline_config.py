@@ -325,8 +325,9 @@ class NearDuplicateConfig:
     - `enabled`: on by default; the keys cost one perceptual hash per input (~0.7 ms on the bundled
       photos, see BENCHMARKS.md) and no image bytes are grouped.
     - `max_distance`: two images are near-duplicates when their 64-bit perceptual hashes differ in at
-      most this many bits. 10 keeps every resized, re-encoded, brightened or captioned copy of the
-      bundled photos and 4 of 10 crops to 90%, while unrelated photos lie 24 bits or more apart.
+      most this many bits. 10 finds every resized, re-encoded, brightened or captioned copy of the
+      bundled photos and 6 of 10 crops to 90%, while no unrelated pair lies within 17 bits
+      (`bench/near_duplicates.py`, BENCHMARKS.md).
     - `bands`: the hash is cut into this many bands; only inputs that agree on a whole band are
       compared. Pairs at most `bands - 1` bits apart always share a band; more bands find more pairs
       at `max_distance` and compare more inputs (8 bands of 8 bits: measured recall in BENCHMARKS.md).
@@ -363,8 +364,8 @@ class ExcludeConfig:
 
     images: tuple[str, ...] = ()
     # 12: every resized, re-encoded, brightened or captioned copy of the bundled photos and 7 of 10 crops
-    # to 90% are within it, unrelated photos 24 bits or more apart (BENCHMARKS.md); a missed copy leaks
-    # an evaluation image, a false match costs one training pair, so it is wider than near_duplicates'.
+    # to 90% are within it, no unrelated pair within 17 bits (BENCHMARKS.md); a missed copy leaks an
+    # evaluation image, a false match costs one training pair, so it is wider than near_duplicates'.
     phash_distance: int = 12
     clip_cosine: Optional[float] = None
 
