@@ -162,13 +162,14 @@ def run_pre_model(input_dir: Path, config: PipelineConfig) -> list[dict]:
                     {"stage": r.stage, "reason": r.reason, "source": r.source, "detail": r.detail}))
                 | "Write" >> beam.io.WriteToText(str(out), file_name_suffix=".jsonl")
             )
-        return [json.loads(line) for path in sorted(Path(tmp).glob("rejects*")) for line in path.read_text().splitlines()]
+        return [json.loads(line) for path in sorted(Path(tmp).glob("rejects*"))
+                for line in path.read_text().splitlines()]
 
 
 def _photo_of_detail(detail: str, ids: dict[str, TestImage]) -> Optional[int]:
     """The photo of the row or evaluation image a reject's detail names."""
-    for sample_id, image in ids.items():
-        if sample_id in detail:
+    for name, image in ids.items():
+        if name in detail:
             return image.photo
     return None
 

@@ -1,12 +1,15 @@
 """The data-construction pipeline as one Beam graph.
 
     [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► DedupeById ─► [SkipWrittenIds]
-        ─► RejectNearDuplicates (near-duplicates, evaluation images) ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
-        ─► RunInference(SAM) ─► Assemble ─► WriteShards
+        ─► RejectNearDuplicates (near-duplicates, evaluation images) ─► Decode
+        ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO) ─► RunInference(SAM)
+        ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
 Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume.
+RejectNearDuplicates runs when `near_duplicates.enabled` or `exclude.images` (its keys come from the
+key path `deduplicate` returns; with --resume it also compares the rows already written).
 """
 
 from __future__ import annotations

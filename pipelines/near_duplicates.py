@@ -298,7 +298,8 @@ class Verdicts(beam.PTransform):
         near = self.config.near_duplicates
         pipeline = keys.pipeline
         if self.written is not None:
-            keys = (keys, self.written) | "WithWritten" >> beam.Flatten() | "OnePerIdWithWritten" >> beam.CombinePerKey(min)
+            keys = ((keys, self.written) | "WithWritten" >> beam.Flatten()
+                    | "OnePerIdWithWritten" >> beam.CombinePerKey(min))
         verdicts = []
         if self.evaluation is not None:
             evaluation = pipeline | "EvaluationHashes" >> self.evaluation

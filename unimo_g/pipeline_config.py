@@ -307,7 +307,8 @@ class DedupeConfig:
       keys are counted (a distributed runner spills them to disk; the DirectRunner keeps them in
       memory, which then grows with the input).
     - "none": no de-duplication, for inputs known to be unique. (Not "off": a bare `off` in YAML
-      or --set is the boolean false.)
+      or --set is the boolean false.) Near-duplicate and evaluation keys then come from the one read,
+      as with "single_read".
     """
 
     method: Literal["reread", "single_read", "none"] = "reread"

@@ -18,7 +18,7 @@ from pipelines.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
 from pipelines.near_duplicates import _BucketEdgesFn, _written_hashes, band_values, resolve
 from unimo_g.images import ImageRejected, hash_distance, perceptual_hash
-from unimo_g.pipeline_config import DecodeConfig, PipelineConfig
+from unimo_g.pipeline_config import DecodeConfig, NearDuplicateConfig, PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = sorted((ROOT / "data" / "sample" / "00000").glob("*.jpg"))
@@ -103,6 +103,12 @@ def test_a_crowded_bucket_is_bounded_and_identical_hashes_cost_no_pairs():
     assert len(pairs) == 3 + 3 * 3 and ("id3", "id4") not in pairs and ("id0", "id5") in pairs
     # a pair found in several bands is emitted by the first band they agree on only
     assert not list(_BucketEdgesFn(8, 10, 1000).process(((3, 0), _members([1 << 56, 1 << 57]))))
+
+
+def test_near_duplicate_config_is_validated():
+    for key, value in (("max_distance", 65), ("bands", 0), ("bands", 65), ("max_bucket", 0), ("enabled", "yes")):
+        with pytest.raises(ValueError, match=f"near_duplicates.{key}"):
+            NearDuplicateConfig(**{key: value})
 
 
 def test_bands_cover_the_hash():
