@@ -12,7 +12,7 @@ runner. What a UI user sees:
     decode/reject.STAGE.REASON   rejects by stage and reason (e.g. reject.decode.truncated)
     dedupe/duplicates            inputs whose content id another input already has
     dedupe/near_duplicates       inputs rejected as near-duplicates (perceptual hash, `pipelines.near_duplicates`)
-    dedupe/eval_overlaps         keys within `exclude.phash_distance` of an evaluation image
+    dedupe/eval_overlaps         inputs rejected as copies of an evaluation image (`exclude.images`)
     dedupe/near_duplicate_bucket_overflow  hashes of crowded band values compared with the first `max_bucket` only
     write/rows, write/rejects    rows and rejects committed to files; *_files: files committed
 """

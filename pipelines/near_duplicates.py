@@ -14,7 +14,8 @@ agreeing on a whole band are compared, pairs within `near_duplicates.max_distanc
 Which node of a group is kept (`resolve`): nodes in rank order (rows written by an earlier run
 first, then `dedupe_rank`); a node is rejected when an edge joins it to a node already kept (naming
 the nearest, then smallest-ranked one), kept otherwise; written rows are always kept. So every
-reject is within `max_distance` of the row it names, and no two kept rows of this run are. (Connected
+reject is within `max_distance` of the row it names, and no two kept rows of this run that were
+compared are (pairs sharing no band, or past a crowded bucket's `max_bucket`, are not). (Connected
 components would instead chain: A~B~C drops C although it may be far from A.) Nodes with one hash
 are one node to compare (identical hashes, e.g. blank images, cost no pairwise work): the smallest
 ranked leads, the others share its fate, or are rejected naming it when it is kept.
@@ -178,7 +179,6 @@ class _MatchEvaluationFn(beam.DoFn):
             distances = np.bitwise_count(self._hashes ^ np.uint64(phash))
             best = int(np.argmin(distances))
             if distances[best] <= self.max_distance:
-                beam.metrics.Metrics.counter(metrics.DEDUPE, EVAL_OVERLAPS).inc()
                 detail = f"evaluation image {self._names[best]}, distance {int(distances[best])}"
                 yield beam.pvalue.TaggedOutput("eval", (sample_id, Verdict("exclude", "eval_overlap", detail)))
                 return
@@ -329,7 +329,7 @@ class _ApplyVerdictsFn(beam.DoFn):
             yield element
             return
         beam.metrics.Metrics.counter(metrics.DEDUPE, NEAR_DUPLICATES if verdict.stage == "dedupe"
-                                     else EVAL_OVERLAPS + "_rejected").inc()
+                                     else EVAL_OVERLAPS).inc()
         beam.metrics.Metrics.counter(metrics.DECODE, metrics.reject_counter_name(verdict.stage, verdict.reason)).inc()
         yield beam.pvalue.TaggedOutput(REJECTS, Reject(id=element.id, source=element.source_key, stage=verdict.stage,
                                                        reason=verdict.reason, detail=verdict.detail,
