@@ -18,6 +18,9 @@ SAMPLE_DIR = ROOT / "data" / "sample" / "00000"
 # the range of web image-caption data, so resizing and padding costs are realistic.
 SCALES = (1.0, 0.6, 1.5, 2.0, 0.8, 1.25)
 KEYS_PER_FOLDER = 10_000  # img2dataset's default shard size
+# The copies are near-duplicates of each other (resized copies of 10 photos): benchmarks that measure
+# the work per row set this, or the pipeline keeps one row per photo (the plain loops would not).
+KEEP_NEAR_DUPLICATES = ("near_duplicates.enabled=false",)
 JPEG_QUALITY = 90
 
 

@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 import psutil
 
 from bench.flops import peak_flops, utilisation
-from bench.inputs import make_inputs
+from bench.inputs import KEEP_NEAR_DUPLICATES, make_inputs
 from bench.results import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,9 +301,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bench.pipeline: error: --modes must name some of {MODES}, got {unknown or args.modes}", file=sys.stderr)
         return 2
     config_path = (args.config or PRESETS[args.preset]).resolve()
-    overrides = runtime_overrides(
+    overrides = [*KEEP_NEAR_DUPLICATES, *runtime_overrides(
         args.device, args.dtype, args.grounding_batch_size or args.batch_size, args.sam_batch_size or args.batch_size
-    ) + list(args.set)
+    ), *args.set]
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         report = benchmark(args, config_path, overrides, args.workdir.resolve())

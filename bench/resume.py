@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.inputs import make_inputs
+from bench.inputs import KEEP_NEAR_DUPLICATES, make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def resume_cost(workdir: Path, n: int, config: Path, overrides: Sequence[str] = 
     inputs = make_inputs(workdir / "input", n)
     argv = ["--input", str(inputs), "--output", str(workdir / "out"), "--input-format", "folder",
             "--config", str(config), "--runner=DirectRunner", "--progress-interval", "0", "--log-level", "WARNING"]
-    for override in overrides:
+    for override in (*KEEP_NEAR_DUPLICATES, *overrides):
         argv += ["--set", override]
     full_s, full = timed_run(argv)
     resume_s, resumed = timed_run([*argv, "--resume"])

@@ -1,15 +1,18 @@
 """The data-construction pipeline as one Beam graph.
 
-    [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► [Filter] ─► DedupeById
-        ─► [SkipWrittenIds] ─► Decode ─► [FilterScores] ─► ExtractPhrases (cleans the caption)
-        ─► RunInference(Grounding DINO) ─► RunInference(SAM) ─► Assemble ─► WriteShards
-    every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
+    [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► [Filter] ─► DedupeById ─► [SkipWrittenIds]
+        ─► [RejectNearDuplicates] (near-duplicates, evaluation images) ─► Decode
+        ─► [Scores ─► FilterScores] ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
+        ─► RunInference(SAM) ─► Assemble ─► WriteShards
+    every stage's rejects (model errors of the model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
-Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume, and
-Filter only with rules on the input's provenance (`filters`: it runs before anything is decoded, and
-de-duplication only ranks inputs that passed it), FilterScores only with rules on `computed_*` scores
-(it follows the stage that computes them).
+Every input ends as exactly one row or one reject. Bracketed steps run only when configured:
+DoneKeys and SkipWrittenIds for --resume; Filter with rules on the input's provenance (`filters`:
+before anything is decoded; de-duplication only ranks inputs that passed it); RejectNearDuplicates
+when `near_duplicates.enabled` or `exclude.images` (its keys come from the key path `deduplicate`
+returns; with --resume it also compares the rows already written); Scores with `scores.enabled`, and
+FilterScores with rules on its `computed_*` scores.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import apache_beam as beam
 
 from pipelines import metrics
 from pipelines.assemble import AssembleFn
-from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_rank, dedupe_ranks
+from pipelines.decode import CheckedSample, CheckFn, DecodeFn, DedupeById, check_sample, dedupe_rank
 from pipelines.filter_stage import FilterFn, passes_all
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.model_stage import RunModelStage
+from pipelines.near_duplicates import RejectNearDuplicates, WrittenHashes, uses_hash_keys
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
 from pipelines.sources import ReadSamples
@@ -69,10 +73,15 @@ def build_pipeline(
         filtered = checked.samples | "Filter" >> beam.ParDo(
             FilterFn(config.filters.input_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS, main="samples")
         passed, filter_rejects = filtered.samples, (filtered[FilterFn.REJECTS],)
-    unique_samples, dedupe_rejects = deduplicate(pipeline, passed, input_path, input_format, config, done_keys)
+    unique_samples, dedupe_rejects, key_samples = deduplicate(pipeline, passed, input_path, input_format, config,
+                                                              done_keys)
     if written_ids is not None:
         unique = unique_samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
         unique_samples, dedupe_rejects = unique.samples, (*dedupe_rejects, unique.rejects)
+    if uses_hash_keys(config):
+        written_hashes = pipeline | "WrittenHashes" >> WrittenHashes(output_dir) if resume else None
+        near = unique_samples | "NearDuplicates" >> RejectNearDuplicates(key_samples, config, written_hashes)
+        unique_samples, dedupe_rejects = near.samples, (*dedupe_rejects, near.rejects)
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
@@ -111,22 +120,35 @@ def build_pipeline(
 def deduplicate(
     pipeline: beam.Pipeline, checked: beam.PCollection, input_path: str, input_format: str, config: PipelineConfig,
     done_keys: Optional[beam.PCollection] = None,
-) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
-    """The checked samples with one per id, and the rejects of the others (none with method "none");
-    see `unimo_g.pipeline_config.DedupeConfig` for the methods. `checked` holds only inputs that
-    passed the filters; the second read applies the same filters, so a filtered input is never the
-    copy an id keeps. `done_keys` are skipped by the second read as by the first."""
+) -> tuple[beam.PCollection, tuple[beam.PCollection, ...], beam.PCollection]:
+    """The checked samples with one per id, the rejects of the others (none with method "none"),
+    and the key path: the CheckedSamples that the small keys (exact and near-duplicate) are
+    computed from. See `unimo_g.pipeline_config.DedupeConfig` for the methods; with "none" and hash
+    keys in use, the keys come from the one read (as with "single_read"). `checked` holds only
+    inputs that passed the filters; the second read applies the same filters, so a filtered input is
+    never the copy an id or a near-duplicate group keeps. `done_keys` are skipped by the second read
+    as by the first."""
     method = config.dedupe.method
-    if method == "none":
-        return checked, ()
+    if method == "none" and not uses_hash_keys(config):
+        return checked, (), checked
     if method == "reread":  # small keys from a second read (it only hashes): nothing buffers image bytes
         source = pipeline | "ReadForDedupe" >> ReadSamples(
             input_path, input_format, count=False, done=done_keys, config=config.read
         )
-        rules, missing = config.filters.input_rules, config.filters.missing
-        keep = (lambda sample: passes_all(sample, rules, missing)) if rules else None
-        ranks = dedupe_ranks(source, config.phrases.max_caption_chars, keep)
-    else:  # "single_read"
-        ranks = checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
+        key_samples = source | "CheckForKeys" >> beam.FlatMap(
+            _passing_check, config.phrases.max_caption_chars, config.filters.input_rules, config.filters.missing)
+    else:  # "single_read", or "none" with hash keys
+        key_samples = checked
+    if method == "none":
+        return checked, (), key_samples
+    ranks = key_samples | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
     unique = checked | "Dedupe" >> DedupeById(ranks)
-    return unique.samples, (unique.rejects,)
+    return unique.samples, (unique.rejects,), key_samples
+
+
+def _passing_check(raw, max_caption_chars: int, rules=(), missing: str = "keep"):
+    """The CheckedSample of an input that passes `check_sample` and the filter `rules` (as the first
+    read applies them); nothing for one they reject."""
+    checked = check_sample(raw, max_caption_chars)
+    if isinstance(checked, CheckedSample) and (not rules or passes_all(checked, rules, missing)):
+        yield checked

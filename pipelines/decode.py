@@ -12,7 +12,8 @@ Reject stages and reasons:
   `filter:aesthetic.gt`, `filter:nsfw.in`, `filter:source_metadata.LANGUAGE.eq`), the rule text and
   the value in the detail;
 - stage `decode`: `ImageRejected.reason` (`not_an_image`, `truncated`, `too_small`, ...);
-- stage `dedupe`: `duplicate` (only among inputs that passed the filters).
+- stage `dedupe`: `duplicate` (only among inputs that passed the filters); `near_duplicate` and stage
+  `exclude`: `eval_overlap` (`pipelines.near_duplicates`, before decode).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines import metrics
-from unimo_g.images import ImageRejected, decode_image
+from unimo_g.images import ImageRejected, decode_image, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.provenance import NO_PROVENANCE, Provenance, provenance_from_metadata
 from unimo_g.records import RawSample, Reject
@@ -120,6 +121,10 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
     except ImageRejected as err:
         return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail,
                       provenance=sample.provenance)
+    try:  # the function of the near-duplicate keys, so that the row's hash is the one they compared
+        phash = perceptual_hash(sample.image, decode_config)
+    except ImageRejected:  # the full decode passed: not expected, the row then has no hash
+        phash = None
     return DecodedSample(
         id=sample.id,
         source_key=sample.source_key,
@@ -130,6 +135,7 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
         pixels=decoded.pixels,
         caption=sample.caption,
         provenance=sample.provenance,
+        phash=phash,
     )
 
 

@@ -13,6 +13,9 @@ runner. What a UI user sees:
     filter/passed                inputs that passed the `filters` rules
     filter/reject.filter.TOKEN   inputs a filter rule rejected (TOKEN: `unimo_g.filters.Rule.token`)
     dedupe/duplicates            inputs whose content id another input already has
+    dedupe/near_duplicates       inputs rejected as near-duplicates (perceptual hash, `pipelines.near_duplicates`)
+    dedupe/eval_overlaps         inputs rejected as copies of an evaluation image (`exclude.images`)
+    dedupe/near_duplicate_bucket_overflow  hashes of crowded band values compared with the first `max_bucket` only
     write/rows, write/rejects    rows and rejects committed to files; *_files: files committed
 """
 

@@ -208,3 +208,42 @@ def encode_image(pixels: np.ndarray, fmt: str = "PNG", quality: int = 90) -> byt
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     Image.fromarray(array).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+# Perceptual hash: imagehash's DCT `phash` (64 bits) of the grey image. The hash only sees a 32x32
+# resize, so JPEGs are decoded at a reduced scale (Pillow's `draft`: 1/2 to 1/8 in the DCT domain)
+# to at least twice that size; every caller (near-duplicate keys, the row's `phash`, resume,
+# evaluation images) goes through `perceptual_hash`, so values always agree.
+PHASH_DRAFT_SIDE = 64
+
+
+def perceptual_hash(data: bytes, config: DecodeConfig, formats: Sequence[str] | None = DEFAULT_FORMATS) -> str:
+    """64-bit DCT perceptual hash of the EXIF-transposed image as 16 hex digits (`imagehash.phash`).
+
+    Bounded like `decode_image`: the header's size passes `config`'s limits before any pixel is
+    decoded. Transparent pixels are composited on white first, as at decode. Raises only
+    `ImageRejected` on bad input.
+    """
+    import imagehash  # only the hash needs it (and scipy behind it)
+
+    if not data:
+        raise ImageRejected("empty_file", "0 bytes")
+    image = _open(data, formats)
+    with image:
+        check_size(*image.size, config)
+        try:
+            image.draft("RGB", (PHASH_DRAFT_SIDE, PHASH_DRAFT_SIDE))  # JPEG only; a no-op elsewhere
+        except _DECODER_ERRORS as err:
+            raise _decoder_rejection(err) from None
+        _load(image)
+        upright = _transpose(image)
+        try:
+            grey = Image.fromarray(to_rgb(upright)).convert("L")
+            return str(imagehash.phash(grey))
+        except _DECODER_ERRORS as err:
+            raise _decoder_rejection(err) from None
+
+
+def hash_distance(first: str, second: str) -> int:
+    """Hamming distance of two perceptual hashes (hex strings of `perceptual_hash`)."""
+    return (int(first, 16) ^ int(second, 16)).bit_count()

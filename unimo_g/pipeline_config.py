@@ -308,7 +308,8 @@ class DedupeConfig:
       keys are counted (a distributed runner spills them to disk; the DirectRunner keeps them in
       memory, which then grows with the input).
     - "none": no de-duplication, for inputs known to be unique. (Not "off": a bare `off` in YAML
-      or --set is the boolean false.)
+      or --set is the boolean false.) Near-duplicate and evaluation keys then come from the one read,
+      as with "single_read".
     """
 
     method: Literal["reread", "single_read", "none"] = "reread"
@@ -368,6 +369,35 @@ class FiltersConfig:
     def computed_rules(self) -> tuple[Rule, ...]:
         """Rules on `computed_similarity` / `computed_aesthetic`: applied after the score stage."""
         return tuple(rule for rule in self.parsed_rules if rule.computed)
+class NearDuplicateConfig:
+    """Near-duplicates among the inputs (re-encoded, resized, lightly edited copies of one image): of
+    each group one row is kept, the others become `dedupe`/`near_duplicate` rejects before decoding.
+
+    - `enabled`: on by default; the keys cost one perceptual hash per input (~0.7 ms on the bundled
+      photos, see BENCHMARKS.md) and no image bytes are grouped.
+    - `max_distance`: two images are near-duplicates when their 64-bit perceptual hashes differ in at
+      most this many bits. 10 finds every resized, re-encoded, brightened or captioned copy of the
+      bundled photos and 6 of 10 crops to 90%, while no unrelated pair lies within 17 bits
+      (`bench/near_duplicates.py`, BENCHMARKS.md).
+    - `bands`: the hash is cut into this many bands; only inputs that agree on a whole band are
+      compared. Pairs at most `bands - 1` bits apart always share a band; more bands find more pairs
+      at `max_distance` and compare more inputs (8 bands of 8 bits: measured recall in BENCHMARKS.md).
+    - `max_bucket`: distinct hashes of one band value compared with each other; any further ones are
+      compared with those first `max_bucket` (by rank) only, so a crowded band value (blank images,
+      one logo) costs at most `max_bucket` comparisons per input.
+    """
+
+    enabled: bool = True
+    max_distance: int = 10
+    bands: int = 8
+    max_bucket: int = 1000
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"near_duplicates.enabled must be true or false, got {self.enabled!r}")
+        _check_range("near_duplicates.max_distance", self.max_distance, 0, 64)
+        _check_range("near_duplicates.bands", self.bands, 1, 64)
+        _check_positive("near_duplicates.max_bucket", self.max_bucket)
 
 
 @dataclass(frozen=True)
@@ -384,7 +414,10 @@ class ExcludeConfig:
     """
 
     images: tuple[str, ...] = ()
-    phash_distance: int = 8
+    # 12: every resized, re-encoded, brightened or captioned copy of the bundled photos and 7 of 10 crops
+    # to 90% are within it, no unrelated pair within 17 bits (BENCHMARKS.md); a missed copy leaks an
+    # evaluation image, a false match costs one training pair, so it is wider than near_duplicates'.
+    phash_distance: int = 12
     clip_cosine: Optional[float] = None
 
     def __post_init__(self):
@@ -419,6 +452,7 @@ class PipelineConfig:
     read: ReadConfig = field(default_factory=ReadConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     dedupe: DedupeConfig = field(default_factory=DedupeConfig)
+    near_duplicates: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     phrases: PhraseConfig = field(default_factory=PhraseConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
