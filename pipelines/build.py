@@ -1,12 +1,13 @@
 """The data-construction pipeline as one Beam graph.
 
     [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► DedupeById ─► [SkipWrittenIds]
-        ─► Decode ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
-        ─► RunInference(SAM) ─► Assemble ─► WriteShards
-    every stage's rejects (model errors of the two model steps too) ─► Flatten ─► WriteRejects
+        ─► Decode ─► [Scores: RunInference(CLIP), eval overlap] ─► ExtractPhrases (cleans the caption)
+        ─► RunInference(Grounding DINO) ─► RunInference(SAM) ─► Assemble ─► WriteShards
+    every stage's rejects (model errors of the model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
-Every input ends as exactly one row or one reject; the bracketed steps exist only for --resume.
+Every input ends as exactly one row or one reject; DoneKeys and SkipWrittenIds exist only for
+--resume, Scores only with `scores.enabled` (`pipelines.score_stage`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHan
 from pipelines.model_stage import RunModelStage
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
+from pipelines.score_stage import ComputeScores
 from pipelines.sources import ReadSamples
 from pipelines.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
@@ -68,7 +70,12 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    phrased = decoded.samples | "Phrases" >> beam.ParDo(
+    samples, score_rejects = decoded.samples, ()
+    if config.scores.enabled:
+        scored = samples | "Scores" >> ComputeScores(config.scores, config.exclude, config.read,
+                                                     config.decode.max_pixels)
+        samples, score_rejects = scored["samples"], (scored["rejects"],)
+    phrased = samples | "Phrases" >> beam.ParDo(
         ExtractPhrasesFn(config.phrases, config.captions)
     ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
     grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
@@ -81,6 +88,7 @@ def build_pipeline(
             checked[CheckFn.REJECTS],
             *dedupe_rejects,
             decoded[DecodeFn.REJECTS],
+            *score_rejects,
             phrased[ExtractPhrasesFn.REJECTS],
             grounded.rejects,
             segmented.rejects,

@@ -14,6 +14,7 @@ without metrics get one too; `python -m pipelines.verify OUTPUT` rebuilds and re
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import platform
@@ -54,6 +55,14 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def model_ids(config) -> dict[str, dict[str, Any]]:
     """Model id and revision of each model stage of a PipelineConfig (`tiny` = random weights)."""
     models: dict[str, dict[str, Any]] = {}
@@ -65,6 +74,11 @@ def model_ids(config) -> dict[str, dict[str, Any]]:
         if section is not None:
             models[stage] = {"id": section.model, "revision": section.revision, "backend": section.backend,
                              "seed": section.seed}
+    scores = getattr(config, "scores", None)
+    if scores is not None and scores.enabled:
+        models["scores"] = {"id": scores.model, "revision": scores.revision, "backend": scores.backend,
+                            "seed": scores.seed, "aesthetic_head": scores.aesthetic_head,
+                            "aesthetic_head_sha256": _file_sha256(scores.aesthetic_head) if scores.aesthetic_head else None}
     return models
 
 
