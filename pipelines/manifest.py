@@ -76,9 +76,10 @@ def model_ids(config) -> dict[str, dict[str, Any]]:
                              "seed": section.seed}
     scores = getattr(config, "scores", None)
     if scores is not None and scores.enabled:
+        head = scores.aesthetic_head
         models["scores"] = {"id": scores.model, "revision": scores.revision, "backend": scores.backend,
-                            "seed": scores.seed, "aesthetic_head": scores.aesthetic_head,
-                            "aesthetic_head_sha256": _file_sha256(scores.aesthetic_head) if scores.aesthetic_head else None}
+                            "seed": scores.seed, "aesthetic_head": head,
+                            "aesthetic_head_sha256": _file_sha256(head) if head else None}
     return models
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 import beam_runner
 from pipelines.eval_overlap_clip import closest_reference
 from unimo_g.images import decode_image
+from unimo_g.models.aesthetic_head import load_head
 from unimo_g.models.clip_scorer import embed_images, load_clip_scorer, score_batch
 from unimo_g.pipeline_config import DecodeConfig, ScoresConfig
 
@@ -37,7 +38,8 @@ def _run(out: Path, *sets: str) -> dict:
 
 
 def _table(out: Path, folder: str) -> list[dict]:
-    return [row for path in sorted(glob.glob(str(out / folder / "*.parquet"))) for row in pq.read_table(path).to_pylist()]
+    files = sorted(glob.glob(str(out / folder / "*.parquet")))
+    return [row for path in files for row in pq.read_table(path).to_pylist()]
 
 
 def _pixels(key: str) -> np.ndarray:
@@ -65,8 +67,6 @@ def test_rows_carry_the_clip_similarity_and_aesthetic_score(scored_run):
     assert manifest["counts"]["accounted"] is True
     assert manifest["counts"]["inputs"] == len(rows) + manifest["counts"]["rejects"] == 10
     scorer = load_clip_scorer(ScoresConfig(enabled=True, model="tiny"))
-    from unimo_g.models.aesthetic_head import load_head
-
     head_model = load_head(head.read_bytes(), scorer.embed_dim)
     for row in rows:
         key = row["source_key"].rsplit("/", 1)[-1]

@@ -62,8 +62,9 @@ def head_layout(state: Mapping[str, torch.Tensor]) -> str:
             weight, bias = state[f"layers.{index}.weight"], state[f"layers.{index}.bias"]
             if weight.ndim != 2 or weight.shape[0] != width_out or (width_in and weight.shape[1] != width_in) \
                     or tuple(bias.shape) != (width_out,):
-                raise HeadError(f"layers.{index} has the keys of improved-aesthetic-predictor's MLP but not its "
-                                f"shapes (Linear(?, 1024), (1024, 128), (128, 64), (64, 16), (16, 1)): {_shapes(state)}")
+                raise HeadError(
+                    f"layers.{index} has the keys of improved-aesthetic-predictor's MLP but not its shapes "
+                    f"(Linear(?, 1024), (1024, 128), (128, 64), (64, 16), (16, 1)): {_shapes(state)}")
         return LAION_MLP
     raise HeadError(
         "not an aesthetic head we know: expected a Linear(D, 1) (keys weight, bias) or improved-aesthetic-"

@@ -159,7 +159,8 @@ def build_tiny(seed: int) -> tuple[Any, Any, Any]:
 def build_vit_base_patch32(seed: int) -> tuple[Any, Any, Any]:
     """openai/clip-vit-base-patch32's dimensions (ViT-B/32 at 224 px, 12+12 layers, D = 512)."""
     return _random_clip(
-        seed, dict(patch_size=32, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+        seed,
+        dict(patch_size=32, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
         dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
         projection_dim=512, image_size=224, vocab_size=49408,
     )

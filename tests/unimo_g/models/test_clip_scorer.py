@@ -113,7 +113,8 @@ def _laion_mlp_state(embed_dim: int, seed: int = 2) -> dict:
 
 def test_laion_mlp_head_is_the_chain_of_its_linears(scorer):
     state = _laion_mlp_state(scorer.embed_dim)
-    assert head_layout(state) == LAION_MLP and head_layout({"weight": torch.zeros(1, 8), "bias": torch.zeros(1)}) == LINEAR
+    assert head_layout(state) == LAION_MLP
+    assert head_layout({"weight": torch.zeros(1, 8), "bias": torch.zeros(1)}) == LINEAR
     head = load_head(_file(state), scorer.embed_dim)
     images = _images()
     _, aesthetic, _ = score_batch(scorer, images, ["a", "b", "c"], head)
