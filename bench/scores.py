@@ -4,8 +4,9 @@
                            [--batch-size 16] [--threads 1] [--repeats 3] [--json FILE]
 
 Each model runs `unimo_g.models.clip_scorer.score_batch` (image processor, image and text towers,
-cosine) on `n` samples of `bench.inputs` with their captions, in batches of `--batch-size`, timed as
-the best of `--repeats` passes; with the random LAION-MLP head as well where the embedding is 768
+cosine) on `n` samples of `bench.inputs` with their captions, in batches of `--batch-size`, with
+`scores.forward` image (the default: one pair per forward) and batch, timed as the best of
+`--repeats` passes; with the random LAION-MLP head as well where the embedding is 768
 wide (ViT-L/14, what LAION's heads read), and the image preprocessing alone. The random-weight presets
 have the published models' dimensions: the same compute as the real weights. The baseline, timed in
 the same process, is decoding the same images as the pipeline does: each figure is also printed as a
@@ -38,6 +39,7 @@ from unimo_g.models.clip_scorer import load_clip_scorer, preprocess_images, scor
 from unimo_g.pipeline_config import PipelineConfig, ScoresConfig
 
 DEFAULT_MODELS = ("random-clip-vit-base-patch32", "random-clip-vit-large-patch14")
+FORWARDS = ("image", "batch")  # scores.forward: the default (one pair per forward), and batched
 LAION_HEAD_WIDTH = 768  # LAION's aesthetic predictors read ViT-L/14 embeddings
 
 
@@ -72,16 +74,17 @@ def measure(models: Sequence[str], folder: Path, batch_size: int, repeats: int) 
         scorer = load_clip_scorer(ScoresConfig(enabled=True, model=name, runtime=ScoresConfig().runtime))
         ms[f"{name}: preprocess"] = best_ms_per_sample(
             lambda: [preprocess_images(scorer, [s.pixels for s in part]) for part in batches], n, repeats)
-        ms[f"{name}: similarity"] = best_ms_per_sample(
-            lambda: [score_batch(scorer, [s.pixels for s in part], [s.caption for s in part]) for part in batches],
-            n, repeats)
+        for forward in FORWARDS:
+            ms[f"{name}: similarity, forward {forward}"] = best_ms_per_sample(
+                lambda f=forward: [score_batch(scorer, [s.pixels for s in part], [s.caption for s in part], forward=f)
+                                   for part in batches], n, repeats)
         first = batches[0]
         gflops[name] = gflops_per_image(
             lambda: score_batch(scorer, [s.pixels for s in first], [s.caption for s in first]), len(first))
         if scorer.embed_dim == LAION_HEAD_WIDTH:
             head = random_laion_mlp(scorer.embed_dim)
-            ms[f"{name}: similarity + LAION MLP head"] = best_ms_per_sample(
-                lambda: [score_batch(scorer, [s.pixels for s in part], [s.caption for s in part], head)
+            ms[f"{name}: similarity + LAION MLP head, forward image"] = best_ms_per_sample(
+                lambda: [score_batch(scorer, [s.pixels for s in part], [s.caption for s in part], head, "image")
                          for part in batches], n, repeats)
         del scorer
     return {"samples": n, "ms_per_sample": ms, "gflops_per_image": gflops}

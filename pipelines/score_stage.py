@@ -62,15 +62,29 @@ class ScoreRunner:
 
     def score(self, images: list[np.ndarray], captions: list[str]) -> tuple:
         """`clip_scorer.score_batch`: similarities `(B,)`, aesthetic scores `(B,)` or None, embeddings `(B, D)`."""
-        return score_batch(self._scorer, images, captions, self._head)
+        return score_batch(self._scorer, images, captions, self._head, self._config.forward)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """L2-normalised image embeddings `(B, D)` float32."""
-        return embed_images(self._scorer, images).cpu().numpy()
+        return embed_images(self._scorer, images, self._config.forward).cpu().numpy()
 
 
 def _rounded(value: Optional[float], decimals: int) -> Optional[float]:
     return None if value is None else round(float(value), decimals)
+
+
+def score_samples(runner: ScoreRunner, samples: Sequence[DecodedSample], decimals: int) -> list[Scored]:
+    """The samples with `computed_similarity` (and `computed_aesthetic` with a head) set, rounded to
+    `decimals`, each with its image embedding."""
+    similarity, aesthetic, embeddings = runner.score([s.pixels for s in samples], [s.caption for s in samples])
+    return [
+        Scored(
+            sample=replace(sample, computed_similarity=_rounded(similarity[i], decimals),
+                           computed_aesthetic=None if aesthetic is None else _rounded(aesthetic[i], decimals)),
+            image_embedding=embeddings[i],
+        )
+        for i, sample in enumerate(samples)
+    ]
 
 
 class _ScoreHandlerBase(ModelHandler):
@@ -103,16 +117,7 @@ class ScoreModelHandler(_ScoreHandlerBase):
         return run_isolated(batch, lambda samples: self._infer(samples, model), STAGE)
 
     def _infer(self, batch: Sequence[DecodedSample], model) -> list[Scored]:
-        similarity, aesthetic, embeddings = model.score([s.pixels for s in batch], [s.caption for s in batch])
-        decimals = self._config.score_decimals
-        return [
-            Scored(
-                sample=replace(sample, computed_similarity=_rounded(similarity[i], decimals),
-                               computed_aesthetic=None if aesthetic is None else _rounded(aesthetic[i], decimals)),
-                image_embedding=embeddings[i],
-            )
-            for i, sample in enumerate(batch)
-        ]
+        return score_samples(model, batch, self._config.score_decimals)
 
     def get_num_bytes(self, batch: Sequence[DecodedSample]) -> int:
         return sum(sample.pixels.nbytes for sample in batch)

@@ -354,8 +354,13 @@ class ScoresConfig:
     - `aesthetic_head`: a safetensors file (local or object store) holding a Linear(D, 1) or
       improved-aesthetic-predictor's MLP over the normalised image embedding (`unimo_g.models.aesthetic_head`);
       LAION's heads read ViT-L/14 embeddings (D = 768): use them with openai/clip-vit-large-patch14.
-    - `score_decimals`: scores are rounded so that a row does not depend on the batch it ran in
-      (float GEMMs differ in the last bits with the batch shape).
+    - `forward`: "image" runs one image and its caption per forward, so scores and embeddings are
+      bit-identical whatever the batch (as `grounding.forward: image`); "batch" runs the whole batch
+      in one forward (the throughput setting on a GPU; the last bits then follow the batch shape).
+    - `score_decimals`: scores are rounded, so that batched forwards rarely change a row (float GEMMs
+      differ in the last bits with the batch shape).
+    - `runtime`: device, dtype, batching and model sharing as for the other models; `runtime.preprocess`
+      does not apply: images always go through the model's published (Pillow) image processor.
     """
 
     enabled: bool = False
@@ -364,6 +369,7 @@ class ScoresConfig:
     revision: Optional[str] = None
     seed: int = 0  # random-weight presets only
     aesthetic_head: Optional[str] = None
+    forward: Literal["image", "batch"] = "image"
     score_decimals: int = 5
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=16))
 
@@ -372,6 +378,8 @@ class ScoresConfig:
             raise ValueError(f"scores.enabled must be true or false, got {self.enabled!r}")
         if self.aesthetic_head is not None and not self.aesthetic_head:
             raise ValueError("scores.aesthetic_head must be a file path or unset")
+        if self.forward not in ("image", "batch"):
+            raise ValueError(f"scores.forward must be image or batch, got {self.forward!r}")
         _check_range("scores.score_decimals", self.score_decimals, 0, 8)
 
 

@@ -80,8 +80,10 @@ def _normalised(features: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def embed_images(scorer: ClipScorer, images: Sequence[np.ndarray]) -> torch.Tensor:
-    """L2-normalised image embeddings `(B, D)` float32 on the model's device."""
+def embed_images(scorer: ClipScorer, images: Sequence[np.ndarray], forward: str = "batch") -> torch.Tensor:
+    """L2-normalised image embeddings `(B, D)` float32 on the model's device (`forward` as in `score_batch`)."""
+    if forward == "image" and len(images) > 1:
+        return torch.cat([embed_images(scorer, [image]) for image in images])
     output = scorer.model.get_image_features(pixel_values=preprocess_images(scorer, images))
     return _normalised(output.pooler_output)
 
@@ -94,13 +96,20 @@ def embed_texts(scorer: ClipScorer, captions: Sequence[str]) -> torch.Tensor:
 
 
 def score_batch(
-    scorer: ClipScorer, images: Sequence[np.ndarray], captions: Sequence[str], head: Optional[torch.nn.Module] = None
+    scorer: ClipScorer, images: Sequence[np.ndarray], captions: Sequence[str], head: Optional[torch.nn.Module] = None,
+    forward: str = "batch",
 ) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     """Per pair: the image-caption cosine similarity `(B,)`, the aesthetic score `(B,)` of `head`
     over the normalised image embedding (None without a head), and the normalised image embeddings
-    `(B, D)`, all float32 numpy."""
+    `(B, D)`, all float32 numpy. `forward="image"`: one pair per forward, so every result is
+    bit-identical whatever the batch; "batch": one forward for all."""
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    if forward == "image" and len(images) > 1:
+        parts = [score_batch(scorer, [image], [caption], head) for image, caption in zip(images, captions)]
+        aesthetic = None if head is None else np.concatenate([part[1] for part in parts])
+        return (np.concatenate([part[0] for part in parts]), aesthetic,
+                np.concatenate([part[2] for part in parts]))
     image_embeddings = embed_images(scorer, images)
     text_embeddings = embed_texts(scorer, captions)
     similarity = (image_embeddings * text_embeddings).sum(dim=-1)

@@ -74,6 +74,18 @@ def test_similarity_is_the_cosine_of_the_image_and_its_caption(scorer):
     assert alone[0] == pytest.approx(similarity[2], abs=1e-6)
 
 
+def test_image_forward_is_bit_identical_whatever_the_batch(scorer):
+    images = _images(1)
+    captions = ["a red dog", "a small cat next to a very long wooden table in a kitchen", "two birds"]
+    head = load_head(_file(_laion_mlp_state(scorer.embed_dim)), scorer.embed_dim)
+    similarity, aesthetic, embeddings = score_batch(scorer, images, captions, head, forward="image")
+    for i in range(len(images)):
+        alone = score_batch(scorer, images[i : i + 1], captions[i : i + 1], head)
+        assert similarity[i] == alone[0][0] and aesthetic[i] == alone[1][0]
+        assert np.array_equal(embeddings[i], alone[2][0])
+    assert torch.equal(embed_images(scorer, images, forward="image")[1], embed_images(scorer, images[1:2])[0])
+
+
 def test_captions_are_truncated_to_77_tokens(scorer):
     # about one token per character in the tiny vocabulary: this caption has ~300 tokens
     long_caption = "a dog on the grass " * 16
