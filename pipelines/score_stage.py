@@ -1,8 +1,8 @@
 """The score stage: CLIP image-caption similarity and an optional aesthetic score per decoded sample.
 
     DecodedSample ─► RunInference(ScoreModelHandler) ─► Scored | Reject(scores, model_error)
-        ─► Unscore (side input: evaluation-image embeddings) ─► DecodedSample with computed_* set
-                                                             └► Reject(exclude, eval_overlap)
+        ─► ExcludeEvalOverlap (side input: evaluation-image embeddings; without `exclude.clip_cosine`
+           a plain Unwrap) ─► DecodedSample with computed_* set | Reject(exclude, eval_overlap)
 
 `ComputeScores` returns the scored DecodedSamples (`dataclasses.replace` of the input, so any step
 written for DecodedSamples, such as a filter on `computed_*`, can follow) and the stage's rejects.
