@@ -159,3 +159,7 @@ def test_clip_cosine_exclusion_needs_the_score_stage():
         PipelineConfig(exclude=exclude)
     assert PipelineConfig(exclude=exclude, scores=ScoresConfig(enabled=True)).random_weights is False
     assert PipelineConfig(scores=ScoresConfig(enabled=True, model="tiny")).random_weights is True
+    with pytest.raises(ValueError, match="scores.forward must be image or batch"):
+        ScoresConfig(forward="canvas")
+    with pytest.raises(ValueError, match="scores.enabled must be true or false"):
+        ScoresConfig(enabled="off")
