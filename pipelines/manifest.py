@@ -55,11 +55,15 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
-def _file_sha256(path: str) -> str:
+def _file_sha256(path: str, what: str) -> str:
+    """sha256 of a file Beam reads; ValueError naming it (`what`: the config key) when it cannot be read."""
     digest = hashlib.sha256()
-    with FileSystems.open(path) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:  # local files raise FileNotFoundError, Beam's object stores BeamIOError (an IOError)
+        raise ValueError(f"{what}: cannot read {path!r}: {err}") from err
     return digest.hexdigest()
 
 
@@ -79,7 +83,7 @@ def model_ids(config) -> dict[str, dict[str, Any]]:
         head = scores.aesthetic_head
         models["scores"] = {"id": scores.model, "revision": scores.revision, "backend": scores.backend,
                             "seed": scores.seed, "aesthetic_head": head,
-                            "aesthetic_head_sha256": _file_sha256(head) if head else None}
+                            "aesthetic_head_sha256": _file_sha256(head, "scores.aesthetic_head") if head else None}
     return models
 
 

@@ -25,7 +25,7 @@ from pipelines.decode import DecodedSample
 from pipelines.eval_overlap_clip import EvalImageEmbeddings, ExcludeOverlapFn
 from pipelines.model_handlers import _batch_kwargs, record_load, run_isolated
 from pipelines.model_stage import RunModelStage
-from unimo_g.models.aesthetic_head import load_head
+from unimo_g.models.aesthetic_head import HeadError, head_layout, load_head, load_state
 from unimo_g.models.clip_scorer import embed_images, load_clip_scorer, score_batch
 from unimo_g.pipeline_config import ExcludeConfig, ReadConfig, ScoresConfig
 
@@ -42,9 +42,12 @@ class Scored:
 
 
 def read_head_bytes(path: str) -> bytes:
-    """The aesthetic head file, local or on an object store Beam reads."""
-    with FileSystems.open(path) as handle:
-        return handle.read()
+    """The aesthetic head file, local or on an object store Beam reads (ValueError when it cannot be read)."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            return handle.read()
+    except OSError as err:  # local files raise FileNotFoundError, Beam's object stores BeamIOError (an IOError)
+        raise ValueError(f"scores.aesthetic_head: cannot read {path!r}: {err}") from err
 
 
 class ScoreRunner:
@@ -148,6 +151,11 @@ class ComputeScores(beam.PTransform):
     def __init__(self, config: ScoresConfig, exclude: ExcludeConfig = ExcludeConfig(),
                  read: ReadConfig = ReadConfig(), max_pixels: int = 64_000_000):
         super().__init__()
+        if config.aesthetic_head:  # a missing file or an unknown layout fails here, before the job starts
+            try:
+                head_layout(load_state(read_head_bytes(config.aesthetic_head)))
+            except HeadError as err:
+                raise HeadError(f"scores.aesthetic_head {config.aesthetic_head!r}: {err}") from err
         self.config = config
         self.exclude = exclude
         self.read = read

@@ -108,6 +108,18 @@ def test_identical_image_has_cosine_one_whatever_its_batch():
     assert closest_reference(alone[0], in_batch[[0, 2]], ["a", "c"], 0.9999, 5) is None
 
 
+def test_an_unreadable_or_unknown_head_is_a_usage_error_before_the_job(tmp_path, capsys):
+    unknown = tmp_path / "fc.safetensors"
+    save_file({"fc.weight": torch.zeros(1, 32), "fc.bias": torch.zeros(1)}, str(unknown))
+    for head, message in ((tmp_path / "missing.safetensors", "scores.aesthetic_head: cannot read"),
+                          (unknown, "not an aesthetic head we know")):
+        out = tmp_path / head.stem
+        code = beam_runner.main(["--input", str(SAMPLE), "--output", str(out), "--config", TINY,
+                                 "--set", f"scores.aesthetic_head={head}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and message in err[-1] and not out.exists()
+
+
 def test_disabled_stage_leaves_the_scores_empty(tmp_path):
     manifest = _run(tmp_path / "out", "scores.enabled=false", "dedupe.method=none")
     rows = _table(tmp_path / "out", "shards")

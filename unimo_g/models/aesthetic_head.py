@@ -85,10 +85,14 @@ def build_head(state: Mapping[str, torch.Tensor], embed_dim: int) -> torch.nn.Mo
     return head.eval()
 
 
-def load_head(data: bytes, embed_dim: int) -> torch.nn.Module:
-    """`build_head` of a safetensors file's bytes (HeadError for a file that is not safetensors)."""
+def load_state(data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes (HeadError for a file that is not safetensors)."""
     try:
-        state = load_safetensors(data)
+        return load_safetensors(data)
     except SafetensorError as err:
         raise HeadError(f"not a safetensors file: {err}") from err
-    return build_head(state, embed_dim)
+
+
+def load_head(data: bytes, embed_dim: int) -> torch.nn.Module:
+    """`build_head` of a safetensors file's bytes."""
+    return build_head(load_state(data), embed_dim)
