@@ -349,8 +349,8 @@ class ScoresConfig:
     Off by default: it loads a CLIP model on every run and costs a CLIP forward per image; enable it
     for inputs that do not carry LAION's `similarity` / `aesthetic` columns, or for `exclude.clip_cosine`.
     - `model`: hub id, local directory, or a random-weight preset (`tiny`, `random-clip-vit-base-patch32`,
-      `random-clip-vit-large-patch14`). openai/clip-vit-base-patch32 is the model LAION-5B computed its
-      `similarity` column with (arXiv 2210.08402, section 3.1), so thresholds on both mean the same.
+      `random-clip-vit-large-patch14`). openai/clip-vit-base-patch32 is the model LAION-400M and LAION-5B
+      (English) computed their `similarity` column with (arXiv 2210.08402), so thresholds on both mean the same.
     - `aesthetic_head`: a safetensors file (local or object store) holding a Linear(D, 1) or
       improved-aesthetic-predictor's MLP over the normalised image embedding (`unimo_g.models.aesthetic_head`);
       LAION's heads read ViT-L/14 embeddings (D = 768): use them with openai/clip-vit-large-patch14.

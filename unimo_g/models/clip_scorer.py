@@ -1,9 +1,10 @@
 """CLIP image-caption similarity and image embeddings, the quantity of LAION's `similarity` column.
 
-LAION-400M / LAION-5B filtered pairs on the cosine of the L2-normalised CLIP image and text
-embeddings (LAION-5B used OpenAI's ViT-B/32, Schuhmann et al. 2022, arXiv 2210.08402, section 3.1:
-"cosine similarity ... using OpenAI's ViT-B/32"); `similarity` in img2dataset outputs of LAION is
-that number. `score_batch` computes the same with any `CLIPModel`.
+LAION-400M and LAION-5B filtered pairs on the cosine of the L2-normalised CLIP image and alt-text
+embeddings computed with OpenAI's CLIP ViT-B/32 (LAION-400M: pairs below 0.3 dropped; LAION-5B's
+English subset: below 0.28; Schuhmann et al., LAION-5B, arXiv 2210.08402, and the LAION-400M and
+LAION-5B release notes); the `similarity` column of LAION's metadata, which img2dataset carries into
+its outputs, is that number. `score_batch` computes the same with any `CLIPModel`.
 
 `ScoresConfig.model` is a hub id, a local directory, or a random-weight preset built offline
 (`tiny`; `random-clip-vit-base-patch32` and `random-clip-vit-large-patch14` with the published
