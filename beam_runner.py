@@ -159,7 +159,10 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     options = pipeline_options(beam_args)
     runner = options.get_all_options()["runner"]
     dry_run = bool(options.view_as(TestOptions).dry_run)
-    lineage = build_lineage(config)
+    try:
+        lineage = build_lineage(config)
+    except ValueError as err:  # a file the config names (scores.aesthetic_head) cannot be read
+        raise UsageError(str(err)) from None
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
     try:
         _is_local(args.output)

@@ -1,7 +1,8 @@
 """The two baselines the Beam pipeline is measured against, as plain Python loops.
 
 Both do the pipeline's work on the same inputs with the same functions: read the folder
-(`pipelines.source_formats`), check and decode (`pipelines.decode`), phrases (`grounding.phrases`),
+(`pipelines.source_formats`), check and decode (`pipelines.decode`), with `scores.enabled` the CLIP
+scores (`pipelines.score_stage.score_samples`, one sample per forward), phrases (`grounding.phrases`),
 Grounding DINO (`ground_batch`), SAM (`segment_batch`), assemble (`pipelines.assemble.assemble_sample`)
 and write one Parquet shard with the shard schema. They differ only in how the models are called:
 
@@ -35,6 +36,7 @@ from pipelines.assemble import assemble_sample
 from pipelines.decode import check_sample, decode_checked
 from pipelines.source_formats import group_folder_files, read_folder_group
 from pipelines.phrase_stage import clean_sample
+from pipelines.score_stage import ScoreRunner, score_samples
 from pipelines.work_item import WorkItem
 from segmentation.models import SegmentationModel, load_segmentation_model
 from segmentation.segment import segment_batch
@@ -43,7 +45,7 @@ from unimo_g.records import RawSample, Reject, Sample
 from unimo_g.schema import shard_schema
 
 SamPrompts = Literal["per_box", "per_image"]
-STAGES = ("read", "decode", "phrases", "ground", "segment", "assemble", "write")
+STAGES = ("read", "decode", "scores", "phrases", "ground", "segment", "assemble", "write")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Models:
     grounding: GroundingModel
     segmentation: SegmentationModel
     load_seconds: dict[str, float]
+    scores: Optional[ScoreRunner] = None  # with `scores.enabled`
 
 
 def load_models(config: PipelineConfig) -> Models:
@@ -68,7 +71,12 @@ def load_models(config: PipelineConfig) -> Models:
     started = time.perf_counter()
     segmentation = load_segmentation_model(config.segmentation)
     seconds["segmentation"] = time.perf_counter() - started
-    return Models(nlp=nlp, grounding=grounding, segmentation=segmentation, load_seconds=seconds)
+    scores = None
+    if config.scores.enabled:
+        started = time.perf_counter()
+        scores = ScoreRunner(config.scores)
+        seconds["scores"] = time.perf_counter() - started
+    return Models(nlp=nlp, grounding=grounding, segmentation=segmentation, load_seconds=seconds, scores=scores)
 
 
 @dataclass
@@ -164,6 +172,9 @@ def _prepare(raw: RawSample, models: Models, config: PipelineConfig, seen: set, 
         decoded = decode_checked(checked, config.decode)
     if isinstance(decoded, Reject):
         return decoded
+    if models.scores is not None:  # one sample per forward: the same scores as the stage's default forward
+        with clock("scores"):
+            decoded = score_samples(models.scores, [decoded], config.scores.score_decimals)[0].sample
     with clock("phrases"):
         caption = clean_sample(decoded, config.captions)
         if isinstance(caption, Reject):

@@ -32,6 +32,7 @@ from pipelines.model_stage import RunModelStage
 from pipelines.near_duplicates import RejectNearDuplicates, WrittenHashes, uses_hash_keys
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
+from pipelines.score_stage import ComputeScores
 from pipelines.sources import ReadSamples
 from pipelines.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
@@ -85,13 +86,17 @@ def build_pipeline(
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
-    decoded_samples, score_filter_rejects = decoded.samples, ()
+    samples, score_rejects = decoded.samples, ()
+    if config.scores.enabled:
+        scored = samples | "Scores" >> ComputeScores(config.scores, config.exclude, config.read,
+                                                     config.decode.max_pixels)
+        samples, score_rejects = scored["samples"], (scored["rejects"],)
     if config.filters.computed_rules:  # rules on computed_* scores: after the stage that computes them
-        scored = decoded_samples | "FilterScores" >> beam.ParDo(
+        kept = samples | "FilterScores" >> beam.ParDo(
             FilterFn(config.filters.computed_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS,
                                                                                           main="samples")
-        decoded_samples, score_filter_rejects = scored.samples, (scored[FilterFn.REJECTS],)
-    phrased = decoded_samples | "Phrases" >> beam.ParDo(
+        samples, score_rejects = kept.samples, (*score_rejects, kept[FilterFn.REJECTS])
+    phrased = samples | "Phrases" >> beam.ParDo(
         ExtractPhrasesFn(config.phrases, config.captions)
     ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
     grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
@@ -105,7 +110,7 @@ def build_pipeline(
             *filter_rejects,
             *dedupe_rejects,
             decoded[DecodeFn.REJECTS],
-            *score_filter_rejects,
+            *score_rejects,
             phrased[ExtractPhrasesFn.REJECTS],
             grounded.rejects,
             segmented.rejects,

@@ -14,6 +14,7 @@ without metrics get one too; `python -m pipelines.verify OUTPUT` rebuilds and re
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import platform
@@ -54,6 +55,18 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
+def _file_sha256(path: str, what: str) -> str:
+    """sha256 of a file Beam reads; ValueError naming it (`what`: the config key) when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:  # local files raise FileNotFoundError, Beam's object stores BeamIOError (an IOError)
+        raise ValueError(f"{what}: cannot read {path!r}: {err}") from err
+    return digest.hexdigest()
+
+
 def model_ids(config) -> dict[str, dict[str, Any]]:
     """Model id and revision of each model stage of a PipelineConfig (`tiny` = random weights)."""
     models: dict[str, dict[str, Any]] = {}
@@ -65,6 +78,12 @@ def model_ids(config) -> dict[str, dict[str, Any]]:
         if section is not None:
             models[stage] = {"id": section.model, "revision": section.revision, "backend": section.backend,
                              "seed": section.seed}
+    scores = getattr(config, "scores", None)
+    if scores is not None and scores.enabled:
+        head = scores.aesthetic_head
+        models["scores"] = {"id": scores.model, "revision": scores.revision, "backend": scores.backend,
+                            "seed": scores.seed, "aesthetic_head": head,
+                            "aesthetic_head_sha256": _file_sha256(head, "scores.aesthetic_head") if head else None}
     return models
 
 

@@ -55,22 +55,29 @@ def _batch_kwargs(runtime: ModelRuntimeConfig) -> dict:
     return {"min_batch_size": min(runtime.batch_size, upper), "max_batch_size": upper}
 
 
-def model_error_reject(item: WorkItem, stage: str, error: BaseException) -> Reject:
+def model_error_reject(item: Any, stage: str, error: BaseException) -> Reject:
+    """The `model_error` Reject of a WorkItem, or of anything with a `sample` (a DecodedSample) or
+    that is one."""
+    sample = getattr(item, "sample", item)
     detail = f"{type(error).__name__}: {error}"
-    return Reject(id=item.sample.id, source=item.sample.source_key, stage=stage, reason=MODEL_ERROR,
-                  detail=detail[:MAX_DETAIL_CHARS], provenance=item.sample.provenance)
+    return Reject(id=sample.id, source=sample.source_key, stage=stage, reason=MODEL_ERROR,
+                  detail=detail[:MAX_DETAIL_CHARS], provenance=sample.provenance)
+
+
+def _source_key(item: Any) -> str:
+    return getattr(item, "sample", item).source_key
 
 
 def run_isolated(
-    batch: Sequence[WorkItem], infer: Callable[[Sequence[WorkItem]], list[WorkItem]], stage: str
-) -> list[Union[WorkItem, Reject]]:
+    batch: Sequence[Any], infer: Callable[[Sequence[Any]], list[Any]], stage: str
+) -> list[Any]:
     """`infer(batch)`; when it raises a `MODEL_ERRORS`, `infer([item])` for each item, and a
     `model_error` Reject for each item that still raises. One result per item, in batch order."""
     try:
         return list(infer(batch))
     except MODEL_ERRORS as err:
         if len(batch) == 1:
-            log.warning("%s: model error on %s: %s: %s", stage, batch[0].sample.source_key, type(err).__name__, err)
+            log.warning("%s: model error on %s: %s: %s", stage, _source_key(batch[0]), type(err).__name__, err)
             return [model_error_reject(batch[0], stage, err)]
         log.warning("%s: a batch of %d failed (%s: %s); retrying one at a time", stage, len(batch),
                     type(err).__name__, err)
@@ -80,7 +87,7 @@ def run_isolated(
         try:
             results.extend(infer([item]))
         except MODEL_ERRORS as err:
-            log.warning("%s: model error on %s: %s: %s", stage, item.sample.source_key, type(err).__name__, err)
+            log.warning("%s: model error on %s: %s: %s", stage, _source_key(item), type(err).__name__, err)
             results.append(model_error_reject(item, stage, err))
     return results
 

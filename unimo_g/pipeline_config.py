@@ -427,6 +427,49 @@ class ExcludeConfig:
 
 
 @dataclass(frozen=True)
+class ScoresConfig:
+    """Computed scores (`unimo_g.models.clip_scorer`): the image-caption CLIP similarity of every
+    decoded input and, with `aesthetic_head`, an aesthetic score, stored as `computed_similarity` /
+    `computed_aesthetic` (None while disabled).
+
+    Off by default: it loads a CLIP model on every run and costs a CLIP forward per image; enable it
+    for inputs that do not carry LAION's `similarity` / `aesthetic` columns, or for `exclude.clip_cosine`.
+    - `model`: hub id, local directory, or a random-weight preset (`tiny`, `random-clip-vit-base-patch32`,
+      `random-clip-vit-large-patch14`). openai/clip-vit-base-patch32 is the model LAION-400M and LAION-5B
+      (English) computed their `similarity` column with (arXiv 2210.08402), so thresholds on both mean the same.
+    - `aesthetic_head`: a safetensors file (local or object store) holding a Linear(D, 1) or
+      improved-aesthetic-predictor's MLP over the normalised image embedding (`unimo_g.models.aesthetic_head`);
+      LAION's heads read ViT-L/14 embeddings (D = 768): use them with openai/clip-vit-large-patch14.
+    - `forward`: "image" runs one image and its caption per forward, so scores and embeddings are
+      bit-identical whatever the batch (as `grounding.forward: image`); "batch" runs the whole batch
+      in one forward (the throughput setting on a GPU; the last bits then follow the batch shape).
+    - `score_decimals`: scores are rounded, so that batched forwards rarely change a row (float GEMMs
+      differ in the last bits with the batch shape).
+    - `runtime`: device, dtype, batching and model sharing as for the other models; `runtime.preprocess`
+      does not apply: images always go through the model's published (Pillow) image processor.
+    """
+
+    enabled: bool = False
+    backend: str = "transformers"
+    model: str = "openai/clip-vit-base-patch32"
+    revision: Optional[str] = None
+    seed: int = 0  # random-weight presets only
+    aesthetic_head: Optional[str] = None
+    forward: Literal["image", "batch"] = "image"
+    score_decimals: int = 5
+    runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=16))
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"scores.enabled must be true or false, got {self.enabled!r}")
+        if self.aesthetic_head is not None and not self.aesthetic_head:
+            raise ValueError("scores.aesthetic_head must be a file path or unset")
+        if self.forward not in ("image", "batch"):
+            raise ValueError(f"scores.forward must be image or batch, got {self.forward!r}")
+        _check_range("scores.score_decimals", self.score_decimals, 0, 8)
+
+
+@dataclass(frozen=True)
 class WriteConfig:
     """Output shards (Parquet)."""
 
@@ -461,9 +504,16 @@ class PipelineConfig:
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     exclude: ExcludeConfig = field(default_factory=ExcludeConfig)
+    scores: ScoresConfig = field(default_factory=ScoresConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
+
+    def __post_init__(self):
+        if self.exclude.images and self.exclude.clip_cosine is not None and not self.scores.enabled:
+            raise ValueError("exclude.clip_cosine compares CLIP embeddings of the score stage: set scores.enabled "
+                             "true (or leave exclude.clip_cosine unset)")
 
     @property
     def random_weights(self) -> bool:
         """True when any model is a random-weight build (`tiny`, `random-*`): its output is not meaningful."""
-        return any(m == "tiny" or m.startswith("random-") for m in (self.grounding.model, self.segmentation.model))
+        models = [self.grounding.model, self.segmentation.model] + ([self.scores.model] if self.scores.enabled else [])
+        return any(m == "tiny" or m.startswith("random-") for m in models)

@@ -67,8 +67,9 @@ def test_plain_loop_writes_every_input(plain):
     assert result.samples == result.rows == N and result.rejects == 0
     assert output["rows"] == N and output["entities"] == result.entities <= result.boxes
     assert result.boxes > 0  # the tiny preset's thresholds let boxes through: SAM ran
-    assert set(result.as_dict()["stage_seconds"]) == {"read", "decode", "phrases", "ground", "segment", "assemble",
-                                                      "write"}
+    assert set(result.as_dict()["stage_seconds"]) == {"read", "decode", "scores", "phrases", "ground", "segment",
+                                                      "assemble", "write"}
+    assert result.stage_seconds["scores"] > 0  # the tiny preset runs the score stage
 
 
 @pytest.mark.parametrize("sam_prompts", ["per_box", "per_image"])

@@ -28,17 +28,18 @@ def _run(tmp_path, monkeypatch, name: str, share: str):
     log = tmp_path / f"{name}.loads.jsonl"
     monkeypatch.setenv(LOAD_LOG_ENV, str(log))
     out = run_job(tmp_path, name, *TWO_PROCESSES, "--set", f"grounding.runtime.share_model={share}",
-                  "--set", f"segmentation.runtime.share_model={share}")
+                  "--set", f"segmentation.runtime.share_model={share}", "--set", f"scores.runtime.share_model={share}")
     return out, _loads(log)
 
 
 def test_two_processes_share_one_model_per_stage_and_rows_are_unchanged(tmp_path, monkeypatch):
     shared_out, shared = _run(tmp_path, monkeypatch, "shared", "true")
-    assert sorted(stage for stage, _ in shared) == ["grounding", "segmentation"]
+    assert sorted(stage for stage, _ in shared) == ["grounding", "scores", "segmentation"]
     assert all(count == 1 for count in shared.values()), shared
 
     own_out, own = _run(tmp_path, monkeypatch, "own", "false")
-    assert sorted(stage for stage, _ in own) == ["grounding", "grounding", "segmentation", "segmentation"], (
+    assert sorted(stage for stage, _ in own) == ["grounding", "grounding", "scores", "scores", "segmentation",
+                                                 "segmentation"], (
         "without sharing each of the two processes loads its own copy")
     assert read_rows(shared_out) == read_rows(own_out)
 
