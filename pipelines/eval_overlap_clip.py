@@ -2,7 +2,8 @@
 
     exclude.images (each path) ─► ReadSamples(count=False) ─► decode ─► RunInference(CLIP image
         embeddings) ─► (name, embedding) ─► side input of ExcludeOverlapFn
-    scored samples ─► ExcludeOverlapFn ─► DecodedSample | Reject(exclude, eval_overlap, "<name> cosine=<c>")
+    scored samples ─► ExcludeOverlapFn ─► DecodedSample | Reject(exclude, eval_overlap,
+        "evaluation image <name>, cosine <c>")
 
 Evaluation sets are small (DreamBench: 158 images, COCO val2017: 5000), so their embeddings travel
 as a side input `(N, D)`; an input's check is one `(N, D) @ (D,)` product. The perceptual-hash
@@ -90,7 +91,7 @@ def closest_reference(
 
 class ExcludeOverlapFn(beam.DoFn):
     """Scored sample (`.sample`, `.image_embedding`) -> its DecodedSample, or a Reject of stage
-    `exclude`, reason `eval_overlap`, detail `<evaluation image> cosine=<c>` (output `REJECTS`).
+    `exclude`, reason `eval_overlap`, detail `evaluation image <name>, cosine <c>` (output `REJECTS`).
     The side input is the list of (name, embedding) of the evaluation images."""
 
     REJECTS = "rejects"
@@ -121,4 +122,4 @@ class ExcludeOverlapFn(beam.DoFn):
         Metrics.counter(NAMESPACE, metrics.reject_counter_name(STAGE, REASON)).inc()
         yield beam.pvalue.TaggedOutput(self.REJECTS, Reject(
             id=sample.id, source=sample.source_key, stage=STAGE, reason=REASON,
-            detail=f"{match[0]} cosine={match[1]:.{self.decimals}f}", provenance=sample.provenance))
+            detail=f"evaluation image {match[0]}, cosine {match[1]:.{self.decimals}f}", provenance=sample.provenance))

@@ -63,8 +63,13 @@ class Verdict(NamedTuple):
 
 
 def uses_hash_keys(config: PipelineConfig) -> bool:
-    """Whether the job computes hash keys: near-duplicates on, or evaluation images to exclude."""
-    return config.near_duplicates.enabled or bool(config.exclude.images)
+    """Whether the job computes hash keys: near-duplicates on, or evaluation images to exclude by hash."""
+    return config.near_duplicates.enabled or excludes_by_hash(config)
+
+
+def excludes_by_hash(config: PipelineConfig) -> bool:
+    """Whether evaluation images are matched by perceptual hash (`exclude.phash_distance` set)."""
+    return bool(config.exclude.images) and config.exclude.phash_distance is not None
 
 
 # ---------------------------------------------------------------- keys
@@ -292,7 +297,7 @@ class Verdicts(beam.PTransform):
         super().__init__()
         self.config = config
         self.written = written
-        self.evaluation = EvaluationHashes(config) if config.exclude.images else None
+        self.evaluation = EvaluationHashes(config) if excludes_by_hash(config) else None
 
     def expand(self, keys):
         near = self.config.near_duplicates

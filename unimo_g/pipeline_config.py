@@ -369,6 +369,9 @@ class FiltersConfig:
     def computed_rules(self) -> tuple[Rule, ...]:
         """Rules on `computed_similarity` / `computed_aesthetic`: applied after the score stage."""
         return tuple(rule for rule in self.parsed_rules if rule.computed)
+
+
+@dataclass(frozen=True)
 class NearDuplicateConfig:
     """Near-duplicates among the inputs (re-encoded, resized, lightly edited copies of one image): of
     each group one row is kept, the others become `dedupe`/`near_duplicate` rejects before decoding.
@@ -408,7 +411,8 @@ class ExcludeConfig:
     - `images`: folders or manifests of evaluation images (any input format; local or object store),
       e.g. DreamBench's folder, MultiBench's entity images, COCO val2017.
     - `phash_distance`: an input matches an evaluation image when their 64-bit perceptual hashes
-      differ in at most this many bits (re-encoded, resized, lightly edited copies).
+      differ in at most this many bits (re-encoded, resized, lightly edited copies); null: images
+      are matched by `clip_cosine` only.
     - `clip_cosine`: when set, an input also matches when the cosine of its CLIP image embedding with
       an evaluation image's is at least this (semantic copies; needs the score stage's CLIP model).
     """
@@ -417,11 +421,14 @@ class ExcludeConfig:
     # 12: every resized, re-encoded, brightened or captioned copy of the bundled photos and 7 of 10 crops
     # to 90% are within it, no unrelated pair within 17 bits (BENCHMARKS.md); a missed copy leaks an
     # evaluation image, a false match costs one training pair, so it is wider than near_duplicates'.
-    phash_distance: int = 12
+    phash_distance: Optional[int] = 12
     clip_cosine: Optional[float] = None
 
     def __post_init__(self):
-        _check_range("exclude.phash_distance", self.phash_distance, 0, 64)
+        if self.phash_distance is not None:
+            _check_range("exclude.phash_distance", self.phash_distance, 0, 64)
+        elif self.images and self.clip_cosine is None:
+            raise ValueError("exclude.images needs exclude.phash_distance or exclude.clip_cosine to match with")
         if self.clip_cosine is not None:
             _check_range("exclude.clip_cosine", self.clip_cosine, -1.0, 1.0)
 

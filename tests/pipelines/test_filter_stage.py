@@ -79,6 +79,7 @@ def test_rules_on_computed_scores_run_after_decoding(tmp_path):
     says to reject a missing value. The input that is not an image is a decode reject: the rule ran later."""
     out = tmp_path / "out"
     code = beam_runner.main(["--input", str(_folder(tmp_path / "in")), "--output", str(out), "--config", TINY,
+                             "--set", "scores.enabled=false",
                              "--set", "filters.rules=[computed_similarity > 0.3 ; missing=reject]"])
     assert code == 0
     rejects = _table(out, "rejects")
@@ -88,3 +89,16 @@ def test_rules_on_computed_scores_run_after_decoding(tmp_path):
         ("c", "decode", "not_an_image"), ("d", "filter", "filter:computed_similarity.gt")]
     assert {r["source"]: r["detail"] for r in rejects}["d"] == (
         "computed_similarity is missing (missing=reject) fails 'computed_similarity > 0.3 ; missing=reject'")
+
+
+def test_rules_on_computed_scores_see_the_score_stage_values(tmp_path):
+    """The tiny preset computes CLIP scores; a cosine is never above 1, so every scored input fails."""
+    out = tmp_path / "out"
+    code = beam_runner.main(["--input", str(_folder(tmp_path / "in")), "--output", str(out), "--config", TINY,
+                             "--set", "filters.rules=[computed_similarity > 1.0]"])
+    assert code == 0
+    filtered = {r["source"]: r["detail"] for r in _table(out, "rejects") if r["stage"] == "filter"}
+    assert sorted(filtered) == ["a", "d"]
+    for detail in filtered.values():
+        value = float(detail.split("=", 1)[1].split(" ", 1)[0])
+        assert -1.0 <= value <= 1.0 and detail.endswith("fails 'computed_similarity > 1.0'"), detail

@@ -57,7 +57,8 @@ def scored_run(tmp_path_factory):
     head = folder / "head.safetensors"
     save_file({"weight": torch.randn(1, 32, generator=generator), "bias": torch.tensor([5.0])}, str(head))
     out = folder / "out"
-    manifest = _run(out, f"scores.aesthetic_head={head}", f"exclude.images={eval_dir}", "exclude.clip_cosine=0.9999")
+    manifest = _run(out, f"scores.aesthetic_head={head}", f"exclude.images={eval_dir}", "exclude.clip_cosine=0.9999",
+                    "exclude.phash_distance=null")  # the CLIP match alone
     return out, manifest, eval_dir, head
 
 
@@ -95,7 +96,7 @@ def test_copies_of_evaluation_images_are_rejected_as_eval_overlap(scored_run):
     assert set(expected) == set(EVAL_KEYS) == set(overlap)
     for key, reject in overlap.items():
         assert reject["stage"] == "exclude"
-        assert reject["detail"] == f"{eval_dir}/{key} cosine=1.00000"
+        assert reject["detail"] == f"evaluation image {eval_dir}/{key}, cosine 1.00000"
     assert manifest["counts"]["rejects_by_reason"]["exclude"]["eval_overlap"] == len(EVAL_KEYS)
 
 

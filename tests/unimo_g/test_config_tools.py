@@ -18,6 +18,8 @@ def test_a_list_of_strings_takes_a_comma_separated_value():
     assert load_config(PipelineConfig, None, ["exclude.images=[/a, /b]"]).exclude.images == ("/a", "/b")
     with pytest.raises(ConfigError, match="exclude.phash_distance"):
         load_config(PipelineConfig, None, ["exclude.phash_distance=a,b"])
+    with pytest.raises(ConfigError, match="phash_distance or exclude.clip_cosine"):
+        load_config(PipelineConfig, None, ["exclude.images=/eval", "exclude.phash_distance=null"])
 
 
 def test_bad_override_names_the_item():
