@@ -130,24 +130,14 @@ class SegmentationRunner:
         return segment_batch(self._model, images, boxes, self._config)
 
 
-class _IsolatingHandler(ModelHandler[WorkItem, Union[WorkItem, Reject], Any]):
-    """Shared parts: fault isolation, sharing, batching and metrics from the stage's `runtime`."""
+class RuntimeHandler(ModelHandler):
+    """Batching, model sharing and the metrics namespace of RunInference, from `config.runtime`
+    (a `ModelRuntimeConfig`) of the stage named `stage`."""
 
     stage = ""
 
-    def __init__(self, config: Union[GroundingConfig, SegmentationConfig]):
+    def __init__(self, config):
         self._config = config
-
-    def _infer(self, batch: Sequence[WorkItem], model) -> list[WorkItem]:
-        raise NotImplementedError
-
-    def run_inference(
-        self, batch: Sequence[WorkItem], model, inference_args: Optional[dict] = None
-    ) -> Iterable[Union[WorkItem, Reject]]:
-        return run_isolated(batch, lambda items: self._infer(items, model), self.stage)
-
-    def get_num_bytes(self, batch: Sequence[WorkItem]) -> int:
-        return sum(item.sample.pixels.nbytes for item in batch)
 
     def batch_elements_kwargs(self) -> dict:
         return _batch_kwargs(self._config.runtime)
@@ -160,6 +150,21 @@ class _IsolatingHandler(ModelHandler[WorkItem, Union[WorkItem, Reject], Any]):
 
     def get_metrics_namespace(self) -> str:
         return f"unimo_g.{self.stage}"
+
+
+class _IsolatingHandler(RuntimeHandler):
+    """Grounding and segmentation: fault isolation over WorkItems (`run_isolated`)."""
+
+    def _infer(self, batch: Sequence[WorkItem], model) -> list[WorkItem]:
+        raise NotImplementedError
+
+    def run_inference(
+        self, batch: Sequence[WorkItem], model, inference_args: Optional[dict] = None
+    ) -> Iterable[Union[WorkItem, Reject]]:
+        return run_isolated(batch, lambda items: self._infer(items, model), self.stage)
+
+    def get_num_bytes(self, batch: Sequence[WorkItem]) -> int:
+        return sum(item.sample.pixels.nbytes for item in batch)
 
 
 class GroundingModelHandler(_IsolatingHandler):

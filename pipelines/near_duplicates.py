@@ -33,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.decode import REJECTS, CheckedSample, dedupe_rank
+from pipelines.resume import FromWrittenShards
 from pipelines.sources import ReadSamples
-from pipelines.write import shard_files_pattern
 from unimo_g.images import ImageRejected, perceptual_hash
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.records import Reject
@@ -107,23 +107,12 @@ def _written_hashes(path: str) -> Iterator[tuple[str, Node]]:
             yield sample_id, Node((WRITTEN, sample_id), int(phash, 16), True)
 
 
-class WrittenHashes(beam.PTransform):
-    """(id, Node) of every row already in OUTPUT/shards (`id` and `phash` columns only), listed when
-    this step runs, like `pipelines.resume.WrittenIds`. Shards without `phash` are skipped (warning)."""
+class WrittenHashes(FromWrittenShards):
+    """(id, Node) of every row already in OUTPUT/shards (`id` and `phash` columns only). Shards
+    without `phash` are skipped (warning)."""
 
     def __init__(self, output_dir: str):
-        super().__init__()
-        self.output_dir = output_dir
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "Output" >> beam.Create([self.output_dir], reshuffle=False)
-            | "ListShards" >> beam.FlatMap(lambda out: sorted(
-                meta.path for meta in FileSystems.match([shard_files_pattern(out)])[0].metadata_list))
-            | "SpreadShards" >> beam.Reshuffle()
-            | "RowHashes" >> beam.FlatMap(_written_hashes)
-        )
+        super().__init__(output_dir, _written_hashes)
 
 
 # ---------------------------------------------------------------- evaluation images

@@ -39,7 +39,7 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -220,12 +220,14 @@ class DoneKeys(beam.PTransform):
         )
 
 
-class WrittenIds(beam.PTransform):
-    """(id, source key) of every row already in OUTPUT/shards (listed when this step runs, as `DoneKeys`)."""
+class FromWrittenShards(beam.PTransform):
+    """`read(path)` over every shard already in OUTPUT/shards, flattened; the files are listed when
+    this step runs, as in `DoneKeys`, and spread over workers (`read` should read a few columns)."""
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, read: Callable[[str], Iterable]):
         super().__init__()
         self.output_dir = output_dir
+        self.read = read
 
     def expand(self, pbegin):
         return (
@@ -233,8 +235,15 @@ class WrittenIds(beam.PTransform):
             | "Output" >> beam.Create([self.output_dir], reshuffle=False)
             | "ListShards" >> beam.FlatMap(lambda out: _match(shard_files_pattern(out)))
             | "SpreadShards" >> beam.Reshuffle()
-            | "RowIds" >> beam.FlatMap(_row_ids)
+            | "ReadShards" >> beam.FlatMap(self.read)
         )
+
+
+class WrittenIds(FromWrittenShards):
+    """(id, source key) of every row already in OUTPUT/shards."""
+
+    def __init__(self, output_dir: str):
+        super().__init__(output_dir, _row_ids)
 
 
 class _RejectWrittenIdsFn(beam.DoFn):

@@ -19,11 +19,10 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines.decode import DecodedSample
 from pipelines.eval_overlap_clip import EvalImageEmbeddings, ExcludeOverlapFn
-from pipelines.model_handlers import _batch_kwargs, record_load, run_isolated
+from pipelines.model_handlers import RuntimeHandler, record_load, run_isolated
 from pipelines.model_stage import RunModelStage
 from unimo_g.models.aesthetic_head import HeadError, head_layout, load_head, load_state
 from unimo_g.models.clip_scorer import embed_images, load_clip_scorer, score_batch
@@ -90,24 +89,11 @@ def score_samples(runner: ScoreRunner, samples: Sequence[DecodedSample], decimal
     ]
 
 
-class _ScoreHandlerBase(ModelHandler):
-    def __init__(self, config: ScoresConfig):
-        self._config = config
+class _ScoreHandlerBase(RuntimeHandler):
+    stage = STAGE
 
     def load_model(self) -> ScoreRunner:
         return ScoreRunner(self._config)
-
-    def batch_elements_kwargs(self) -> dict:
-        return _batch_kwargs(self._config.runtime)
-
-    def share_model_across_processes(self) -> bool:
-        return self._config.runtime.shares_model
-
-    def model_copies(self) -> int:
-        return self._config.runtime.model_copies
-
-    def get_metrics_namespace(self) -> str:
-        return f"unimo_g.{STAGE}"
 
 
 class ScoreModelHandler(_ScoreHandlerBase):
