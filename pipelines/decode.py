@@ -26,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines import metrics
-from unimo_g.images import ImageRejected, decode_image, perceptual_hash
+from unimo_g.images import ImageRejected, decode_image, hash_pixels, hashes_decoded_pixels, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.provenance import NO_PROVENANCE, Provenance, provenance_from_metadata
 from unimo_g.records import RawSample, Reject
@@ -121,10 +121,15 @@ def decode_checked(sample: CheckedSample, decode_config: DecodeConfig) -> Union[
     except ImageRejected as err:
         return Reject(id=sample.id, source=sample.source_key, stage="decode", reason=err.reason, detail=err.detail,
                       provenance=sample.provenance)
-    try:  # the function of the near-duplicate keys, so that the row's hash is the one they compared
-        phash = perceptual_hash(sample.image, decode_config)
-    except ImageRejected:  # the full decode passed: not expected, the row then has no hash
-        phash = None
+    # the hash the near-duplicate keys compared: from the decoded pixels where that is the same
+    # value (formats without a reduced-size decode), else from the bytes again (a JPEG draft decode)
+    if hashes_decoded_pixels(decoded.format):
+        phash = hash_pixels(decoded.pixels)
+    else:
+        try:
+            phash = perceptual_hash(sample.image, decode_config)
+        except ImageRejected:  # the full decode passed: not expected, the row then has no hash
+            phash = None
     return DecodedSample(
         id=sample.id,
         source_key=sample.source_key,

@@ -213,8 +213,24 @@ def encode_image(pixels: np.ndarray, fmt: str = "PNG", quality: int = 90) -> byt
 # Perceptual hash: imagehash's DCT `phash` (64 bits) of the grey image. The hash only sees a 32x32
 # resize, so JPEGs are decoded at a reduced scale (Pillow's `draft`: 1/2 to 1/8 in the DCT domain)
 # to at least twice that size; every caller (near-duplicate keys, the row's `phash`, resume,
-# evaluation images) goes through `perceptual_hash`, so values always agree.
+# evaluation images) goes through `perceptual_hash`, so values always agree. Other formats have no
+# reduced decode: their hash is `hash_pixels` of exactly what `decode_image` returns, so a caller
+# holding those pixels need not decode again (`hashes_decoded_pixels`).
 PHASH_DRAFT_SIDE = 64
+DRAFT_FORMATS = ("JPEG", "MPO")  # formats whose decoder `draft` can reduce (MPO: multi-picture JPEG)
+
+
+def hash_pixels(pixels: np.ndarray) -> str:
+    """`perceptual_hash` of (H, W, 3) uint8 RGB pixels: 16 hex digits."""
+    import imagehash  # only the hash needs it (and scipy behind it)
+
+    return str(imagehash.phash(Image.fromarray(pixels).convert("L")))
+
+
+def hashes_decoded_pixels(image_format: str) -> bool:
+    """Whether `perceptual_hash` of an image of `image_format` equals `hash_pixels` of its
+    `decode_image` pixels (true unless the format has a reduced-size decode)."""
+    return image_format not in DRAFT_FORMATS
 
 
 def perceptual_hash(data: bytes, config: DecodeConfig, formats: Sequence[str] | None = DEFAULT_FORMATS) -> str:
@@ -224,8 +240,6 @@ def perceptual_hash(data: bytes, config: DecodeConfig, formats: Sequence[str] | 
     decoded. Transparent pixels are composited on white first, as at decode. Raises only
     `ImageRejected` on bad input.
     """
-    import imagehash  # only the hash needs it (and scipy behind it)
-
     if not data:
         raise ImageRejected("empty_file", "0 bytes")
     image = _open(data, formats)
@@ -238,8 +252,7 @@ def perceptual_hash(data: bytes, config: DecodeConfig, formats: Sequence[str] | 
         _load(image)
         upright = _transpose(image)
         try:
-            grey = Image.fromarray(to_rgb(upright)).convert("L")
-            return str(imagehash.phash(grey))
+            return hash_pixels(to_rgb(upright))
         except _DECODER_ERRORS as err:
             raise _decoder_rejection(err) from None
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import beam_runner
+from pipelines.decode import CheckedSample, decode_checked
 from pipelines.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
 from pipelines.near_duplicates import _BucketEdgesFn, _written_hashes, band_values, resolve
@@ -266,3 +267,15 @@ def test_an_unreadable_evaluation_path_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exclude.images" in err and "missing" in err
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("WEBP", "RGB"),
+                                       ("GIF", "P"), ("BMP", "RGB"), ("JPEG", "RGB"), ("JPEG", "CMYK")])
+def test_the_rows_hash_is_the_key_paths_hash_in_every_format(fmt, mode):
+    # photo 3: its JPEG draft decode moves 2 bits of the hash, so the JPEG rows must hash the bytes again
+    photo = Image.open(PHOTOS[3]).convert(mode)
+    buffer = io.BytesIO()
+    photo.save(buffer, fmt)
+    data = buffer.getvalue()
+    decoded = decode_checked(CheckedSample(id="i", source_key="k", url=None, image=data, caption="c"), DECODE)
+    assert decoded.phash == perceptual_hash(data, DECODE)
