@@ -102,3 +102,22 @@ def test_rules_on_computed_scores_see_the_score_stage_values(tmp_path):
     for detail in filtered.values():
         value = float(detail.split("=", 1)[1].split(" ", 1)[0])
         assert -1.0 <= value <= 1.0 and detail.endswith("fails 'computed_similarity > 1.0'"), detail
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ("laion_safe", {"000000001": "filter:pwatermark.lt", "000000002": "filter:punsafe.lt"}),
+    ("paper", {"000000000": "filter:similarity.gt", "000000001": "filter:aesthetic.gt",
+               "000000002": "filter:similarity.gt"}),
+])
+def test_presets_on_laion_columns_saved_by_img2dataset(tmp_path, preset, expected):
+    """The webdataset fixture is a real img2dataset output whose URL list carried LAION's columns."""
+    out = tmp_path / "out"
+    code = beam_runner.main(["--input", str(ROOT / "tests" / "data" / "img2dataset" / "webdataset"),
+                             "--output", str(out), "--config", TINY, "--set", f"filters.preset={preset}"])
+    assert code == 0
+    rejects = _table(out, "rejects")
+    assert {r["source"]: r["reason"] for r in rejects if r["stage"] == "filter"} == expected
+    failed = [r for r in rejects if r["stage"] == "read"]  # the failed download: a read reject, with its columns
+    assert [(r["source"], r["nsfw"]) for r in failed] == [("000000003", "UNLIKELY")]
+    rows = _table(out, "shards")
+    assert len(rows) + len(rejects) == 4 and all(r["license"] for r in rows)

@@ -54,8 +54,11 @@ def _png() -> bytes:
 
 
 def _add_columns(path: Path, columns: dict) -> None:
+    """Set `columns` in a Parquet file, replacing those it has (the fixtures carry LAION's)."""
     table = pq.read_table(path)
     for name, (values, arrow_type) in columns.items():
+        if name in table.column_names:
+            table = table.drop_columns([name])
         table = table.append_column(name, pa.array(values, arrow_type))
     pq.write_table(table, path)
 
@@ -73,6 +76,30 @@ def _assert_laion(provenance, tolerance=1e-6):
     assert provenance.punsafe == pytest.approx(0.02, abs=tolerance)
     assert provenance.pwatermark == pytest.approx(0.4) and provenance.aesthetic == pytest.approx(6.7)
     assert dict(provenance.source_metadata)["hash"] == "1234567890123"
+
+
+# What `make_fixtures.py` gave img2dataset as LAION columns (`--save_additional_columns`), per key.
+FIXTURE_LAION = {
+    "000000000": ("?", "UNLIKELY", 0.31, 0.02, 0.11, 6.8),
+    "000000001": ("https://creativecommons.org/licenses/by/4.0/", "UNSURE", 0.27, 0.35, 0.92, 5.9),
+    "000000002": ("?", "NSFW", 0.34, 0.97, 0.05, 7.1),
+    "000000003": ("?", "UNLIKELY", 0.29, None, None, None),
+}
+
+
+@pytest.mark.parametrize("layout", ["parquet", "webdataset", "files"])
+def test_laion_columns_as_img2dataset_saves_them_become_typed_columns(layout):
+    samples = _read(I2D / layout)
+    assert sorted(samples) == sorted(FIXTURE_LAION)
+    for key, sample in samples.items():
+        provenance, result = _provenance(sample)
+        license_, nsfw, similarity, punsafe, pwatermark, aesthetic = FIXTURE_LAION[key]
+        assert (provenance.license, provenance.nsfw) == (license_, nsfw)
+        for value, expected in ((provenance.similarity, similarity), (provenance.punsafe, punsafe),
+                                (provenance.pwatermark, pwatermark), (provenance.aesthetic, aesthetic)):
+            assert value == (None if expected is None else pytest.approx(expected)), (key, layout)
+        assert isinstance(result, Reject) == (key == FAILED_KEY)
+        assert not {"LICENSE", "NSFW", "AESTHETIC_SCORE"} & set(dict(provenance.source_metadata))
 
 
 # ---------------------------------------------------------------- the typing function
