@@ -111,10 +111,18 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Text values that say "unknown" (LAION-5B's LICENSE column holds "?" for a page without a licence):
+# the typed column stays null, so `license != null` means a licence is known; the raw value stays
+# in `source_metadata`.
+UNKNOWN_TEXT = ("?", "")
+
+
 def _typed(field: str, value):
-    """The typed value of `field`, or None when `value` has the wrong type or is out of range."""
+    """The typed value of `field`, or None when `value` has the wrong type, is out of range or
+    says "unknown" (`UNKNOWN_TEXT`)."""
     if field in _TEXT_FIELDS:
-        return value if isinstance(value, str) and len(value) <= MAX_VALUE_CHARS else None
+        known = isinstance(value, str) and value.strip() not in UNKNOWN_TEXT
+        return value if known and len(value) <= MAX_VALUE_CHARS else None
     if not _is_number(value) or not math.isfinite(value):
         return None
     if field in _FLOAT_FIELDS:
