@@ -23,23 +23,14 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from unimo_g.usage import OneLineParser, UsageError
+
 LOGGER = logging.getLogger("beam_runner")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROJECT_LOGGERS = ("beam_runner", "pipelines", "unimo_g", "grounding", "segmentation")
 LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "FnApiRunner",
                  "PortableRunner", "PrismRunner")
 INPUT_FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
-
-
-class UsageError(Exception):
-    """An argument or config value that cannot be used; reported in one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are `UsageError`s (one line, exit 2) instead of a usage dump."""
-
-    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(message)
 
 
 def _parser() -> argparse.ArgumentParser:

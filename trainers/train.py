@@ -66,6 +66,7 @@ from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
 from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.presets import PresetNotFound, resolve_preset
+from unimo_g.usage import OneLineParser, UsageError
 from unimo_g.schema import SchemaVersionError
 
 PROG = "python -m trainers.train"
@@ -81,17 +82,8 @@ FEATURE_SPEC_KEYS = {
 OnBatch = Callable[[int, dict], None]
 
 
-class UsageError(Exception):
-    """An argument, config value or input that cannot be used; reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(message)
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help="YAML preset (a path, or a name in configs/)")
     parser.add_argument("--stage", required=True, type=int, choices=STAGES)
     parser.add_argument("--data", required=True, help="shard directory, glob or file (local or fsspec URL)")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from unimo_g.evaluation_metrics import MetricModelsConfig
+from unimo_g.usage import OneLineParser, UsageError, run_command
 
 PROG = "python -m unimo_g.evaluate"
 SETTINGS_FILE = "evaluation.json"
@@ -78,17 +79,8 @@ class EvaluationConfig:
             raise ValueError(f"resolution must be >= 8 or null, got {self.resolution!r}")
 
 
-class UsageError(Exception):
-    """An argument, config or input that cannot be used; reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="checkpoint, training output or export folder")
     parser.add_argument("--bench", required=True, help="benchmark folder (DreamBench or MultiBench layout)")
     parser.add_argument("--out", required=True, help="folder for the images and the results")
@@ -262,13 +254,7 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        summary = run(parse_args(argv))
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    print(summary)
-    return 0
+    return run_command(PROG, lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

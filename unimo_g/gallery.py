@@ -15,7 +15,6 @@ compressed RLE at that size (schema v1, `unimo_g/schema.py`).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -33,6 +32,7 @@ from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version
+from unimo_g.usage import OneLineParser, UsageError
 
 # One colour per entity index (cycled): Tableau 10, distinguishable on photos.
 PALETTE = (
@@ -271,20 +271,11 @@ def build_gallery(output_dir: Path, limit: Optional[int] = 100, max_side: int = 
     )
 
 
-class UsageError(Exception):
-    """An argument that cannot be used; reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(message)
-
-
 PROG = "python -m unimo_g.gallery"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", type=Path, help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default OUTPUT_DIR/gallery.html)")
     parser.add_argument("--limit", type=int, default=100, help="show at most N samples (default 100)")

@@ -21,20 +21,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from unimo_g.usage import OneLineParser, UsageError, run_command
+
 PROG = "python -m unimo_g.generate"
 
 
-class UsageError(Exception):
-    """An argument, prompt or checkpoint that cannot be used; reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or training output directory")
     parser.add_argument("--prompt", help='text with inline entity images: "a <img>dog.png</img> on grass"')
     parser.add_argument("--out", help="PNG file to write")
@@ -121,13 +114,7 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        summary = run(parse_args(argv))
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    print(summary)
-    return 0
+    return run_command(PROG, lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

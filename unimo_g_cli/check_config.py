@@ -14,7 +14,7 @@ import yaml
 
 from unimo_g.config_tools import ConfigError, config_hash, deep_merge, load_config, parse_overrides, read_yaml, to_dict
 from unimo_g.presets import PresetNotFound, resolve_preset
-from unimo_g_cli.usage import OneLineParser, UsageError
+from unimo_g.usage import OneLineParser, UsageError
 
 PROG = "unimo-g check-config"
 

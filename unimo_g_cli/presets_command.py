@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 from unimo_g.presets import PresetNotFound, list_presets, preset_summary, presets_dir
-from unimo_g_cli.usage import OneLineParser, UsageError
+from unimo_g.usage import OneLineParser, UsageError
 
 PROG = "unimo-g presets"
 

@@ -19,22 +19,14 @@ from pipelines.report.files import shard_files, write_text
 from pipelines.write import MANIFEST_NAME
 from pipelines.report.page import render
 from unimo_g.schema import SchemaVersionError
+from unimo_g.usage import OneLineParser, UsageError
 
 PROG = "unimo-g report"
 REPORT_NAME = "report.html"
 
 
-class UsageError(Exception):
-    """An argument that cannot be used; reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, instead of argparse's usage dump
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[1].split("\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[1].split("\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", help=f"HTML file to write (default OUTPUT_DIR/{REPORT_NAME})")
     parser.add_argument("--per-bucket", type=int, default=4, help="sample rows per entity-count bucket (default 4)")
