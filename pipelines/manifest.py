@@ -24,6 +24,7 @@ from importlib import metadata as package_metadata
 from typing import Any, Mapping, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -101,6 +102,14 @@ def build_lineage(config, models: Optional[Mapping[str, Any]] = None) -> dict:
     }
 
 
+def _read_checked(path: str, columns: list[str]) -> pa.Table:
+    """`columns` of the shard or reject file at `path`; SchemaVersionError for an unsupported version."""
+    with FileSystems.open(path) as handle:
+        table = pq.read_table(handle, columns=columns)
+    check_schema_version(table.schema.metadata, where=path)
+    return table
+
+
 def count_rejects(output_dir: str) -> dict:
     """Rejects actually written under OUTPUT/rejects: {"rejects", "rejects_by_stage": {stage: n},
     "rejects_by_reason": {stage: {reason: n}}, "reject_files"}. Refuses files without a supported
@@ -108,9 +117,7 @@ def count_rejects(output_dir: str) -> dict:
     by_reason: Counter = Counter()
     reject_files = matching_files(reject_files_pattern(output_dir))
     for path in reject_files:
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle, columns=["stage", "reason"])
-            check_schema_version(table.schema.metadata, where=path)
+        table = _read_checked(path, ["stage", "reason"])
         by_reason.update(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
     return {**reject_tallies(by_reason), "reject_files": len(reject_files)}
 
@@ -173,18 +180,14 @@ def collect_counts(output_dir: str) -> tuple[dict, dict[str, dict]]:
     row_ids: Counter = Counter()
     shard_files = matching_files(shard_files_pattern(output_dir))
     for path in shard_files:
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle, columns=["id", "source_key"])
-            check_schema_version(table.schema.metadata, where=path)
+        table = _read_checked(path, ["id", "source_key"])
         outputs_by_key.update(table.column("source_key").to_pylist())
         row_ids.update(table.column("id").to_pylist())
         runs.setdefault(run_of_file(path) or "unknown", _run_counts())["rows"] += table.num_rows
     by_reason: Counter = Counter()
     reject_files = matching_files(reject_files_pattern(output_dir))
     for path in reject_files:
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(handle, columns=["source", "stage", "reason"])
-            check_schema_version(table.schema.metadata, where=path)
+        table = _read_checked(path, ["source", "stage", "reason"])
         outputs_by_key.update(table.column("source").to_pylist())
         pairs = list(zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
         by_reason.update(pairs)
