@@ -25,51 +25,34 @@ def pytest_configure(config):
     )
 
 
-def _bounded(item, phase: str):
-    """Run one phase of `item` under its `time_limit` marker (SIGALRM in the main thread; POSIX)."""
-    marker = item.get_closest_marker("time_limit")
-    if marker is None or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        return None
-    seconds = float(marker.args[0])
+def _time_limited(phase: str):
+    """A hook wrapper that runs `phase` of a test under its `time_limit` marker (SIGALRM in the main
+    thread; POSIX)."""
 
-    def expire(signum, frame):
-        # pytest's Failed is a BaseException: an `except Exception` in the code under test cannot swallow it,
-        # and subprocess.run kills its child on the way out
-        pytest.fail(f"{phase} of {item.nodeid} ran past its time limit of {seconds:g} s", pytrace=True)
+    @pytest.hookimpl(hookwrapper=True)
+    def hook(item):
+        marker = item.get_closest_marker("time_limit")
+        if marker is None or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        seconds = float(marker.args[0])
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    return previous
+        def expire(signum, frame):
+            # pytest's Failed is a BaseException: an `except Exception` in the code under test cannot swallow
+            # it, and subprocess.run kills its child on the way out
+            pytest.fail(f"{phase} of {item.nodeid} ran past its time limit of {seconds:g} s", pytrace=True)
 
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
-def _unbound(previous) -> None:
-    if previous is not None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_setup(item):
-    previous = _bounded(item, "setup")
-    try:
-        yield
-    finally:
-        _unbound(previous)
+    return hook
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    previous = _bounded(item, "call")
-    try:
-        yield
-    finally:
-        _unbound(previous)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item):
-    previous = _bounded(item, "teardown")
-    try:
-        yield
-    finally:
-        _unbound(previous)
+pytest_runtest_setup = _time_limited("setup")
+pytest_runtest_call = _time_limited("call")
+pytest_runtest_teardown = _time_limited("teardown")
