@@ -17,13 +17,14 @@ FilterScores with rules on its `computed_*` scores.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 import apache_beam as beam
 
 from pipelines import metrics
 from pipelines.assemble import AssembleFn
-from pipelines.decode import CheckedSample, CheckFn, DecodeFn, DedupeById, check_sample, dedupe_rank
+from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_ranks, passing_check
 from pipelines.filter_stage import FilterFn, passes_all
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest
@@ -140,20 +141,12 @@ def deduplicate(
         source = pipeline | "ReadForDedupe" >> ReadSamples(
             input_path, input_format, count=False, done=done_keys, config=config.read
         )
-        key_samples = source | "CheckForKeys" >> beam.FlatMap(
-            _passing_check, config.phrases.max_caption_chars, config.filters.input_rules, config.filters.missing)
+        rules = config.filters.input_rules
+        keep = partial(passes_all, rules=rules, default_missing=config.filters.missing) if rules else None
+        key_samples = source | "CheckForKeys" >> beam.FlatMap(passing_check, config.phrases.max_caption_chars, keep)
     else:  # "single_read", or "none" with hash keys
         key_samples = checked
     if method == "none":
         return checked, (), key_samples
-    ranks = key_samples | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
-    unique = checked | "Dedupe" >> DedupeById(ranks)
+    unique = checked | "Dedupe" >> DedupeById(dedupe_ranks(key_samples))
     return unique.samples, (unique.rejects,), key_samples
-
-
-def _passing_check(raw, max_caption_chars: int, rules=(), missing: str = "keep"):
-    """The CheckedSample of an input that passes `check_sample` and the filter `rules` (as the first
-    read applies them); nothing for one they reject."""
-    checked = check_sample(raw, max_caption_chars)
-    if isinstance(checked, CheckedSample) and (not rules or passes_all(checked, rules, missing)):
-        yield checked

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import apache_beam as beam
 import numpy as np
@@ -252,16 +252,19 @@ class _KeepFirstFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(REJECTS, duplicate_reject(element, first[0]))
 
 
-def dedupe_ranks(raw: beam.PCollection, max_caption_chars: int, keep=None) -> beam.PCollection:
-    """(id, `dedupe_rank`) of every input that passes `check_sample` (and `keep(checked)`, when
-    given: the filters the first read applies): what `DedupeById` needs."""
+def passing_check(
+    raw: RawSample, max_caption_chars: int, keep: Optional[Callable[[CheckedSample], bool]] = None
+) -> Iterator[CheckedSample]:
+    """The CheckedSample of an input that passes `check_sample` (and `keep(checked)`, when given:
+    the filters the first read applies); nothing for one they reject. For a second read of the inputs."""
+    checked = check_sample(raw, max_caption_chars)
+    if isinstance(checked, CheckedSample) and (keep is None or keep(checked)):
+        yield checked
 
-    def ranks(sample: RawSample) -> Iterator[tuple[str, tuple]]:
-        checked = check_sample(sample, max_caption_chars)
-        if isinstance(checked, CheckedSample) and (keep is None or keep(checked)):
-            yield checked.id, dedupe_rank(checked)
 
-    return raw | "CheckedRanks" >> beam.FlatMap(ranks)
+def dedupe_ranks(checked: beam.PCollection) -> beam.PCollection:
+    """(id, `dedupe_rank`) of every CheckedSample: what `DedupeById` needs."""
+    return checked | "Ranks" >> beam.Map(lambda sample: (sample.id, dedupe_rank(sample)))
 
 
 class DedupeById(beam.PTransform):

@@ -21,6 +21,7 @@ from pipelines.decode import (
     dedupe_rank,
     dedupe_ranks,
     key_id,
+    passing_check,
 )
 from pipelines.sources import ReadSamples
 from tests.pipelines.test_end_to_end import read_rows, run_job
@@ -91,7 +92,7 @@ def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
     ])
     inputs = (raw, extra) | beam.Flatten()
     checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
-    unique = checked.samples | DedupeById(dedupe_ranks(inputs, 100))
+    unique = checked.samples | DedupeById(dedupe_ranks(inputs | "KeyPath" >> beam.FlatMap(passing_check, 100)))
     decoded = unique.samples | beam.ParDo(DecodeFn(CONFIG)).with_outputs(DecodeFn.REJECTS, main="samples")
     assert_that(
         decoded.samples | "Rows" >> beam.Map(lambda s: (s.source_key, s.image_format, s.pixels.shape[2], s.caption)),
@@ -133,7 +134,7 @@ def test_dedupe_keeps_one_of_identical_entries_and_passes_unique_ids():
     pipeline = BeamTestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
     inputs = pipeline | beam.Create(elements)
     checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
-    unique = checked.samples | DedupeById(dedupe_ranks(inputs, 100))
+    unique = checked.samples | DedupeById(dedupe_ranks(inputs | "KeyPath" >> beam.FlatMap(passing_check, 100)))
     assert_that(unique.samples | "Keys" >> beam.Map(lambda s: s.source_key), equal_to(["j", "u"]), label="Kept")
     assert_that(
         unique.rejects | "Reasons" >> beam.Map(lambda r: (r.source, r.reason, r.detail)),
