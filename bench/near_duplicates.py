@@ -204,7 +204,7 @@ def score(images: Sequence[TestImage], rejects: Sequence[dict], reason: str, id_
 def pair_stats(images: Sequence[TestImage], config: PipelineConfig) -> dict:
     """Exhaustive hash distances: pairs of different photos (or unrelated) within each threshold, and
     pairs of one photo within `max_distance` that share an LSH band."""
-    from pipelines.near_duplicates import band_values
+    from pipelines.near_duplicates import band_values, hash_value
 
     near = config.near_duplicates
     hashes = {image.key: perceptual_hash(image.data, config.decode) for image in images}
@@ -217,8 +217,8 @@ def pair_stats(images: Sequence[TestImage], config: PipelineConfig) -> dict:
             if related:
                 if distance <= near.max_distance:
                     same += 1
-                    same_banded += any(a == b for a, b in zip(band_values(int(hashes[first.key], 16), near.bands),
-                                                               band_values(int(hashes[second.key], 16), near.bands)))
+                    same_banded += any(a == b for a, b in zip(band_values(hash_value(hashes[first.key]), near.bands),
+                                                               band_values(hash_value(hashes[second.key]), near.bands)))
                 continue
             different += 1
             for threshold in (near.max_distance, config.exclude.phash_distance):

@@ -5,7 +5,9 @@
         ─► BucketEdges ─► ToList ─► Resolve ─► near-duplicate verdicts
     elements ─► ApplyVerdicts (side input: AsDict of verdicts, losers only) ─► kept | Reject
 
-Keys are (id, perceptual hash, rank) only; image bytes are never grouped or shuffled. Inputs sharing
+Keys are (id, perceptual hash, rank) only; image bytes are never grouped or shuffled. A hash crosses
+Beam boundaries as a signed 64-bit int (`hash_value`): Beam's int coder takes nothing wider, and the
+unsigned value of most real photos' hashes is >= 2**63 (their first bit is the DC term's). Inputs sharing
 an id share their bytes and so their hash: one node per id (the smallest rank), i.e. the inputs past
 exact de-duplication. A node within `exclude.phash_distance` of an evaluation image becomes
 `exclude`/`eval_overlap` (it then takes no further part). The others are banded (LSH): nodes
@@ -47,9 +49,21 @@ BUCKET_OVERFLOW = "near_duplicate_bucket_overflow"  # hashes compared only with 
 WRITTEN, NEW = 0, 1  # first element of a node's order: rows of earlier runs sort first
 
 
+def hash_value(hex_hash: str) -> int:
+    """A perceptual hash (16 hex digits) as a signed 64-bit int: its bits in two's complement."""
+    value = int(hex_hash, 16)
+    return value - (1 << HASH_BITS) if value >> (HASH_BITS - 1) else value
+
+
+def hash_bits(values: Sequence[int]) -> np.ndarray:
+    """Signed hash values (`hash_value`) as uint64 bit patterns, for XOR and popcount. (numpy's
+    `bitwise_count` of a signed int counts the bits of its absolute value.)"""
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
+
+
 class Node(NamedTuple):
     """What the key path knows of one input (or written row): `order` sorts written rows first, then
-    by `dedupe_rank`; `phash` is the 64-bit hash as an int."""
+    by `dedupe_rank`; `phash` is the 64-bit hash as a signed int (`hash_value`)."""
 
     order: tuple
     phash: int
@@ -81,7 +95,7 @@ def hash_key(sample: CheckedSample, config: PipelineConfig) -> Iterator[tuple[st
         phash = perceptual_hash(sample.image, config.decode)
     except ImageRejected:
         return
-    yield sample.id, Node((NEW, dedupe_rank(sample)), int(phash, 16), False)
+    yield sample.id, Node((NEW, dedupe_rank(sample)), hash_value(phash), False)
 
 
 def near_duplicate_keys(checked: beam.PCollection, config: PipelineConfig) -> beam.PCollection:
@@ -104,7 +118,7 @@ def _written_hashes(path: str) -> Iterator[tuple[str, Node]]:
         table = shard.read(columns=["id", "phash"])
     for sample_id, phash in zip(table.column("id").to_pylist(), table.column("phash").to_pylist()):
         if phash:
-            yield sample_id, Node((WRITTEN, sample_id), int(phash, 16), True)
+            yield sample_id, Node((WRITTEN, sample_id), hash_value(phash), True)
 
 
 class WrittenHashes(FromWrittenShards):
@@ -124,7 +138,7 @@ def _eval_hash(sample, root: str, config: PipelineConfig) -> Iterator[tuple[str,
         _LOG.warning("evaluation image %s could not be read: %s", name, sample.source_error)
         return
     try:
-        yield name, int(perceptual_hash(sample.image, config.decode), 16)
+        yield name, hash_value(perceptual_hash(sample.image, config.decode))
     except ImageRejected as err:
         _LOG.warning("evaluation image %s is not usable: %s", name, err)
 
@@ -160,7 +174,7 @@ class _MatchEvaluationFn(beam.DoFn):
         self.max_distance = max_distance
         self._source = None
         self._names: list[str] = []
-        self._hashes = np.zeros(0, dtype=np.uint64)
+        self._bits = np.zeros(0, dtype=np.uint64)
 
     def process(self, keyed: tuple[str, Node], evaluation: Sequence[tuple[str, int]]) -> Iterator:
         sample_id, (_, phash, written) = keyed  # a Node; plain tuples too (what a runner's coder may give back)
@@ -168,9 +182,9 @@ class _MatchEvaluationFn(beam.DoFn):
             if evaluation is not self._source:  # the side input changes once per window: convert it once
                 ordered = sorted(evaluation)
                 self._names = [name for name, _ in ordered]
-                self._hashes = np.array([value for _, value in ordered], dtype=np.uint64)
+                self._bits = hash_bits([value for _, value in ordered])
                 self._source = evaluation
-            distances = np.bitwise_count(self._hashes ^ np.uint64(phash))
+            distances = np.bitwise_count(self._bits ^ hash_bits([phash]))
             best = int(np.argmin(distances))
             if distances[best] <= self.max_distance:
                 detail = f"evaluation image {self._names[best]}, distance {int(distances[best])}"
@@ -183,7 +197,8 @@ class _MatchEvaluationFn(beam.DoFn):
 
 
 def band_values(phash: int, bands: int) -> list[int]:
-    """The hash cut into `bands` runs of consecutive bits (the first `HASH_BITS % bands` one bit wider)."""
+    """The hash cut into `bands` runs of consecutive bits (the first `HASH_BITS % bands` one bit wider).
+    Signed and unsigned values of one bit pattern give the same bands (Python's `>>` is arithmetic)."""
     values, start = [], 0
     for band in range(bands):
         width = HASH_BITS // bands + (band < HASH_BITS % bands)
@@ -228,7 +243,7 @@ class _BucketEdgesFn(beam.DoFn):
         leaders.sort()
         if len(leaders) > self.max_bucket:
             beam.metrics.Metrics.counter(metrics.DEDUPE, BUCKET_OVERFLOW).inc(len(leaders) - self.max_bucket)
-        hashes = np.array([leader[2] for leader in leaders], dtype=np.uint64)
+        hashes = hash_bits([leader[2] for leader in leaders])
         bands = [band_values(leader[2], self.bands) for leader in leaders]
         for i in range(1, len(leaders)):
             compared = min(i, self.max_bucket)

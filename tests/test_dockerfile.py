@@ -1,20 +1,29 @@
 """What can be checked of the Dataflow GPU worker image without a Docker engine: the Dockerfile
-tracks the tested Beam and Python versions, its torch pin meets the project's, and it copies every
-package the project installs. (The image itself is built and run only where Docker and a GPU are.)
+builds on the Beam and torch versions of the tested set (`constraints.txt`, the file CI installs),
+for the Python CI runs, and copies every package the project installs. (The image itself is built
+and run only where Docker and a GPU are.) Pins are compared with pins, never with whatever version
+an install happened to resolve.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import tomllib
 from pathlib import Path
 
-import apache_beam
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "dataflow-gpu" / "Dockerfile"
+CONSTRAINTS = ROOT / "constraints.txt"
+CI_PYTHON = "3.11"  # the CPython of CI's machines (.ci/run), the one constraints.txt was tested on
+
+
+def _tested(name: str) -> str:
+    """The version `constraints.txt` pins `name` to."""
+    pins = dict(line.split("==", 1) for line in CONSTRAINTS.read_text().splitlines() if "==" in line
+                and not line.startswith("#"))
+    return pins[name]
 
 
 def _args() -> dict[str, str]:
@@ -23,8 +32,10 @@ def _args() -> dict[str, str]:
 
 def test_image_is_built_on_the_beam_sdk_image_of_the_tested_versions():
     args = _args()
-    assert args["BEAM_VERSION"] == apache_beam.__version__
-    assert args["PYTHON_VERSION"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert args["BEAM_VERSION"] == _tested("apache-beam")
+    assert args["TORCH_VERSION"] == _tested("torch")
+    assert args["PYTHON_VERSION"] == CI_PYTHON
+    assert f"CPython {CI_PYTHON}." in CONSTRAINTS.read_text()
     assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in DOCKERFILE.read_text()
     assert not re.search(r"^(ENTRYPOINT|CMD) ", DOCKERFILE.read_text(), flags=re.M)  # keep the SDK boot entrypoint
 

@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,7 @@ import beam_runner
 from pipelines.decode import CheckedSample, decode_checked
 from pipelines.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
-from pipelines.near_duplicates import _BucketEdgesFn, _written_hashes, band_values, resolve
+from pipelines.near_duplicates import _BucketEdgesFn, _written_hashes, band_values, hash_bits, hash_value, resolve
 from unimo_g.images import ImageRejected, hash_distance, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig, NearDuplicateConfig, PipelineConfig
 
@@ -89,7 +90,16 @@ def test_keep_rule_rejects_only_within_distance_of_a_kept_row_and_never_a_writte
 
 
 def _members(hashes: list[int]) -> list[tuple]:
-    return [((1, (f"{i:05d}",)), f"id{i}", value, False) for i, value in enumerate(hashes)]
+    return [((1, (f"{i:05d}",)), f"id{i}", hash_value(f"{value:016x}"), False) for i, value in enumerate(hashes)]
+
+
+def test_hash_values_are_signed_64_bit_ints_with_the_hashs_bits():
+    for hex_hash in ("0000000000000000", "7fffffffffffffff", "8000000000000000", "bb8320376c0f3637", "ffffffffffffffff"):
+        value = hash_value(hex_hash)
+        assert -(1 << 63) <= value < 1 << 63  # what Beam's VarIntCoder takes
+        assert int(hash_bits([value])[0]) == int(hex_hash, 16)
+        assert band_values(value, 8) == band_values(int(hex_hash, 16), 8)
+    assert int(np.bitwise_count(hash_bits([hash_value("ffffffffffffffff")]) ^ hash_bits([0]))[0]) == 64
 
 
 def test_a_crowded_bucket_is_bounded_and_identical_hashes_cost_no_pairs():
@@ -98,7 +108,7 @@ def test_a_crowded_bucket_is_bounded_and_identical_hashes_cost_no_pairs():
     edges = list(_BucketEdgesFn(bands=8, max_distance=10, max_bucket=3).process((bucket, _members([blank] * 500))))
     assert len(edges) == 499 and all(edge[0] == "alias" and edge[3] == "id0" for edge in edges)
     # 6 distinct hashes 1 bit apart in one bucket, max_bucket 3: the last 3 meet only the first 3
-    hashes = [1 << (56 + i) for i in range(6)]
+    hashes = [1 << (58 + i) for i in range(6)]  # the last two >= 2**63: negative as hash values
     edges = list(_BucketEdgesFn(bands=8, max_distance=10, max_bucket=3).process((bucket, _members(hashes))))
     pairs = {(e[1][1], e[2][1]) for e in edges}
     assert len(pairs) == 3 + 3 * 3 and ("id3", "id4") not in pairs and ("id0", "id5") in pairs
@@ -185,6 +195,11 @@ def near_run(tmp_path_factory):
     _copy(PHOTOS[2], folder, "p2-q30", "the third one, low quality",
           _encode(Image.open(PHOTOS[2]).convert("RGB"), "JPEG", quality=30))
     (evaluation / "benchmark.png").write_bytes(_encode(Image.open(PHOTOS[2]).convert("RGB"), "PNG"))
+    (evaluation / "prompts.txt").write_text("not an image: skipped")
+    # Every hash is >= 2**63 as an unsigned int (real photos: the first bit is the DC term's), so each
+    # hash that crosses a Beam boundary would overflow Beam's int coder if it travelled unsigned.
+    hashes = [perceptual_hash(path.read_bytes(), DECODE) for path in [*folder.glob("*.jpg"), *evaluation.glob("*.png")]]
+    assert all(int(h, 16) >= 1 << 63 for h in hashes), hashes
     assert _run("--input", str(folder), "--output", str(out), "--set", f"exclude.images={evaluation}") == 0
     return folder, evaluation, out
 
@@ -208,6 +223,17 @@ def test_near_duplicates_and_evaluation_images_become_rejects_before_decode(near
     assert manifest["counts"]["rejects_by_reason"]["dedupe"] == {"duplicate": 1, "near_duplicate": 2}
     assert manifest["counts"]["rejects_by_reason"]["exclude"] == {"eval_overlap": 2}
     assert verify(str(out))[0] == 0
+
+
+@pytest.mark.parametrize("runner", [
+    ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"],
+], ids=["multi_processing", "portable"])
+def test_other_runners_find_the_same_near_duplicates_and_evaluation_images(near_run, tmp_path, runner):
+    folder, evaluation, out = near_run
+    other = tmp_path / "out"
+    assert _run("--input", str(folder), "--output", str(other), "--set", f"exclude.images={evaluation}", *runner) == 0
+    assert _outputs(other) == _outputs(out)
 
 
 def test_single_read_and_none_find_the_same_near_duplicates(near_run, tmp_path):
