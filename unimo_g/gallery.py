@@ -24,68 +24,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 
-import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unimo_g.config_tools import ConfigError, from_dict
+from unimo_g.overlay import draw_overlay, entity_color
 from unimo_g.pipeline_config import PipelineConfig
-from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version
 from unimo_g.usage import OneLineParser, UsageError
 
-# One colour per entity index (cycled): Tableau 10, distinguishable on photos.
-PALETTE = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)  # fmt: skip
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "JPG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-
-
-def entity_color(k: int) -> tuple[int, int, int]:
-    return PALETTE[k % len(PALETTE)]
 
 
 def _hex(color: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(color)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def draw_overlay(image: Image.Image, entities: Sequence[Mapping], alpha: float = 0.45) -> Image.Image:
-    """The image (RGB copy) with each entity's mask tinted, its box outlined and a label, one colour each.
-
-    `image` is the EXIF-transposed original (W, H); each entity's `mask` decodes to (H, W) and its
-    `box` is xyxy in that image's pixels. Label: "k: text  box <box_score>  mask <mask_score>".
-    Raises ValueError when a mask's size differs from the image's.
-    """
-    canvas = np.asarray(image.convert("RGB"), dtype=np.float32).copy()  # (H, W, 3)
-    for k, entity in enumerate(entities):
-        mask = decode_mask(entity["mask"]["size"], entity["mask"]["counts"])  # (H, W)
-        if mask.shape != canvas.shape[:2]:
-            raise ValueError(f"entity {k}: mask is {mask.shape}, image is {canvas.shape[:2]}")
-        canvas[mask] = (1.0 - alpha) * canvas[mask] + alpha * np.asarray(entity_color(k), dtype=np.float32)
-    out = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    long_side = max(out.size)
-    line = max(2, long_side // 250)
-    font = _font(max(11, long_side // 40))
-    for k, entity in enumerate(entities):
-        color = entity_color(k)
-        x1, y1, x2, y2 = (float(v) for v in entity["box"])
-        draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=color, width=line)
-        label = f"{k}: {entity['text']}  box {entity['box_score']:.2f}  mask {entity['mask_score']:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        tx = min(max(0.0, x1), max(0.0, out.width - (right - left) - 4))
-        ty = y1 - (bottom - top) - 4 if y1 >= (bottom - top) + 4 else y1
-        draw.rectangle([tx, ty, tx + (right - left) + 4, ty + (bottom - top) + 4], fill=color)
-        draw.text((tx + 2 - left, ty + 2 - top), label, fill=(255, 255, 255), font=font)
-    return out
 
 
 def data_uri(data: bytes, image_format: str) -> str:
@@ -274,13 +226,17 @@ def build_gallery(output_dir: Path, limit: Optional[int] = 100, max_side: int = 
 PROG = "python -m unimo_g.gallery"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", type=Path, help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default OUTPUT_DIR/gallery.html)")
     parser.add_argument("--limit", type=int, default=100, help="show at most N samples (default 100)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
         if not args.output_dir.is_dir():
             raise UsageError(f"{args.output_dir} is not a folder")
         if args.limit < 0:

@@ -2,6 +2,5 @@
 
 Statistics come from Parquet columns only, one row group at a time (`stats`); image bytes are
 read only for the few sampled rows (`sample`); plots are matplotlib PNGs embedded as base64
-(`plots`); the page reuses `unimo_g.gallery`'s sample cards (`page`). Reads local folders and
-object stores through Beam's FileSystems (`files`).
+(`plots`); the page (`page`) shows `unimo_g.gallery`'s sample cards. Reads local folders and object stores through Beam's FileSystems (`files`).
 """

@@ -12,20 +12,13 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from apache_beam.io.filesystems import FileSystems
-
-from pipelines.report.collect import collect
-from pipelines.report.files import shard_files, write_text
-from pipelines.write import MANIFEST_NAME
-from pipelines.report.page import render
-from unimo_g.schema import SchemaVersionError
 from unimo_g.usage import OneLineParser, UsageError
 
 PROG = "unimo-g report"
 REPORT_NAME = "report.html"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[1].split("\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", help=f"HTML file to write (default OUTPUT_DIR/{REPORT_NAME})")
@@ -39,19 +32,33 @@ def _parser() -> argparse.ArgumentParser:
 def build_report(output_dir: str, out: Optional[str] = None, per_bucket: int = 4, per_reason: int = 3,
                  seed: int = 0, max_side: int = 512) -> tuple[str, object]:
     """Write the report; returns (its path, the collected statistics)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.report.collect import collect
+    from pipelines.report.files import write_text
+    from pipelines.report.page import render
+
     collected = collect(output_dir, per_bucket, per_reason, seed)
     page = render(collected, output_dir.rstrip("/"), max_side)
     return write_text(out or FileSystems.join(output_dir, REPORT_NAME), page), collected
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from unimo_g.schema import SchemaVersionError
+
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         for flag in ("per_bucket", "per_reason"):
             if getattr(args, flag) < 0:
                 raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
         if args.max_side < 16:
             raise UsageError(f"--max-side must be >= 16, got {args.max_side}")
+        # Beam's filesystems (slow to import) only once the arguments are usable
+        from apache_beam.io.filesystems import FileSystems
+
+        from pipelines.report.files import shard_files
+        from pipelines.write import MANIFEST_NAME
+
         # Object stores have no folders: look for the files themselves.
         manifest = FileSystems.join(args.output_dir, MANIFEST_NAME)
         if not shard_files(args.output_dir) and not FileSystems.exists(manifest):

@@ -7,17 +7,20 @@ import json
 from typing import Any, Mapping
 
 import yaml
+from matplotlib.figure import Figure
 
 from pipelines.report import plots
 from pipelines.report.collect import REJECT_COLUMNS, Collected
-from pipelines.report.stats import COUNTS_CAP, OUTCOMES_COLUMN
+from pipelines.report.stats import COUNTS_CAP, OUTCOMES_COLUMN, ShardStats
 from pipelines.shard_stats import ENTITY_BINS, PAPER_ENTITIES_PER_PROMPT, PAPER_MEAN_ENTITIES, PAPER_TEXT_TOKENS
 from unimo_g.gallery import STYLE as GALLERY_STYLE
 from unimo_g.gallery import render_banner_html, render_sample_html
 
+# .plots: without align-items, a flex row stretches each plot to the row's tallest.
 STYLE = GALLERY_STYLE + """
 section{margin:1.5em 0}img.plot{margin:.3em;border:1px solid #ddd;background:#fff}
-.num{text-align:right}.ok{color:#1b5e20}.plots{display:flex;flex-wrap:wrap}
+.num{text-align:right}.ok{color:#1b5e20}
+.plots{display:flex;flex-wrap:wrap;align-items:flex-start}
 """
 # Manifest keys shown in their own sections (everything else goes under "other manifest fields").
 SHOWN = {"config", "config_hash", "models", "libraries", "counts", "wall_time_s", "random_weights", "schema_version"}
@@ -64,13 +67,13 @@ def accounting(c: Collected) -> str:
         parts.append(table(["stage", "rejects"], [[s, n] for s, n in sorted(by_stage.items())]))
         parts.append(table(["stage", "reason", "rejects", "share of rejects"], by_reason))
         parts.append(plots.img_tag(plots.category_plot({f"{s}: {r}": n for (s, r), n in c.rejects.by_reason.items()},
-                                                       "rejects by stage and reason", "rejects"), "rejects"))
+                                                       "rejects by stage and reason", "rejects")))
     return "".join(parts)
 
 
-def phrase_outcomes(c: Collected) -> tuple[str, list[str]]:
+def phrase_outcomes(c: Collected) -> tuple[str, list[Figure]]:
     """The paragraph and table on why phrases did not become entities (the shards' `phrase_outcomes`),
-    and the figure URIs."""
+    and its figure."""
     s = c.stats
     if s.rows and s.rows_without_outcomes == s.rows:
         return (f"<p>Why phrases did not become entities: these shards carry no per-phrase outcome (schema v1, "
@@ -100,40 +103,54 @@ def prompts(c: Collected) -> str:
     rows.append(["mean text tokens per prompt (word-level here)", "–" if tokens is None else f"{tokens:.1f}",
                  f"{PAPER_TEXT_TOKENS:.1f}"])
     rows.append(["mean phrases per caption", f"{s.phrases / s.rows:.2f}" if s.rows else "–", "–"])
-    figures = [
-        plots.bars_beside(list(ENTITY_BINS), [100 * shares[b] for b in ENTITY_BINS],
-                          [100 * PAPER_ENTITIES_PER_PROMPT[b] for b in ENTITY_BINS],
+    reasons, outcome_figures = phrase_outcomes(c)
+    return (
+        "<h2>Prompts beside the paper (UNIMO-G, Table 4)</h2>"
+        + table(["entities per prompt", "this output", "paper"], rows)
+        + reasons
+        + figure_row(prompt_figures(s) + outcome_figures)
+    )
+
+
+def figure_row(figures: list[Figure]) -> str:
+    return '<div class="plots">' + "".join(plots.img_tag(f) for f in figures) + "</div>"
+
+
+def prompt_figures(s: ShardStats) -> list[Figure]:
+    """Entities per prompt beside the paper's, phrases per caption and text tokens per prompt."""
+    shares = s.bucket_shares()
+    ours = [100 * shares[b] for b in ENTITY_BINS] if s.rows else None  # no rows: no shares, not 0%
+    return [
+        plots.bars_beside(list(ENTITY_BINS), ours, [100 * PAPER_ENTITIES_PER_PROMPT[b] for b in ENTITY_BINS],
                           "entities per prompt", "% of prompts"),
         plots.counts_plot(s.phrase_counts, COUNTS_CAP, "phrases per caption", "phrases"),
         plots.histogram_plot({"text tokens": s.tokens}, "text tokens per prompt", "tokens (word-level)",
                              reference=(f"paper mean {PAPER_TEXT_TOKENS}", PAPER_TEXT_TOKENS)),
     ]
-    reasons, outcome_figures = phrase_outcomes(c)
-    figures += outcome_figures
-    return (
-        "<h2>Prompts beside the paper (UNIMO-G, Table 4)</h2>"
-        + table(["entities per prompt", "this output", "paper"], rows)
-        + reasons
-        + '<div class="plots">' + "".join(plots.img_tag(f, "plot") for f in figures) + "</div>"
-    )
 
 
-def entities_and_images(c: Collected) -> str:
-    s = c.stats
-    figures = [
+def entity_figures(s: ShardStats) -> list[Figure]:
+    """Histograms of box area ratio, mask fill, entity scores, image sizes and entity sizes."""
+    return [
         plots.histogram_plot({"box area / image area": s.box_area_ratio}, "box area ratio", "ratio"),
-        plots.histogram_plot({"mask area / box area": s.mask_fill}, "mask fill", "ratio"),
-        plots.histogram_plot({name: h for name, h in s.scores.items()}, "entity scores", "score")
-        if s.scores else None,
+        # a mask may spill past its box: fill above 1, beyond the line
+        plots.histogram_plot({"mask area / box area": s.mask_fill}, "mask fill", "ratio",
+                             reference=("mask area = box area", 1.0)),
+        plots.histogram_plot(dict(s.scores), "entity scores", "score"),
         plots.histogram_plot({"width": s.width, "height": s.height}, "image sizes", "pixels"),
         plots.histogram_plot({"longer box side": s.entity_side}, "entity sizes (source pixels before resizing)",
                              "pixels"),
     ]
+
+
+def entities_and_images(c: Collected) -> str:
+    s = c.stats
     return (
         f"<h2>Entities and images</h2><p>{s.entities:,} entities in {s.rows:,} rows. Boxes are xyxy in pixels of "
-        "the original image; an entity image is cropped from its box, so its source size is the box's. Values past "
-        "a histogram's last edge are counted in its last bin; the means in the legends are exact.</p>"
-        '<div class="plots">' + "".join(plots.img_tag(f, "plot") for f in figures if f) + "</div>"
+        "the original image; an entity image is cropped from its box, so its source size is the box's. A mask "
+        "area counts the whole mask, so a mask that spills past its box has a fill above 1. Each histogram's "
+        "range grows until it holds the largest value; the means in the legends are exact.</p>"
+        + figure_row(entity_figures(s))
     )
 
 
@@ -175,12 +192,36 @@ def run_facts(c: Collected) -> str:
     return "".join(parts)
 
 
-def gallery(c: Collected, max_side: int) -> str:
-    parts = ["<h2>Samples, stratified by entity count</h2>"]
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
+def bucket_heading(bucket: str, rows: int, shown: int) -> str:
+    """E.g. '1 entity: 3 rows, none sampled', '≥4 entities: 12 rows, 4 sampled', '2 entities: no rows'."""
+    entities = "1 entity" if bucket == "1" else f"{bucket.replace('>=', '≥')} entities"
+    if not rows:
+        return f"{entities}: no rows"
+    if not shown:
+        return f"{entities}: {_rows(rows)}, none sampled"
+    if shown == rows:
+        return f"{entities}: {_rows(rows)}, {'all ' if rows > 1 else ''}shown"
+    return f"{entities}: {_rows(rows)}, {shown:,} sampled"
+
+
+def samples(c: Collected, max_side: int) -> list[str]:
+    """A heading per entity-count bucket, with its sampled rows' cards."""
+    if not c.stats.rows:
+        return ["<p>No rows to sample.</p>"]
+    counts, parts = c.stats.bucket_counts(), []
     for bucket in ENTITY_BINS:
         rows = c.samples.get(bucket, [])
-        parts.append(f"<h3>{bucket} entities ({len(rows)} shown)</h3>")
+        parts.append(f"<h3>{esc(bucket_heading(bucket, counts[bucket], len(rows)))}</h3>")
         parts += [render_sample_html(row, max_side) for row in rows]
+    return parts
+
+
+def gallery(c: Collected, max_side: int) -> str:
+    parts = ["<h2>Samples, stratified by entity count</h2>", *samples(c, max_side)]
     if c.reject_samples:
         parts.append("<h2>Rejects, sampled by stage and reason</h2>")
         rows = [[r[col] for col in REJECT_COLUMNS] for rows in c.reject_samples.values() for r in rows]

@@ -23,20 +23,27 @@ from unimo_g.schema import OUTCOME_ENTITY
 # Entity fields never read for statistics (large, or not numeric).
 ENTITY_SKIP = {"image", "image_format", "mask", "text", "phrase", "start", "end"}
 
-# Fixed histogram edges, so that row groups add up without keeping values.
-UNIT = np.linspace(0.0, 1.0, 21)  # ratios and scores in [0, 1]
-PIXELS = np.append(np.arange(0, 4097, 128, dtype=float), np.inf)  # image sides; last bin: > 4096
-ENTITY_PIXELS = np.append(np.arange(0, 2049, 64, dtype=float), np.inf)  # entity crop sides
+# Histogram ranges (top, bins): [0, top] in equal bins, doubled until they hold the largest value.
+UNIT = (1.0, 20)  # ratios and scores, mostly in [0, 1]
+PIXELS = (4096.0, 32)  # image sides
+ENTITY_PIXELS = (2048.0, 32)  # entity crop sides
 COUNTS_CAP = 16  # phrases per caption and entities per row: 0..15, then ≥16
-TOKENS = np.append(np.arange(0, 201, 5, dtype=float), np.inf)
+TOKENS = (200.0, 40)
 OUTCOMES_COLUMN = "phrase_outcomes"  # schema v2; aligned with `phrases`
 
 
 @dataclasses.dataclass
 class Histogram:
-    """Counts over fixed `edges`, with the sum, min and max of what was added."""
+    """Counts over `bins` equal bins from 0 to `top`, with the sum, min and max of what was added.
 
-    edges: np.ndarray
+    A value above `top` doubles `top` and merges neighbouring bins pairwise (as often as needed), so
+    every value is counted inside the plotted range, memory stays fixed, and the edges depend only on
+    the largest value, not on the order of arrival: row groups add up without keeping values. (All
+    the quantities histogrammed are >= 0; a negative one would be counted in the first bin.)
+    """
+
+    top: float
+    bins: int
     counts: np.ndarray = None
     total: float = 0.0
     n: int = 0
@@ -44,16 +51,28 @@ class Histogram:
     high: float = -np.inf
 
     def __post_init__(self):
+        if self.bins % 2:
+            raise ValueError(f"bins must be even to merge pairwise, got {self.bins}")
         if self.counts is None:
-            self.counts = np.zeros(len(self.edges) - 1, dtype=np.int64)
+            self.counts = np.zeros(self.bins, dtype=np.int64)
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(0.0, self.top, self.bins + 1)
+
+    def _double(self) -> None:
+        merged = self.counts.reshape(-1, 2).sum(axis=1)
+        self.counts = np.concatenate([merged, np.zeros(self.bins - merged.size, dtype=np.int64)])
+        self.top *= 2.0
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
         values = values[np.isfinite(values)]
         if values.size == 0:
             return
-        clipped = np.clip(values, self.edges[0], np.nextafter(self.edges[-1], -np.inf))
-        self.counts += np.histogram(clipped, bins=self.edges)[0]
+        while values.max() > self.top:
+            self._double()
+        self.counts += np.histogram(np.maximum(values, 0.0), bins=self.edges)[0]
         self.total += float(values.sum())
         self.n += int(values.size)
         self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
@@ -70,22 +89,27 @@ class ShardStats:
     phrase_counts: Counter = dataclasses.field(default_factory=Counter)  # phrases per caption (capped)
     entities: int = 0
     phrases: int = 0
-    tokens: Histogram = dataclasses.field(default_factory=lambda: Histogram(TOKENS))
-    width: Histogram = dataclasses.field(default_factory=lambda: Histogram(PIXELS))
-    height: Histogram = dataclasses.field(default_factory=lambda: Histogram(PIXELS))
-    box_area_ratio: Histogram = dataclasses.field(default_factory=lambda: Histogram(UNIT))
-    mask_fill: Histogram = dataclasses.field(default_factory=lambda: Histogram(UNIT))
-    entity_side: Histogram = dataclasses.field(default_factory=lambda: Histogram(ENTITY_PIXELS))
+    tokens: Histogram = dataclasses.field(default_factory=lambda: Histogram(*TOKENS))
+    width: Histogram = dataclasses.field(default_factory=lambda: Histogram(*PIXELS))
+    height: Histogram = dataclasses.field(default_factory=lambda: Histogram(*PIXELS))
+    box_area_ratio: Histogram = dataclasses.field(default_factory=lambda: Histogram(*UNIT))
+    # mask area / box area: above 1 where a mask spills past its box (random-weight masks cover most of the image)
+    mask_fill: Histogram = dataclasses.field(default_factory=lambda: Histogram(*UNIT))
+    entity_side: Histogram = dataclasses.field(default_factory=lambda: Histogram(*ENTITY_PIXELS))
     scores: dict = dataclasses.field(default_factory=dict)  # entity score field -> Histogram
     phrase_outcomes: Counter = dataclasses.field(default_factory=Counter)  # outcome other than entity -> phrases
     rows_without_outcomes: int = 0  # rows of schema-v1 shards, which record no per-phrase outcome
     phrases_without_outcomes: int = 0  # their phrases
 
-    def bucket_shares(self) -> dict[str, float]:
+    def bucket_counts(self) -> dict[str, int]:
+        """Rows per entity-count bucket (`ENTITY_BINS`)."""
         buckets = Counter()
         for n, count in self.entity_counts.items():
             buckets[entity_bin(n)] += count
-        return {b: (buckets[b] / self.rows if self.rows else 0.0) for b in ENTITY_BINS}
+        return {b: buckets[b] for b in ENTITY_BINS}
+
+    def bucket_shares(self) -> dict[str, float]:
+        return {b: (n / self.rows if self.rows else 0.0) for b, n in self.bucket_counts().items()}
 
 
 def _struct_fields(schema: pa.Schema, column: str) -> list[pa.Field]:
@@ -158,7 +182,7 @@ def add_row_group(stats: ShardStats, table: pa.Table, scores: list[str], has_out
         stats.entity_side.add(np.maximum(box_w, box_h))
         for name in scores:
             values = pc.struct_field(flat, name).to_numpy(zero_copy_only=False)
-            stats.scores.setdefault(name, Histogram(UNIT)).add(values)
+            stats.scores.setdefault(name, Histogram(*UNIT)).add(values)
     return lengths
 
 

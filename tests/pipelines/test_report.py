@@ -12,13 +12,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from matplotlib.patches import StepPatch
+from matplotlib.text import Text
+from PIL import Image
+from pycocotools import mask as mask_utils
 
 from bench.report import ENTITY_PATTERN, MISSED_OUTCOMES, REJECT_REASONS, write_synthetic_output
 from pipelines.report import collect as collect_module
 from pipelines.report import files
+from pipelines.report import page as page_module
+from unimo_g.overlay import draw_overlay, label_rects
 from pipelines.report.collect import collect
 from pipelines.report.main import main
+from pipelines.report.stats import UNIT, Histogram
 from pipelines.shard_stats import ENTITY_BINS, entity_bin, summarize_shards
+from unimo_g.gallery import entity_color
 from unimo_g.schema import FIELDS_SINCE_V2, OUTCOME_ENTITY, VERSION_KEY
 
 ROWS, REJECTS = 45, 7
@@ -225,3 +233,138 @@ def test_the_licences_of_the_rows(tmp_path):
     page = (out / "report.html").read_text()
     assert "<h3>Licences of the rows</h3>" in page and '<td>cc-by-4.0</td><td class="num">2</td>' in page
     assert "<td>&lt;cc0&gt;</td>" in page
+
+
+# The page's glitches: stretched plots, clipped histograms, legends over bars, bucket headings,
+# hidden box labels and empty axes.
+
+
+def test_plot_rows_keep_each_plot_at_its_own_height():
+    """In a flex row without `align-items`, every <img> stretches to the row's tallest plot."""
+    rule = re.search(r"\.plots\{([^}]*)\}", page_module.STYLE).group(1)
+    assert "display:flex" in rule and "align-items:flex-start" in rule
+
+
+def test_histogram_range_grows_to_hold_every_value_whatever_the_order():
+    values = np.array([0.5, 3.0, 10.6, 0.0, 1.0, 7.25])
+    whole, parts, backwards = Histogram(*UNIT), Histogram(*UNIT), Histogram(*UNIT)
+    whole.add(values)
+    for v in values:
+        parts.add([v])
+    for v in values[::-1]:
+        backwards.add([v])
+    assert whole.top == parts.top == backwards.top == 16.0  # 1 doubled until 10.6 fits
+    assert whole.counts.tolist() == parts.counts.tolist() == backwards.counts.tolist()
+    assert whole.counts.sum() == values.size and whole.mean == pytest.approx(values.mean())
+    bins = np.minimum(np.searchsorted(whole.edges, values, side="right") - 1, whole.bins - 1)
+    assert (whole.counts[bins] > 0).all()  # each value in the bin that spans it
+
+
+def _scale_mask_areas(output: Path, factor: int) -> None:
+    """Masks `factor` times larger: they spill past their boxes, as random-weight masks do."""
+    for shard in (output / "shards").glob("*.parquet"):
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        for entity in (e for row in rows for e in row["entities"]):
+            entity["mask_area"] *= factor
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+
+def _figure_titled(figures, title):
+    (figure,) = [f for f in figures if f.get_label() == title]
+    figure.draw_without_rendering()
+    return figure
+
+
+def test_mask_fill_axis_shows_every_value_and_the_legend_its_mean(tmp_path):
+    """A mask larger than its box has a fill above 1: the axis must reach it, not clip it at 1."""
+    out = write_synthetic_output(tmp_path / "out", 9, image_kib=1)
+    _scale_mask_areas(out, 8)
+    rows = all_rows(out)
+    fills = [e["mask_area"] / ((e["box"][2] - e["box"][0]) * (e["box"][3] - e["box"][1]))
+             for r in rows for e in r["entities"]]
+    assert max(fills) > 1
+    stats = collect(str(out)).stats
+    figure = _figure_titled(page_module.entity_figures(stats), "mask fill")
+    (axes,) = figure.axes
+    (stairs,) = [p for p in axes.patches if isinstance(p, StepPatch)]
+    counts, edges = stairs.get_data()[:2]
+    assert counts.sum() == len(fills)  # every value plotted, none outside the drawn bins
+    assert edges[0] <= min(fills) and max(fills) <= edges[-1] <= axes.get_xlim()[1]
+    legend = " ".join(t.get_text() for t in figure.legends[0].get_texts())
+    assert f"mean {np.mean(fills):.3g}" in legend
+    assert axes.get_xlim()[0] <= np.mean(fills) <= axes.get_xlim()[1]
+
+
+def test_legends_sit_outside_the_axes(output):
+    stats = collect(str(output)).stats
+    figures = page_module.prompt_figures(stats) + page_module.entity_figures(stats)
+    with_legend = [f for f in figures if f.legends]
+    assert len(with_legend) >= 6
+    for figure in with_legend:
+        figure.draw_without_rendering()
+        (axes,) = figure.axes
+        assert axes.get_legend() is None
+        for legend in figure.legends:
+            assert not legend.get_window_extent().overlaps(axes.get_window_extent()), figure.get_label()
+
+
+@pytest.mark.parametrize("bucket, rows, shown, heading", [
+    ("1", 3, 0, "1 entity: 3 rows, none sampled"),
+    ("1", 0, 0, "1 entity: no rows"),
+    ("0", 1, 1, "0 entities: 1 row, shown"),
+    ("2", 3, 3, "2 entities: 3 rows, all shown"),
+    (">=4", 1234, 4, "≥4 entities: 1,234 rows, 4 sampled"),
+])
+def test_bucket_headings(bucket, rows, shown, heading):
+    assert page_module.bucket_heading(bucket, rows, shown) == heading
+
+
+def test_page_headings_count_the_rows_of_each_bucket(output):
+    assert main([str(output), "--per-bucket", "0"]) == 0
+    page = (output / "report.html").read_text(encoding="utf-8")
+    assert "<h3>1 entity: 15 rows, none sampled</h3>" in page and '<div class="card">' not in page
+    assert main([str(output), "--per-bucket", "7"]) == 0
+    page = (output / "report.html").read_text(encoding="utf-8")
+    for heading in ("0 entities: 5 rows, all shown", "1 entity: 15 rows, 7 sampled",
+                    "≥4 entities: 10 rows, 7 sampled"):
+        assert f"<h3>{heading}</h3>" in page
+    assert not re.search(r"<h3>1 entities|shown\)", page)
+
+
+def _entity(k: int, box: tuple, size: tuple[int, int]) -> dict:
+    """An entity whose mask fills its box on an image of `size` (W, H)."""
+    mask = np.zeros(size[::-1], dtype=np.uint8)
+    mask[box[1]:box[3], box[0]:box[2]] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {"text": f"thing number {k}", "box": list(map(float, box)), "box_score": 0.5, "mask_score": 0.5,
+            "mask": {"size": list(rle["size"]), "counts": rle["counts"]}}
+
+
+def test_box_labels_never_cover_one_another():
+    """Boxes with the same or close corners: every label keeps its own spot, inside the image, and
+    is drawn there in its entity's colour (entity 0's label used to be hidden under the others)."""
+    size = (320, 240)
+    boxes = [(40, 30, 200, 200), (40, 30, 200, 200), (44, 34, 150, 120), (0, 236, 320, 240), (300, 0, 320, 20)]
+    entities = [_entity(k, box, size) for k, box in enumerate(boxes)]
+    image = draw_overlay(Image.new("RGB", size, (128, 128, 128)), entities)
+    rects = label_rects(entities, size)
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] < a[2] <= size[0] and 0 <= a[1] < a[3] <= size[1]
+        assert all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1] for b in rects[i + 1:])
+        assert image.getpixel((a[0], a[1])) == entity_color(i)  # its label's background, not another's
+    assert rects[0][:2] == (40, 30)  # the first label stays at its box's top-left corner
+
+
+def test_an_output_whose_inputs_were_all_rejected_shows_no_data_not_empty_axes(tmp_path):
+    out = write_synthetic_output(tmp_path / "out", 0, rejects=5, image_kib=1)
+    stats = collect(str(out)).stats
+    for figure in page_module.prompt_figures(stats) + page_module.entity_figures(stats):
+        texts = [t.get_text() for t in figure.findobj(Text)]
+        assert any("no data" in t for t in texts), figure.get_label()
+    assert main([str(out)]) == 0
+    page = (out / "report.html").read_text()
+    for title in ("phrases per caption", "text tokens per prompt", "box area ratio", "mask fill", "entity scores",
+                  "image sizes", "entity sizes (source pixels before resizing)"):
+        assert f'alt="{title}: no data"' in page
+    assert "No rows to sample." in page and "<h3>" not in page.split("Samples, stratified")[1]
