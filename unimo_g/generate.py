@@ -1,7 +1,8 @@
 """Generate an image from a multimodal prompt with a trained checkpoint or export, or export one.
 
     python -m unimo_g.generate --checkpoint DIR --prompt "a <img>photos/dog.png</img> on a beach" \\
-        --out FILE.png [--steps 50] [--guidance 5.0] [--seed 0] [--resolution R] [--device cuda] [--raw-weights]
+        --out FILE.png [--force] [--steps 50] [--guidance 5.0] [--seed 0] [--resolution R] [--device cuda] \\
+        [--raw-weights]
     python -m unimo_g.generate --checkpoint DIR --export OUT_DIR [--raw-weights] [--device cuda]
     python -m unimo_g.generate --checkpoint DIR --export-unet OUT_DIR [--raw-weights]
 
@@ -10,13 +11,15 @@ an export folder. --export writes a folder diffusers loads alone (`unimo_g.expor
 condition projection inside, VAE, scheduler, model_index.json, the empty prompt's conditions, a
 model card); --export-unet writes the UNet alone. Entity image paths are relative to the working
 directory; they are squared on white and resized as the training data's entity images were. The
-EMA weights are used when the checkpoint has them (--raw-weights: the trained weights). Unusable
-arguments exit with code 2 and a one-line message.
+EMA weights are used when the checkpoint has them (--raw-weights: the trained weights). --out is
+never one of the prompt's entity images nor a path inside the --checkpoint folder, and an existing
+--out file is replaced only with --force. Unusable arguments exit with code 2 and a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,16 +29,18 @@ from unimo_g.usage import OneLineParser, UsageError, run_command
 PROG = "python -m unimo_g.generate"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or training output directory")
     parser.add_argument("--prompt", help='text with inline entity images: "a <img>dog.png</img> on grass"')
-    parser.add_argument("--out", help="PNG file to write")
+    parser.add_argument("--out", help="PNG file to write (never an entity image of the prompt or a file of the "
+                        "checkpoint; an existing file only with --force)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--export", metavar="OUT_DIR", help="write a folder that diffusers loads alone")
     parser.add_argument("--export-unet", metavar="OUT_DIR", help="write the UNet alone as a diffusers model folder")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5.0)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
     parser.add_argument("--resolution", type=int, help="image side in pixels (default: the training resolution)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
@@ -43,21 +48,58 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     exporting = [flag for flag, value in (("--export", args.export), ("--export-unet", args.export_unet)) if value]
     if not exporting and (args.prompt is None or args.out is None):
         raise UsageError("pass --prompt and --out to generate, or --export OUT_DIR (or --export-unet OUT_DIR)")
     if len(exporting) > 1:
         raise UsageError("pass --export or --export-unet, not both")
-    if exporting and (args.prompt is not None or args.out is not None):
-        raise UsageError(f"{exporting[0]} does not take --prompt or --out")
+    if exporting and (args.prompt is not None or args.out is not None or args.force):
+        raise UsageError(f"{exporting[0]} does not take --prompt, --out or --force")
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     if args.resolution is not None and args.resolution < 8:
         raise UsageError(f"--resolution must be >= 8, got {args.resolution}")
     if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    if args.out is not None:
+        check_out(args.out, args.prompt, args.checkpoint, args.force)
     return args
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file: the same resolved path (symlinks, `..`), or, when both
+    exist, the same file on disk (hard links, case-insensitive file systems)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or cannot be examined): not the same existing file
+        return False
+
+
+def check_out(out: str, prompt: str, checkpoint: str, force: bool) -> None:
+    """Refuse an --out that would write over an input: one of the prompt's entity images or a path
+    inside the checkpoint folder (even with --force); or an existing file, unless `force`. Paths
+    are named in the messages as the user wrote them."""
+    # the prompt parser lives beside the models (torch); it is imported once the cheap checks passed
+    from unimo_g.generation import PromptError, parse_prompt
+
+    try:
+        _, entity_paths = parse_prompt(prompt)
+    except PromptError as err:
+        raise UsageError(str(err)) from None
+    for entity in entity_paths:  # relative to the working directory, as generation reads them
+        if _same_file(Path(out), Path(entity)):
+            raise UsageError(f"--out {out} is the entity image {entity} of the prompt; write to another file")
+    path = Path(out)
+    if path.resolve().is_relative_to(Path(checkpoint).resolve()):
+        raise UsageError(f"--out {out} is inside the checkpoint folder {checkpoint}; write outside it")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise UsageError(f"--out {out} exists and is not a file")
+        if not force:
+            raise UsageError(f"--out {out} exists; pass --force to replace it")
 
 
 def run(args: argparse.Namespace) -> str:

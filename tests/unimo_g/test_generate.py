@@ -1,5 +1,6 @@
 """Generation from a checkpoint written in the trainer's layout, built here with unimo_g alone."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -143,14 +144,82 @@ def test_cli_writes_a_png_and_refuses_bad_input(output, entity, tmp_path, monkey
     with Image.open(out) as image:
         assert image.size == (32, 32)
     capsys.readouterr()
-    assert cli.main(["--checkpoint", str(output), "--prompt", "a <img>cat.png</img>", "--out", str(out)]) == 2
+    new = str(tmp_path / "new.png")
+    assert cli.main(["--checkpoint", str(output), "--prompt", "a <img>cat.png</img>", "--out", new]) == 2
     assert "cat.png" in _error_line(capsys)
     assert cli.main(["--checkpoint", str(output), "--prompt", "a dog"]) == 2
     assert "--export-unet" in _error_line(capsys)
-    assert cli.main(["--checkpoint", str(tmp_path / "nothing"), "--prompt", "a", "--out", str(out)]) == 2
+    assert cli.main(["--checkpoint", str(tmp_path / "nothing"), "--prompt", "a", "--out", new]) == 2
     assert "nothing" in _error_line(capsys)
-    assert cli.main(["--checkpoint", str(output), "--prompt", "a", "--out", str(out), "--steps", "0"]) == 2
+    assert cli.main(["--checkpoint", str(output), "--prompt", "a", "--out", new, "--steps", "0"]) == 2
     assert "--steps" in _error_line(capsys)
+    assert not Path(new).exists()
+
+
+def _refused(capsys, argv: list[str], *expected: str) -> None:
+    """`argv` is refused by the argument checks (before any model or image is loaded): exit code 2
+    and one error line holding each of `expected`."""
+    with pytest.raises(cli.UsageError):
+        cli.parse_args(argv)
+    assert cli.main(argv) == 2
+    line = _error_line(capsys)
+    assert all(part in line for part in expected), line
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_cli_never_writes_over_an_entity_image(output, tmp_path, monkeypatch, capsys, force):
+    monkeypatch.chdir(tmp_path)  # entity paths are relative to the working directory
+    (tmp_path / "photos").mkdir()
+    cat = tmp_path / "photos" / "cat.png"
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(cat)
+    (tmp_path / "link.png").symlink_to(cat)
+    os.link(cat, tmp_path / "hardlink.png")
+    photo = cat.read_bytes()
+    prompt = "a <img>dog.png</img> and a <img>photos/cat.png</img> on a sofa"
+    for out in ("photos/cat.png", "./photos/cat.png", "photos/../photos/cat.png", str(cat), "link.png",
+                "hardlink.png"):
+        _refused(capsys, ["--checkpoint", str(output), "--prompt", prompt, "--out", out, *force],
+                 f"--out {out} is the entity image photos/cat.png", "another file")
+    # the same file under another name, the other way round: the prompt names the link, --out the photo
+    _refused(capsys, ["--checkpoint", str(output), "--prompt", "a <img>hardlink.png</img>", "--out", str(cat),
+                      *force], "is the entity image hardlink.png")
+    # an entity image that does not exist yet is still an input: refused before its absence is reported
+    _refused(capsys, ["--checkpoint", str(output), "--prompt", prompt, "--out", "dog.png", *force],
+             "is the entity image dog.png")
+    assert cat.read_bytes() == photo and not (tmp_path / "dog.png").exists()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_cli_never_writes_inside_the_checkpoint(output, tmp_path, monkeypatch, capsys, force):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = output / CHECKPOINTS_DIR / "step-0000001"
+    before = sorted(p.relative_to(output) for p in output.rglob("*"))
+    (tmp_path / "run").symlink_to(output)
+    for target, out in ((output, output / "image.png"), (output, checkpoint / "image.png"),
+                        (checkpoint, checkpoint / "model.png"), (tmp_path / "run", output / "image.png"),
+                        (output, tmp_path / "run" / "sub" / "image.png")):
+        _refused(capsys, ["--checkpoint", str(target), "--prompt", "a dog", "--out", str(out), *force],
+                 f"--out {out} is inside the checkpoint folder {target}")
+    assert sorted(p.relative_to(output) for p in output.rglob("*")) == before
+
+
+def test_cli_replaces_an_existing_file_only_with_force(output, entity, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(entity.parent)
+    out = tmp_path / "old.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out)
+    old = out.read_bytes()
+    argv = ["--checkpoint", str(output), "--prompt", "a <img>dog.png</img> on grass", "--out", str(out),
+            "--steps", str(STEPS), "--device", "cpu"]
+    _refused(capsys, argv, f"--out {out} exists", "--force")
+    assert out.read_bytes() == old
+    assert cli.main([*argv, "--force"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with Image.open(out) as image:
+        assert image.size == (32, 32)
+    (tmp_path / "folder.png").mkdir()
+    _refused(capsys, [*argv[:-6], "--out", str(tmp_path / "folder.png"), "--force"], "is not a file")
+    _refused(capsys, ["--checkpoint", str(output), "--export", str(tmp_path / "export"), "--force"],
+             "--export does not take --prompt, --out or --force")
 
 
 def test_export_unet_loads_in_diffusers_alone(output, tmp_path, capsys):
