@@ -24,11 +24,13 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Mapping, Optional
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipelines import metrics
 from pipelines.ledger import Ledger, unit_items
+from pipelines.local_checks import input_not_found_message
 from pipelines.source_formats import (
     I2D_IMAGE_COLUMNS,
     ReadUnit,
@@ -192,11 +194,26 @@ def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = 
         return _dir_plan(path, input_format, keys_per_unit)
     files = _match(path)
     if not files:
-        raise ValueError(f"input path not found: {input_path!r}")
+        raise ValueError(input_not_found_message(input_path))
     if input_format == "folder":
         raise ValueError(f"input format 'folder' needs a folder, got the file(s) {input_path!r}")
     fmt, layout, units = _file_units(files, input_format, input_path)
     return ReadPlan(fmt, layout, tuple(units))
+
+
+def planned_inputs(plan: ReadPlan, max_files: int = 2000) -> Optional[int]:
+    """How many inputs `plan` lists, when that is known without reading them: folder keys and the
+    rows of Parquet files (img2dataset's metadata, manifests), from their footers. None when a unit
+    can only be counted by reading it (JSONL, a tar without its metadata) or when more than
+    `max_files` footers would have to be read."""
+    files = [unit.companion if unit.kind == "i2d_tar" else unit.path for unit in plan.units if unit.kind != "folder"]
+    if any(path is None or not path.endswith(".parquet") for path in files) or len(files) > max_files:
+        return None
+    total = sum(len(unit.groups) for unit in plan.units if unit.kind == "folder")
+    for path in files:
+        with FileSystems.open(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
 
 
 # ---------------------------------------------------------------- Beam
@@ -205,8 +222,9 @@ def plan_read(input_path: str, input_format: str = "auto", keys_per_unit: int = 
 class _ReadUnitFn(beam.DoFn):
     """Read one unit: its RawSamples, or ManifestEntries for manifests (fetched in a later step).
 
-    Keys in the `done` side input (--resume) are skipped unread; with a `ledger`, the keys read and
-    skipped are recorded once the unit is read (`pipelines.ledger`).
+    Keys in the `done` side input (--resume) are skipped unread. With a `ledger`, the keys read and
+    skipped are recorded in parts, and each input is held back until its part is committed
+    (`pipelines.ledger`): what a run wrote something for is in its ledger, even when it is killed.
     """
 
     def __init__(self, count: bool = True, ledger: Optional[Ledger] = None, config: ReadConfig = ReadConfig()):
@@ -223,20 +241,32 @@ class _ReadUnitFn(beam.DoFn):
         if self.count:
             self.units.inc()
         counted_here = unit.kind not in MANIFEST_FORMATS  # manifest entries are counted once fetched
-        read_keys, skipped_keys = [], []
+        writer = self.ledger.writer(index, unit) if self.ledger is not None else None
+        held: list = []
+        skipped = 0
         for position, key, item in unit_items(unit, done or {}, self.config):
             if item is None:
-                skipped_keys.append(key)
+                skipped += 1
+                if writer is not None:
+                    writer.add(key, True)
                 continue
-            read_keys.append(key)
             item = replace(item, origin=(index, position))
             if counted_here:
                 self._count(item)
-            yield item
-        if self.count and skipped_keys:
-            self.skipped.inc(len(skipped_keys))
-        if self.ledger is not None:
-            self.ledger.record(index, unit, read_keys, skipped_keys)
+            if writer is None:
+                yield item
+                continue
+            writer.add(key, False, len(getattr(item, "image", None) or b""))
+            held.append(item)
+            if writer.due():
+                writer.flush()
+                yield from held
+                held = []
+        if writer is not None:
+            writer.flush()
+            yield from held
+        if self.count and skipped:
+            self.skipped.inc(skipped)
 
     def _count(self, sample: RawSample) -> None:
         if not self.count:
