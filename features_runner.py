@@ -27,7 +27,7 @@ from beam_runner import OneLineParser, UsageError, pipeline_options, resolve_con
 STORAGE_DTYPES = ("fp16", "bf16", "fp32")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="features_runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--input", required=True, help="prompt shards: run folder, folder, glob or file")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
@@ -59,7 +59,7 @@ def load_spec(config: str, overrides: Sequence[str], storage_dtype: str):
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """Parse arguments, run the feature job to completion and return the manifest written."""
-    args, beam_args = _parser().parse_known_args(argv)
+    args, beam_args = build_parser().parse_known_args(argv)
     spec, raw = load_spec(args.config, args.set, args.storage_dtype)
 
     # Beam and the models are imported only once the arguments are known to be usable (slow imports).

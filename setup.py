@@ -5,21 +5,31 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PRESETS = Path(__file__).resolve().parent / "configs"
+ROOT = Path(__file__).resolve().parent
+# (files in the checkout, folder inside the installed unimo_g package)
+BUNDLED = (
+    ("configs/*.yaml", "presets"),  # preset names (`unimo_g.presets`)
+    ("data/sample/**/*", "data/sample"),  # the demo's photos (`unimo_g.sample_data`)
+    ("data/entities/*.png", "data/entities"),  # example entity images of the README
+)
 
 
-class BuildWithPresets(build_py):
-    """Also installs configs/*.yaml as unimo_g/presets/, so preset names work outside a checkout
-    (`unimo_g.presets` looks there first)."""
+class BuildWithBundledFiles(build_py):
+    """Also installs the presets, the sample and the example entity images inside the unimo_g
+    package, so they work outside a checkout (`unimo_g.presets` and `unimo_g.sample_data` look
+    there first)."""
 
     def run(self):
         super().run()
-        if self.editable_mode:  # an editable install reads the checkout's configs/ directly
+        if self.editable_mode:  # an editable install reads the checkout's folders directly
             return
-        target = Path(self.build_lib) / "unimo_g" / "presets"
-        target.mkdir(parents=True, exist_ok=True)
-        for preset in sorted(PRESETS.glob("*.yaml")):
-            self.copy_file(str(preset), str(target / preset.name))
+        for pattern, folder in BUNDLED:
+            base = ROOT / pattern.split("*")[0]
+            for path in sorted(ROOT.glob(pattern)):
+                if path.is_file():
+                    target = Path(self.build_lib) / "unimo_g" / folder / path.relative_to(base)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.copy_file(str(path), str(target))
 
 
-setup(cmdclass={"build_py": BuildWithPresets})
+setup(cmdclass={"build_py": BuildWithBundledFiles})

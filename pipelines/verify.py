@@ -11,21 +11,22 @@ files (for a run whose last step never ran).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
-from apache_beam.io.filesystems import FileSystems
+from unimo_g.usage import OneLineParser, UsageError
 
-from pipelines.manifest import build_run_manifest, collect_counts, matching_files, read_manifest, summary_line
-from pipelines.manifest import write_run_manifest
-from pipelines.write import MANIFEST_NAME, shard_files_pattern
-from unimo_g.schema import lineage_of
+PROG = "python -m pipelines.verify"
 
 COMPARED = ("inputs", "rows", "rejects", "rejects_by_reason", "accounted")  # what manifest.json must agree on
 
 
 def _stored_manifest(output_dir: str) -> Optional[dict]:
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.manifest import read_manifest
+    from pipelines.write import MANIFEST_NAME
+
     if not FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
         return None
     return read_manifest(output_dir)
@@ -33,6 +34,12 @@ def _stored_manifest(output_dir: str) -> Optional[dict]:
 
 def _lineage(output_dir: str, stored: Optional[dict]) -> dict:
     """The lineage to rewrite a manifest with: the stored manifest's, else a shard footer's."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.manifest import matching_files
+    from pipelines.write import shard_files_pattern
+    from unimo_g.schema import lineage_of
+
     if stored is not None:
         return {k: v for k, v in stored.items() if k not in ("counts", "runs", "created_at", "output_dir")}
     for path in matching_files(shard_files_pattern(output_dir))[:1]:
@@ -46,6 +53,11 @@ def _lineage(output_dir: str, stored: Optional[dict]) -> dict:
 def verify(output_dir: str, write: bool = False) -> tuple[int, list[str]]:
     """Check `output_dir`; returns (exit code, lines to print). Raises ValueError for a path that is
     not an output folder."""
+    from apache_beam.io.filesystems import FileSystems  # Beam is slow to import: only once the arguments are usable
+
+    from pipelines.manifest import build_run_manifest, collect_counts, summary_line, write_run_manifest
+    from pipelines.write import MANIFEST_NAME
+
     if not FileSystems.exists(output_dir):
         raise ValueError(f"no such output folder: {output_dir!r}")
     counts, _ = collect_counts(output_dir)
@@ -70,23 +82,18 @@ def verify(output_dir: str, write: bool = False) -> tuple[int, list[str]]:
     return (0 if ok else 1), lines
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m pipelines.verify") -> int:
-    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def build_parser(prog: str = PROG) -> OneLineParser:
+    parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("output", help="output folder of a pipeline run")
     parser.add_argument("--write", action="store_true", help="rewrite manifest.json from the files")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
+        args = build_parser(prog).parse_args(argv)
         code, lines = verify(args.output, args.write)
-    except ValueError as err:
+    except (UsageError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     for line in lines:

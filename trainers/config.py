@@ -18,7 +18,6 @@ from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.pipeline_config import EntityImageConfig
 
-STAGES = (1, 2)
 STAGE_LR = {1: 5e-5, 2: 1e-5}  # learning rate when optim.lr is not set
 MIXED_PRECISION = ("fp32", "bf16")
 

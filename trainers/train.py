@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
-from trainers.config import STAGES, TrainConfig
+from trainers.command_line import PROG, build_parser
+from trainers.config import TrainConfig
 from trainers.data import FEATURES, ShardError, ShardStream, entity_image_config, list_shards, make_loader
 from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, min_over_ranks, setup_distributed
 from trainers.ema import EMA
@@ -66,10 +67,9 @@ from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
 from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.presets import PresetNotFound, resolve_preset
-from unimo_g.usage import OneLineParser, UsageError
+from unimo_g.usage import UsageError
 from unimo_g.schema import SchemaVersionError
 
-PROG = "python -m trainers.train"
 ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
 # FeatureSpec settings by their training-config names (the encoder's keep theirs: encoder.*)
 FEATURE_SPEC_KEYS = {
@@ -83,18 +83,7 @@ OnBatch = Callable[[int, dict], None]
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--config", required=True, help="YAML preset (a path, or a name in configs/)")
-    parser.add_argument("--stage", required=True, type=int, choices=STAGES)
-    parser.add_argument("--data", required=True, help="shard directory, glob or file (local or fsspec URL)")
-    parser.add_argument("--output", required=True, help="run directory: metrics.jsonl and checkpoints/")
-    parser.add_argument("--init-from", help="start from this checkpoint's denoiser (fresh optimizer)")
-    parser.add_argument("--init-weights", choices=("ema", "raw"), default="ema", help="which weights --init-from takes")
-    parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (overrides max_steps)")
-    parser.add_argument("--resume", action="store_true", help="continue OUTPUT's latest checkpoint")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    parser.add_argument("--report-to", action="append", default=[], metavar="NAME[,NAME]",
-                        help="also log to tensorboard and/or wandb (beside OUTPUT/metrics.jsonl)")
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.report_to = parse_report_to(args.report_to)

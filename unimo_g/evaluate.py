@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from unimo_g.evaluation_metrics import MetricModelsConfig
 from unimo_g.usage import OneLineParser, UsageError, run_command
 
 PROG = "python -m unimo_g.evaluate"
@@ -32,6 +31,28 @@ SETTINGS_FILE = "evaluation.json"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 METRICS = ("dino", "clip_i", "clip_t")
 METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
+
+# DreamBooth's DINO metric: self-supervised ViT-S/16 (Caron et al. 2021)
+DEFAULT_DINO_MODEL = "facebook/dino-vits16"
+# CLIP ViT-B/32, the variant of DreamBooth's CLIP-I / CLIP-T; the UNIMO-G paper does not name its own
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+
+
+@dataclass(frozen=True)
+class MetricModelsConfig:
+    """Which models embed images and texts. dino / clip: hub ids, local directories or "tiny";
+    batch_size: images per forward."""
+
+    dino: str = DEFAULT_DINO_MODEL
+    clip: str = DEFAULT_CLIP_MODEL
+    batch_size: int = 16
+    seed: int = 0  # weights of the tiny models
+
+    def __post_init__(self):
+        if not self.dino or not self.clip:
+            raise ValueError("metrics.dino and metrics.clip must name a model")
+        if self.batch_size < 1:
+            raise ValueError(f"metrics.batch_size must be >= 1, got {self.batch_size!r}")
 
 
 @dataclass(frozen=True)
@@ -79,18 +100,23 @@ class EvaluationConfig:
             raise ValueError(f"resolution must be >= 8 or null, got {self.resolution!r}")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="checkpoint, training output or export folder")
     parser.add_argument("--bench", required=True, help="benchmark folder (DreamBench or MultiBench layout)")
     parser.add_argument("--out", required=True, help="folder for the images and the results")
-    parser.add_argument("--layout", choices=("auto", "dreambench", "multibench"), default="auto")
+    parser.add_argument("--layout", choices=("auto", "dreambench", "multibench"), default="auto",
+                        help="benchmark folder layout (default auto: from the files the folder holds)")
     parser.add_argument("--config", help="YAML with EvaluationConfig values")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
     parser.add_argument("--limit", type=int, help="evaluate the first N cases only (smoke runs)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     return args

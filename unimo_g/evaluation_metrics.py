@@ -13,35 +13,16 @@ builds random-weight models of the same families for tests (their scores mean no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from PIL import Image
 
-# DreamBooth's DINO metric: self-supervised ViT-S/16 (Caron et al. 2021)
-DEFAULT_DINO_MODEL = "facebook/dino-vits16"
-# CLIP ViT-B/32, the variant of DreamBooth's CLIP-I / CLIP-T; the UNIMO-G paper does not name its own
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+if TYPE_CHECKING:
+    from unimo_g.evaluate import MetricModelsConfig
+
 TINY = "tiny"
 TINY_IMAGE_SIZE = 32
-
-
-@dataclass(frozen=True)
-class MetricModelsConfig:
-    """Which models embed images and texts. dino / clip: hub ids, local directories or "tiny";
-    batch_size: images per forward."""
-
-    dino: str = DEFAULT_DINO_MODEL
-    clip: str = DEFAULT_CLIP_MODEL
-    batch_size: int = 16
-    seed: int = 0  # weights of the tiny models
-
-    def __post_init__(self):
-        if not self.dino or not self.clip:
-            raise ValueError("metrics.dino and metrics.clip must name a model")
-        if self.batch_size < 1:
-            raise ValueError(f"metrics.batch_size must be >= 1, got {self.batch_size!r}")
 
 
 class MetricModels:

@@ -19,7 +19,7 @@ from unimo_g.usage import OneLineParser, UsageError
 PROG = "unimo-g check-config"
 
 
-def _parser() -> OneLineParser:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("config", help="preset name or YAML path")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -38,7 +38,7 @@ def config_class(raw: dict):
 
 
 def run(argv: Sequence[str]) -> str:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         path = resolve_preset(args.config)
         kind = config_class(deep_merge(read_yaml(path), parse_overrides(args.set)))

@@ -10,16 +10,15 @@ the remaining arguments; see `unimo_g_cli.commands`. Usage errors: one line on s
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import sys
 from typing import Callable, Optional, Sequence
 
 from unimo_g.process_exit import exit_now
+from unimo_g.usage import UsageError
 from unimo_g_cli import __version__
 from unimo_g_cli.commands import COMMANDS, Command
-from unimo_g_cli.flags import kebab_help, normalise_flags, option_strings
 
 PROG = "unimo-g"
 USAGE = f"usage: {PROG} [--help] [--version] COMMAND [ARGS ...]"
@@ -45,7 +44,8 @@ def top_help() -> str:
     lines += [
         "",
         "--config takes a bundled preset name (`unimo-g presets`) or a YAML path. Flags are kebab-case;",
-        "the old underscore spellings (--input_format) still work. Exit codes: 0 ok, 1 failed run, 2 usage.",
+        "the underscore spellings (--input_format) also work. Exit codes: 0 ok, 1 failed run, 2 usage,",
+        "130 / 143 stopped by SIGINT / SIGTERM.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -74,42 +74,43 @@ class _Respelled(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
-def _known_flags(command: Command) -> set[str]:
-    return option_strings(load(command.parser)()) if command.parser else set()
+def command_parser(command: Command):
+    """The job's own argparse parser, named `unimo-g NAME` (importing neither torch nor Beam)."""
+    parser = load(command.parser)()
+    parser.prog = f"{PROG} {command.name}"
+    return parser
 
 
 def command_help(command: Command) -> str:
-    """The job's own --help, under the name `unimo-g NAME` and with an example first."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
-        load(command.target)(["--help"])
-    text = buffer.getvalue()
-    if command.prog:
-        text = text.replace(command.prog, f"{PROG} {command.name}")
-    text = kebab_help(text, _known_flags(command))
-    return f"{PROG} {command.name}: {command.summary}\n\nexample:\n  $ {command.example}\n\n{text}"
+    """The job's own --help under the name `unimo-g NAME`, with an example first."""
+    return (f"{PROG} {command.name}: {command.summary}\n\nexample:\n  $ {command.example}\n\n"
+            f"{command_parser(command).format_help()}")
 
 
 def run_command(command: Command, argv: Sequence[str]) -> int:
     if "-h" in argv or "--help" in argv:
         sys.stdout.write(command_help(command))
         return 0
-    argv = normalise_flags(argv, _known_flags(command))
+    parser = command_parser(command)
+    try:  # the arguments are checked before the job (and torch or Beam behind it) loads
+        parser.parse_known_args(argv) if command.passthrough else parser.parse_args(argv)
+    except UsageError as err:
+        return usage_error(str(err), f"{PROG} {command.name}")
     target = load(command.target)
     stderr = sys.stderr
     if command.prog:
         sys.stderr = _Respelled(stderr, command.prog, f"{PROG} {command.name}")
     try:
         code = target(list(argv))
-    except SystemExit as exit_:  # a job that exits instead of returning (e.g. its own --help)
+    except SystemExit as exit_:  # a job that exits instead of returning
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
         sys.stderr = stderr
     return int(code or 0)
 
 
-def usage_error(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+def usage_error(message: str, prog: str = PROG) -> int:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
 
 

@@ -16,15 +16,16 @@ from unimo_g.usage import OneLineParser, UsageError
 PROG = "unimo-g presets"
 
 
-def _parser() -> OneLineParser:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("action", nargs="?", default="list", choices=("list", "show", "path"))
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "show", "path"),
+                        help="list the presets (default), show one's YAML, or print its path")
     parser.add_argument("name", nargs="?", help="preset name (show, path)")
     return parser
 
 
 def run(argv: Sequence[str]) -> str:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     presets = list_presets()
     if args.action == "list":
         if args.name is not None:

@@ -13,7 +13,8 @@ from PIL import Image
 from unimo_g import evaluate
 from unimo_g.checkpoint_format import CHECKPOINTS_DIR, DENOISER_DIR, ModelSpec, write_latest, write_model_spec
 from unimo_g.evaluation_bench import BenchmarkError, read_benchmark
-from unimo_g.evaluation_metrics import MetricModelsConfig, build_metric_models, mean_cosine, paired_cosine
+from unimo_g.evaluate import MetricModelsConfig
+from unimo_g.evaluation_metrics import build_metric_models, mean_cosine, paired_cosine
 from unimo_g.models.denoiser import DenoiserConfig, build_denoiser, save_denoiser
 from unimo_g.models.encoder import EncoderConfig
 

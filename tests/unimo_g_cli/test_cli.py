@@ -1,6 +1,7 @@
 """`unimo-g`: help with an example per command, --version, one-line errors with exit 2, flag
 spellings, presets and check-config, delegation to each job's own entry point."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from unimo_g_cli import __version__, commands
-from unimo_g_cli.flags import kebab_help, normalise_flags
-from unimo_g_cli.main import main
+from unimo_g.usage import respell_flags
+from unimo_g_cli.main import command_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "data" / "sample")
@@ -75,18 +76,57 @@ def test_generate_usage_error(capsys, tmp_path):
     assert ".png" in one_error_line(capsys, "unimo-g generate: error:")
 
 
-def test_normalise_flags():
-    known = {"--input_format", "--max-steps", "--set"}
-    argv = ["--input-format=folder", "--max_steps", "3", "--direct_num_workers=2", "--set", "a_b=1", "--",
-            "--input-format"]
-    assert normalise_flags(argv, known) == ["--input_format=folder", "--max-steps", "3", "--direct_num_workers=2",
-                                            "--set", "a_b=1", "--", "--input-format"]
-    assert kebab_help("[--input_format F] --input_formats", {"--input_format"}) == "[--input-format F] --input_formats"
+def test_underscore_spellings_are_read_as_the_kebab_case_flags():
+    known = {"--input-format", "--max-steps", "--set"}
+    argv = ["--input_format=folder", "--max_steps", "3", "--direct_num_workers=2", "--set", "a_b=1", "--",
+            "--input_format"]
+    assert respell_flags(argv, known) == ["--input-format=folder", "--max-steps", "3", "--direct_num_workers=2",
+                                          "--set", "a_b=1", "--", "--input_format"]
+
+
+@pytest.mark.parametrize("name", sorted(commands.COMMANDS))
+def test_every_flag_shows_once_with_help_text(name, capsys):
+    parser = command_parser(commands.COMMANDS[name])
+    assert main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    # the invocation part of each option line of the help: "-h, --help", "--input-format {auto,...}"
+    invocations = [line.strip().split("  ")[0] for line in out[out.index("options:"):].splitlines()
+                   if line.lstrip().startswith("-")]
+    shown = [token.rstrip(",") for line in invocations for token in line.split() if token.startswith("-")]
+    for action in parser._actions:
+        assert action.help, f"unimo-g {name}: {action.option_strings or action.dest} has no help text"
+        for flag in action.option_strings:
+            assert "_" not in flag, f"{flag}: flags are kebab-case"
+            assert shown.count(flag) == 1, (flag, invocations)
+
+
+@pytest.mark.parametrize("argv", [
+    ["build", "--input", "/nonexistent", "--output", "x", "--config", "tiny"],
+    ["build", "--input", SAMPLE, "--output", "OUT_NOT_EMPTY", "--config", "tiny"],
+    ["build", "--input", SAMPLE, "--output", "x", "--config", "tiny", "--runer=DirectRunner"],
+    ["build", "--input", SAMPLE, "--output", "x", "--config", "nope"],
+    ["train", "--config", "train_tiny", "--stage", "3", "--data", "d", "--output", "o"],
+    ["evaluate", "--model", "m", "--bench", "b"],
+    ["report"], ["verify"], ["features", "--input", "i"], ["generate", "--checkpoint", "c", "--steps", "x"],
+])
+def test_usage_errors_answer_before_torch_or_beam_is_imported(argv, tmp_path):
+    """In a fresh interpreter: one error line, exit 2, and neither torch nor apache_beam in sys.modules."""
+    (tmp_path / "OUT_NOT_EMPTY").mkdir()
+    (tmp_path / "OUT_NOT_EMPTY" / "file").write_text("x")
+    code = ("import sys; from unimo_g_cli.main import main; code = main(sys.argv[1:]); "
+            "heavy = [m for m in ('torch', 'apache_beam') if m in sys.modules]; "
+            "print(','.join(heavy) or 'none'); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout.strip() == "none", f"{argv[0]} imported {result.stdout.strip()} before its usage error"
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"unimo-g {argv[0]}: error:")
 
 
 def test_register_refuses_a_second_command_of_one_name():
     with pytest.raises(ValueError, match="twice"):
-        commands.register("build", "beam_runner:main", "again", "unimo-g build")
+        commands.register("build", "beam_runner:main", "again", "unimo-g build", "beam_runner:build_parser")
 
 
 def test_presets_list_show_path(capsys):

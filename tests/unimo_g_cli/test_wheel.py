@@ -79,3 +79,18 @@ def test_tiny_build_card_and_report_from_another_directory(installed, tmp_path):
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Random weights" in page and re.search(r"3 rows in \d+ shard files, 0 rejects", page)
+
+
+def test_the_wheel_carries_the_sample_and_the_demo_runs_from_another_directory(installed, tmp_path):
+    target, _ = installed
+    shipped = target / "unimo_g" / "data"
+    checkout = ROOT / "data"
+    for folder in ("sample", "entities"):
+        wanted = sorted(p.relative_to(checkout / folder) for p in (checkout / folder).rglob("*") if p.is_file())
+        assert sorted(p.relative_to(shipped / folder) for p in (shipped / folder).rglob("*") if p.is_file()) == wanted
+    assert (target / "pipelines" / "beam_flags.txt").is_file()
+    demo = _run(installed, "demo", "out", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "10 inputs -> 10 rows + 0 rejects" in demo.stderr and (tmp_path / "out" / "report.html").is_file()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["runs"][manifest["run_id"]]["input"]["path"] == str(shipped / "sample")
