@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from unimo_g.usage import OneLineParser, UsageError
 
@@ -33,11 +33,12 @@ LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunn
 INPUT_FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="beam_runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--input", required=True, help="input path: img2dataset dir, folder, .jsonl or .parquet")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
-    parser.add_argument("--input-format", "--input_format", dest="input_format", default="auto", choices=INPUT_FORMATS)
+    parser.add_argument("--input-format", default="auto", choices=INPUT_FORMATS,
+                        help="how to read --input (default auto: img2dataset output, a manifest or a folder)")
     parser.add_argument("--config", default="configs/default.yaml", help="YAML preset (path or preset name)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     mode = parser.add_mutually_exclusive_group()
@@ -45,15 +46,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="keep what DIR holds and process only inputs without a row or a reject")
     mode.add_argument("--overwrite", action="store_true",
                       help="delete DIR's shards, rejects, ledger and manifest first (nothing else)")
-    parser.add_argument("--retry-rejects", "--retry_rejects", dest="retry_rejects", default="", metavar="REASON,...",
+    parser.add_argument("--retry-rejects", default="", metavar="REASON,...",
                         help="with --resume: reprocess the rejects of these reasons (e.g. failed_to_download,"
                              "model_error) and replace them")
-    parser.add_argument("--log-level", "--log_level", dest="log_level", default="INFO", type=str.upper,
-                        choices=LOG_LEVELS)
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                        help="INFO (default): progress and a summary; DEBUG also shows Beam's logs and full tracebacks")
     parser.add_argument("--detach", action="store_true",
                         help="return once the job is submitted (the job writes its manifest itself)")
-    parser.add_argument("--progress-interval", "--progress_interval", dest="progress_interval", type=float,
-                        default=5.0, help="seconds between progress lines of a local run (0: none)")
+    parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between progress lines of a local run (default 5; 0: none)")
     return parser
 
 
@@ -76,16 +77,29 @@ def with_default_runner(beam_args: list[str]) -> list[str]:
 
 def unknown_beam_options(beam_args: Sequence[str]) -> list[str]:
     """The arguments no registered Beam `PipelineOptions` class knows (Beam itself only warns)."""
-    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+    from pipelines.beam_flags import beam_options_parser
 
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    classes: dict[str, type] = {}
-    for cls in PipelineOptions.__subclasses__():
-        classes.setdefault(str(cls), cls)
-    for cls in classes.values():
-        cls._add_argparse_args(parser)  # the same parser Beam builds in get_all_options
-    _, unknown = parser.parse_known_args(list(beam_args))
+    _, unknown = beam_options_parser().parse_known_args(list(beam_args))
     return unknown
+
+
+def _unknown_option_error(unknown: Sequence[str]) -> UsageError:
+    return UsageError(f"unknown option {unknown[0]!r}: neither beam_runner.py nor Beam knows it")
+
+
+def check_before_imports(args: argparse.Namespace, beam_args: Sequence[str], mode: str) -> None:
+    """The usage errors found without importing Beam or torch: an unknown option (when the installed
+    Beam is the release `pipelines/beam_flags.txt` lists), a missing local input, a local output that
+    is a file or, for a new run, not empty. Beam's own checks follow once it is imported."""
+    from pipelines.beam_flags import known_flags, unknown_options
+    from pipelines.local_checks import local_refusal
+
+    flags = known_flags()
+    if flags is not None and unknown_options(list(beam_args), flags):
+        raise _unknown_option_error(unknown_options(list(beam_args), flags))
+    refusal = local_refusal(args.input, args.output, mode)
+    if refusal:
+        raise UsageError(refusal)
 
 
 def pipeline_options(beam_args: list[str]):
@@ -96,7 +110,7 @@ def pipeline_options(beam_args: list[str]):
     beam_args = with_default_runner(beam_args)
     unknown = unknown_beam_options(beam_args)
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r}: neither beam_runner.py nor Beam knows it")
+        raise _unknown_option_error(unknown)
     try:
         options = PipelineOptions(beam_args)
         options.get_all_options(retain_unknown_options=False)
@@ -106,11 +120,19 @@ def pipeline_options(beam_args: list[str]):
 
 
 def setup_logging(level: str) -> None:
-    """Project loggers at `level`; other libraries (Beam is chatty) at WARNING unless DEBUG."""
+    """Project loggers at `level`; other libraries (Beam is chatty) at WARNING unless DEBUG, without
+    the third-party messages `unimo_g.quiet_logs` knows to be noise, and without the tracebacks Beam
+    logs before it raises (the failure is reported once, by `main`)."""
+    from unimo_g.quiet_logs import WithoutTraceback, install
+
     logging.basicConfig(level=logging.DEBUG if level == "DEBUG" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    install(quiet=level != "DEBUG")
+    if level != "DEBUG":
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(WithoutTraceback())
 
 
 def _retry_reasons(value: str) -> list[str]:
@@ -120,13 +142,16 @@ def _retry_reasons(value: str) -> list[str]:
     return reasons
 
 
-def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
+def run(argv: Optional[Sequence[str]] = None,
+        started: Optional[Callable[[dict, str], None]] = None) -> Optional[dict]:
     """Parse arguments, run the pipeline and return the manifest the job wrote (None when the job
-    wrote none yet: a dry run or a detached job)."""
+    wrote none yet: a dry run or a detached job). `started(run_info, output_dir)` is called once
+    the output folder is prepared, just before the job runs."""
     from unimo_g.config_tools import ConfigError, load_config
+    from unimo_g.model_sources import ModelUnavailable, check_models, pipeline_models
     from unimo_g.pipeline_config import PipelineConfig
 
-    args, beam_args = _parser().parse_known_args(argv)
+    args, beam_args = build_parser().parse_known_args(argv)
     setup_logging(args.log_level)
     retry = _retry_reasons(args.retry_rejects)
     if retry and not args.resume:
@@ -134,6 +159,12 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     try:
         config = load_config(PipelineConfig, resolve_config_path(args.config), args.set)
     except ConfigError as err:
+        raise UsageError(str(err)) from None
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    check_before_imports(args, beam_args, mode)
+    try:  # before anything is created: a model that cannot load would fail the run on its workers
+        check_models(pipeline_models(config))
+    except ModelUnavailable as err:
         raise UsageError(str(err)) from None
 
     # Beam is imported only once the arguments are known to be usable (it is slow to import).
@@ -145,6 +176,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     from pipelines.manifest import build_lineage, read_manifest, summary_line
     from pipelines.progress import Progress
     from pipelines.resume import OutputRefused, check_output, clean_output, count_rejects_of, new_run_id
+    from pipelines.sources import planned_inputs, plan_read
     from pipelines.write import MANIFEST_NAME, _is_local
 
     options = pipeline_options(beam_args)
@@ -154,7 +186,6 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
         lineage = build_lineage(config)
     except ValueError as err:  # a file the config names (scores.aesthetic_head) cannot be read
         raise UsageError(str(err)) from None
-    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
     try:
         _is_local(args.output)
     except ValueError as err:
@@ -186,8 +217,11 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
             LOGGER.info("removed %d rejects of reasons %s to process them again", cleaned["retried"], ",".join(retry))
     progress = None
     if args.progress_interval > 0 and not dry_run and runner in LOCAL_RUNNERS and _is_local(args.output):
-        progress = Progress(args.output, run_info["id"], args.progress_interval)
+        total = planned_inputs(plan_read(args.input, args.input_format))
+        progress = Progress(args.output, run_info["id"], args.progress_interval, total=total)
         progress.start()
+    if started is not None and not dry_run:
+        started(run_info, args.output)
     LOGGER.info("run %s (%s) on %s -> %s", run_info["id"], mode, runner, args.output)
     try:
         result = pipeline.run()
@@ -206,22 +240,70 @@ def run(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     if manifest.get("run_id") != run_info["id"]:
         raise RuntimeError(f"the job finished but {MANIFEST_NAME} is not this run's (run {run_info['id']})")
     manifest["path"] = FileSystems.join(args.output, MANIFEST_NAME)
+    counts = manifest["counts"]
+    if counts["inputs"] and not counts["rows"]:
+        LOGGER.warning("every input became a reject: no row was written (the manifest and `unimo-g report %s` "
+                       "list the reasons)", args.output)
     LOGGER.info("%s in %.1f s; manifest: %s", summary_line(manifest), manifest.get("wall_time_s") or 0,
                 manifest["path"])
     return manifest
 
 
+def committed_line(run_info: Optional[dict], output_dir: Optional[str]) -> str:
+    """What a run that ended early left in its output folder, from the files (local outputs)."""
+    from pipelines.local_checks import is_local_path
+
+    if run_info is None:
+        return "the run had not started: nothing was written"
+    if not is_local_path(output_dir):
+        return f"what was committed is in {output_dir}"
+    from pipelines.progress import Progress
+
+    snap = Progress(output_dir, run_info["id"]).snapshot()
+    return (f"{snap['rows']} rows + {snap['rejects']} rejects of {snap['read']} inputs read are committed in "
+            f"{output_dir}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the job; exit code 0 done, 1 failed or not accounted, 2 usage, 130/143 stopped by a signal.
+    A failure is one paragraph (what failed, what was committed, how to continue); its traceback
+    shows with --log-level DEBUG."""
+    from pipelines.interrupt import StopOnSignals, resume_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify"]:
         from pipelines.verify import main as verify_main
 
         return verify_main(argv[1:], prog="beam_runner.py verify")
-    try:
-        manifest = run(argv)
-    except UsageError as err:
-        print(f"beam_runner.py: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    state: dict = {"run": None, "output": None}
+    program = "unimo-g build" if Path(sys.argv[0]).name == "unimo-g" else "python beam_runner.py"
+    continue_with = resume_command(program, argv)
+
+    def started(run_info: dict, output_dir: str) -> None:
+        state["run"], state["output"] = run_info, output_dir
+        stop.verbose = LOGGER.isEnabledFor(logging.DEBUG)
+        if run_info["runner"] in LOCAL_RUNNERS:  # its SDK workers will share this standard error
+            stop.relay_stderr()
+
+    def stopped(signal_name: str) -> list[str]:
+        lines = [f"stopped by {signal_name}: {committed_line(state['run'], state['output'])}."]
+        return lines + ([f"continue with: {continue_with}"] if state["run"] else [])
+
+    with StopOnSignals(stopped) as stop:
+        try:
+            manifest = run(argv, started)
+        except UsageError as err:
+            print(f"beam_runner.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        except Exception as err:  # noqa: BLE001 - the command's last word on any failure; DEBUG re-raises
+            if LOGGER.isEnabledFor(logging.DEBUG):
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            LOGGER.error("the run failed: %s: %s", type(err).__name__, first)
+            resume = f"; continue with: {continue_with}" if state["run"] else ""
+            LOGGER.error("%s%s (--log-level DEBUG shows the traceback)",
+                         committed_line(state["run"], state["output"]), resume)
+            return 1
     if manifest is not None and not manifest["counts"]["accounted"]:
         LOGGER.error("inputs != rows + rejects: %d inputs missing; `python beam_runner.py verify %s` says more, "
                      "--resume processes them", manifest["counts"]["missing"], manifest["output_dir"])

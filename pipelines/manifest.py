@@ -256,9 +256,21 @@ def write_run_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
     return path
 
 
+TOP_REASONS = 3  # reject reasons named in the summary line
+
+
+def top_reasons(rejects_by_reason: Mapping[str, Mapping[str, int]], limit: int = TOP_REASONS) -> str:
+    """"stage/reason n, ..." of the most frequent reject reasons (ties by name)."""
+    pairs = sorted(((n, f"{stage}/{reason}") for stage, reasons in rejects_by_reason.items()
+                    for reason, n in reasons.items()), key=lambda p: (-p[0], p[1]))
+    return ", ".join(f"{name} {n}" for n, name in pairs[:limit])
+
+
 def summary_line(manifest: Mapping[str, Any]) -> str:
     counts = manifest["counts"]
     line = f"{counts['inputs']} inputs -> {counts['rows']} rows + {counts['rejects']} rejects"
+    if counts["rejects"]:
+        line += f" (top reasons: {top_reasons(counts.get('rejects_by_reason', {}))})"
     if not counts["accounted"]:
         line += (f"; NOT ACCOUNTED: {counts['missing']} inputs missing, {counts['unexpected']} rows or rejects "
                  f"beyond the inputs read")
@@ -277,7 +289,7 @@ class _WriteManifestFn(beam.DoFn):
         run = {**self.run, "finished_at": _now(), "files_committed": sum(len(f) for f in committed_files.values())}
         manifest = build_run_manifest(self.output_dir, self.lineage, run, previous)
         path = write_run_manifest(self.output_dir, manifest)
-        LOGGER.info("%s; manifest: %s", summary_line(manifest), path)
+        LOGGER.debug("%s; manifest: %s", summary_line(manifest), path)  # the launcher logs it (local runs)
         yield path
 
 

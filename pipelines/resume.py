@@ -49,6 +49,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.decode import duplicate_reject
+from pipelines.local_checks import not_empty_message, output_is_file_message
 from pipelines.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,
     _is_local, reject_files_pattern, run_of_file, shard_files_pattern, write_table_file,
@@ -88,10 +89,9 @@ def check_output(output_dir: str, mode: str, config: Optional[Mapping] = None) -
     if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r}")
     if _is_local(output_dir) and os.path.isfile(output_dir):
-        raise OutputRefused(f"output path {output_dir!r} is a file, not a folder")
+        raise OutputRefused(output_is_file_message(output_dir))
     if mode == "new" and _listing(output_dir):
-        raise OutputRefused(f"output folder {output_dir!r} is not empty: pass --resume to continue it or "
-                            f"--overwrite to replace its shards, rejects, ledger and manifest")
+        raise OutputRefused(not_empty_message(output_dir))
     if mode == "resume" and config is not None:
         check_same_config(output_dir, config)
 

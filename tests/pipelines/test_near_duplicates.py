@@ -305,3 +305,17 @@ def test_the_rows_hash_is_the_key_paths_hash_in_every_format(fmt, mode):
     data = buffer.getvalue()
     decoded = decode_checked(CheckedSample(id="i", source_key="k", url=None, image=data, caption="c"), DECODE)
     assert decoded.phash == perceptual_hash(data, DECODE)
+
+
+def test_the_bundled_photos_excluded_as_their_own_evaluation_set(tmp_path, capsys):
+    """`unimo-g build --input data/sample ... --set exclude.images=data/sample`: real photos, every hash
+    >= 2**63, read as img2dataset output on both sides (captions, metadata and stats files beside them)."""
+    sample = ROOT / "data" / "sample"
+    out = tmp_path / "out"
+    assert _run("--input", str(sample), "--output", str(out), "--set", f"exclude.images={sample}") == 0
+    rows, rejects = _outputs(out)
+    assert rows == {} and len(rejects) == 10
+    assert {(r["stage"], r["reason"]) for r in rejects.values()} == {("exclude", "eval_overlap")}
+    assert all(r["detail"] == f"evaluation image {sample}/{key}, distance 0" for key, r in rejects.items())
+    log = capsys.readouterr().err
+    assert "every input became a reject" in log and "(top reasons: exclude/eval_overlap 10)" in log
