@@ -71,7 +71,7 @@ def test_pipeline_gallery_stage1_stage2_generate(tmp_path, monkeypatch):
     assert read_latest("runs/s2").name == f"step-{STEPS:07d}"
     assert any(r["loss_attn"] > 0 for r in _metrics(Path("runs/s2")))  # the attention loss saw the SAM masks
 
-    # 5. python -m unimo_g.generate --checkpoint runs/s2 --prompt "a <img>cat.png</img> on a sofa" --out ...
+    # 5. python -m unimo_g.generate --checkpoint runs/s2 --prompt "a <img>...</img> on a sofa" --out ... (a crop of the run)
     Path("cat.png").write_bytes(crops[0])
     assert generate.main(["--checkpoint", "runs/s2", "--prompt", "a <img>cat.png</img> on a sofa",
                           "--out", "cat_on_sofa.png", "--steps", "2", "--guidance", "5.0", "--device", "cpu"]) == 0

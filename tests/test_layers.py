@@ -1,4 +1,4 @@
-"""The layer rules of DESIGN.md, checked by import-linter on every test run."""
+"""The layer rules of docs/design.md, checked by import-linter on every test run."""
 
 import shutil
 import subprocess

@@ -1,6 +1,6 @@
 """Typed records that cross stage boundaries.
 
-Frozen dataclasses, one per concept of the shard contract (DESIGN.md). Coordinates: every box is
+Frozen dataclasses, one per concept of the shard contract (docs/design.md). Coordinates: every box is
 xyxy in pixels of the original, EXIF-transposed image; every character offset indexes the caption
 string (Python `str` indices, i.e. code points).
 """

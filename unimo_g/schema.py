@@ -1,4 +1,4 @@
-"""The Parquet contract between the data pipeline and the trainer (schema v3, DESIGN.md).
+"""The Parquet contract between the data pipeline and the trainer (schema v3, docs/design.md).
 
 Evolve by adding fields and bumping `SCHEMA_VERSION`. Readers call `check_schema_version` on a
 file's key-value metadata and refuse versions they do not know; every version from 1 on reads.

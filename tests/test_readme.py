@@ -1,0 +1,113 @@
+"""The README's quickstart commands run as written, top to bottom, in a fresh copy of the repository.
+
+Every ```bash block of the README is either run here (its section is in QUICKSTART) or named in
+NOT_RUN with the reason; a new block must be put in one of them. Of a run block, `pip install ...`
+is checked, not run (the suite runs in the environment it installs), and the README's test command
+is the one CI runs (.ci/run), not run again from inside the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# sections whose commands run here, in this order
+QUICKSTART = ("unimo-g toolkit", "Training (stage 1, stage 2) and sampling", "Export for diffusers",
+              "Pre-computed latents and conditions (stage 1)")
+NOT_RUN = {
+    "The data pipeline (Apache Beam)": "command synopses and examples on /data and gs:// paths, Dataflow with GPUs",
+    "Evaluation (DINO, CLIP-I, CLIP-T on DreamBench / MultiBench)": "needs the DreamBench folder and a trained model",
+}
+TEST_COMMAND = "python -m pytest -q"
+PIP = re.compile(r'^pip install -c constraints\.txt -e "\.\[(\w+)\]"$')
+
+pytestmark = pytest.mark.time_limit(900)
+
+
+def bash_blocks() -> list[tuple[str, str]]:
+    """(section heading, block text) of every ```bash block of the README, in order."""
+    section, blocks, lines, inside = "", [], README.read_text().splitlines(), False
+    for line in lines:
+        if not inside and line.startswith("#"):
+            section = line.lstrip("#").strip().strip("`").replace("The `unimo-g` command", "The unimo-g command")
+        elif line.strip() == "```bash":
+            inside, block = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append((section, "\n".join(block)))
+        elif inside:
+            block.append(line)
+    return blocks
+
+
+def commands(block: str) -> list[str]:
+    """The block's commands: continuation lines joined, comments and blank lines dropped."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _source_copy(dest: Path) -> Path:
+    """The files a clone holds (tracked and new, not ignored)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def test_every_bash_block_is_run_here_or_named_with_its_reason():
+    sections = {section for section, _ in bash_blocks()}
+    assert sections == set(QUICKSTART) | set(NOT_RUN), sections ^ (set(QUICKSTART) | set(NOT_RUN))
+
+
+def test_the_install_commands_name_the_constraints_and_real_extras():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    first = [c for section, block in bash_blocks() if section == QUICKSTART[0] for c in commands(block)]
+    installs = [part.strip() for command in first for part in command.split("&&") if part.strip().startswith("pip")]
+    assert len(installs) == 2 and (ROOT / "constraints.txt").is_file()
+    for install in installs:
+        assert PIP.match(install) and PIP.match(install).group(1) in extras, install
+    assert first[1].split("&&")[-1].strip() == TEST_COMMAND
+    assert f"python3 -m {TEST_COMMAND.removeprefix('python -m ')}" in (ROOT / ".ci" / "run").read_text()
+    assert '-c constraints.txt -e ".[test]"' in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_quickstart_commands_run_as_written_in_a_fresh_copy(tmp_path):
+    repo = _source_copy(tmp_path / "repo")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    ran = []
+    for section in QUICKSTART:
+        for _, block in [b for b in bash_blocks() if b[0] == section]:
+            for command in commands(block):
+                parts = [p.strip() for p in command.split("&&")]
+                runnable = [p for p in parts if not p.startswith("pip install") and p != TEST_COMMAND]
+                if not runnable:
+                    continue
+                line = " && ".join(runnable)
+                result = subprocess.run(["bash", "-c", line], cwd=repo, env=env, capture_output=True, text=True,
+                                        timeout=600)
+                assert result.returncode == 0, f"$ {line}\n{result.stderr[-3000:]}"
+                ran.append(line)
+    assert any(line.startswith("unimo-g build") for line in ran) and len(ran) >= 6
+    # what the commands say they write
+    assert (repo / "demo_output" / "report.html").is_file() and (repo / "cat_on_sofa.png").is_file()
+    assert (repo / "cat_on_sofa_export.png").is_file() and (repo / "runs" / "s1f" / "checkpoints").is_dir()
+    for written in ("cat_on_sofa.png", "cat_on_sofa_export.png"):
+        assert (repo / written).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (repo / "data" / "entities" / "cat.png").read_bytes() == (ROOT / "data" / "entities" / "cat.png").read_bytes()
+    assert shlex.split(ran[0])[:2] == ["unimo-g", "build"]
