@@ -58,7 +58,8 @@ def wheel_url(name: str, version: str, index: str = INDEX) -> str:
 
 
 def freeze_lines() -> list[str]:
-    out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
+    # --all: setuptools too (torch and spaCy require it at run time); pip itself is left to the machine
+    out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"], check=True,
                          capture_output=True, text=True).stdout
     lines = []
     for line in out.splitlines():
@@ -68,7 +69,7 @@ def freeze_lines() -> list[str]:
             sep, version = "==", _url_version(url)
         if not sep:
             raise SystemExit(f"cannot pin {line!r}: install every dependency from an index")
-        if canonical(name) == PROJECT:
+        if canonical(name) in (PROJECT, "pip"):
             continue
         if canonical(name) in HASH_PINNED:
             lines.append(f"{canonical(name)} @ {wheel_url(name, version)}")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.checkout import source_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -56,18 +57,6 @@ def commands(block: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _source_copy(dest: Path) -> Path:
-    """The files a clone holds (tracked and new, not ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    for name in listed.stdout.splitlines():
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
-
-
 def test_every_bash_block_is_run_here_or_named_with_its_reason():
     sections = {section for section, _ in bash_blocks()}
     assert sections == set(QUICKSTART) | set(NOT_RUN), sections ^ (set(QUICKSTART) | set(NOT_RUN))
@@ -87,7 +76,7 @@ def test_the_install_commands_name_the_constraints_and_real_extras():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_quickstart_commands_run_as_written_in_a_fresh_copy(tmp_path):
-    repo = _source_copy(tmp_path / "repo")
+    repo = source_copy(tmp_path / "repo")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     ran = []

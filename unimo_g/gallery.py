@@ -36,6 +36,11 @@ from unimo_g.usage import OneLineParser, UsageError
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "JPG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """"1 row", "2,048 rows", "1 entity", "3 entities" (`plural` for nouns not made with an s)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _hex(color: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(color)
 
@@ -102,8 +107,8 @@ def render_sample_html(row: Mapping, max_side: int = 640) -> str:
         '<div class="text">'
         f'<p class="caption">{html.escape(row["caption"])}</p>'
         f'<p class="prompt">{render_prompt_html(row["prompt"], entities)}</p>'
-        f'<p class="phrases">{len(row["phrases"])} phrases: {phrases or "none"}</p>'
-        f"<details><summary>{len(entities)} entities</summary>"
+        f'<p class="phrases">{counted(len(row["phrases"]), "phrase")}: {phrases or "none"}</p>'
+        f"<details><summary>{counted(len(entities), 'entity', 'entities')}</summary>"
         "<table><tr><th>k</th><th>text</th><th>box xyxy</th><th>box</th><th>mask</th><th>area</th>"
         f"<th>crop</th></tr>{entity_rows}</table></details>"
         f'<p class="meta">{" · ".join(html.escape(str(m)) for m in meta if m)}</p>'

@@ -14,7 +14,7 @@ from pipelines.report.collect import REJECT_COLUMNS, Collected
 from pipelines.report.stats import COUNTS_CAP, OUTCOMES_COLUMN, ShardStats
 from pipelines.shard_stats import ENTITY_BINS, PAPER_ENTITIES_PER_PROMPT, PAPER_MEAN_ENTITIES, PAPER_TEXT_TOKENS
 from unimo_g.gallery import STYLE as GALLERY_STYLE
-from unimo_g.gallery import render_banner_html, render_sample_html
+from unimo_g.gallery import counted, render_banner_html, render_sample_html
 
 # .plots: without align-items, a flex row stretches each plot to the row's tallest.
 STYLE = GALLERY_STYLE + """
@@ -60,8 +60,8 @@ def accounting(c: Collected) -> str:
         by_stage[stage] = by_stage.get(stage, 0) + n
     parts = [
         "<h2>Accounting</h2>",
-        f"<p>{rows:,} rows in {c.shard_files} shard files, {rejects:,} rejects in {c.reject_files} reject files; "
-        f"{check}.</p>",
+        f"<p>{counted(rows, 'row')} in {counted(c.shard_files, 'shard file')}, {counted(rejects, 'reject')} in "
+        f"{counted(c.reject_files, 'reject file')}; {check}.</p>",
     ]
     if by_reason:
         parts.append(table(["stage", "rejects"], [[s, n] for s, n in sorted(by_stage.items())]))
@@ -192,20 +192,16 @@ def run_facts(c: Collected) -> str:
     return "".join(parts)
 
 
-def _rows(n: int) -> str:
-    return f"{n:,} row" if n == 1 else f"{n:,} rows"
-
-
 def bucket_heading(bucket: str, rows: int, shown: int) -> str:
     """E.g. '1 entity: 3 rows, none sampled', '≥4 entities: 12 rows, 4 sampled', '2 entities: no rows'."""
     entities = "1 entity" if bucket == "1" else f"{bucket.replace('>=', '≥')} entities"
     if not rows:
         return f"{entities}: no rows"
     if not shown:
-        return f"{entities}: {_rows(rows)}, none sampled"
+        return f"{entities}: {counted(rows, 'row')}, none sampled"
     if shown == rows:
-        return f"{entities}: {_rows(rows)}, {'all ' if rows > 1 else ''}shown"
-    return f"{entities}: {_rows(rows)}, {shown:,} sampled"
+        return f"{entities}: {counted(rows, 'row')}, {'all ' if rows > 1 else ''}shown"
+    return f"{entities}: {counted(rows, 'row')}, {shown:,} sampled"
 
 
 def samples(c: Collected, max_side: int) -> list[str]:

@@ -368,3 +368,11 @@ def test_an_output_whose_inputs_were_all_rejected_shows_no_data_not_empty_axes(t
                   "image sizes", "entity sizes (source pixels before resizing)"):
         assert f'alt="{title}: no data"' in page
     assert "No rows to sample." in page and "<h3>" not in page.split("Samples, stratified")[1]
+
+
+def test_counts_are_singular_for_one():
+    from unimo_g.gallery import counted
+
+    assert counted(1, "shard file") == "1 shard file" and counted(0, "reject file") == "0 reject files"
+    assert counted(2048, "row") == "2,048 rows" and counted(1, "entity", "entities") == "1 entity"
+    assert counted(3, "entity", "entities") == "3 entities"

@@ -11,28 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import source_copy
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "00000"
-
-
-def _source_copy(dest: Path) -> Path:
-    """The files git would ship (tracked and new, not ignored), so no stale build/ enters the wheel."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    for name in listed.stdout.splitlines():
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(target folder, `unimo-g` script) of the wheel installed with `pip install --target`."""
     tmp = tmp_path_factory.mktemp("wheel")
-    source = _source_copy(tmp / "src")
+    source = source_copy(tmp / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp / "dist"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp / "dist").glob("*.whl")
@@ -78,7 +67,7 @@ def test_tiny_build_card_and_report_from_another_directory(installed, tmp_path):
     report = _run(installed, "report", "out", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "out" / "report.html").read_text()
-    assert "Random weights" in page and re.search(r"3 rows in \d+ shard files, 0 rejects", page)
+    assert "Random weights" in page and re.search(r"3 rows in \d+ shard files?, 0 rejects in 0 reject files", page)
 
 
 def test_the_wheel_carries_the_sample_and_the_demo_runs_from_another_directory(installed, tmp_path):
