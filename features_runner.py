@@ -63,6 +63,9 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     spec, raw = load_spec(args.config, args.set, args.storage_dtype)
 
     # Beam and the models are imported only once the arguments are known to be usable (slow imports).
+    from unimo_g.quiet_logs import install
+
+    install()  # Beam's import-time warnings that say nothing here
     import apache_beam as beam
     import torch
 

@@ -511,4 +511,7 @@ def _warn_random_weights(config: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
+    from unimo_g.quiet_logs import install
+
+    install()  # known third-party noise of the libraries it loads
     sys.exit(main())

@@ -284,4 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    from unimo_g.quiet_logs import install
+
+    install()  # known third-party noise of the libraries it loads
     sys.exit(main())

@@ -138,6 +138,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def entry() -> None:
     """The installed `unimo-g` command: `main`, then `exit_now` with its code."""
+    from unimo_g.quiet_logs import install
+
+    install()  # before any job imports Beam (its import-time warnings); --log-level DEBUG lets them through
     exit_now(main())
 
 

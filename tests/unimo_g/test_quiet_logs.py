@@ -18,7 +18,8 @@ def records():
 
     class Keep(logging.Handler):
         def emit(self, record):
-            seen.append(record)
+            if not any(record is other for other in seen):  # a record reaches the root logger too
+                seen.append(record)
 
     handler = Keep()
     loggers = {name: logging.getLogger(name) for name, _, _ in KNOWN_NOISE}
