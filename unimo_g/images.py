@@ -8,6 +8,7 @@ pixels of `DecodedImage.pixels`.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 from typing import Sequence
@@ -96,13 +97,20 @@ def _available(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(name for name in formats if name.upper() in Image.OPEN)
 
 
-def _open(data: bytes, formats: Sequence[str] | None) -> Image.Image:
+def _open(data: bytes, formats: Sequence[str] | None, config: DecodeConfig) -> Image.Image:
     if formats is not None:
         formats = _available(formats)
     try:
         return Image.open(io.BytesIO(data), formats=formats)
-    except Image.DecompressionBombError as err:
-        raise ImageRejected("too_many_pixels", str(err)) from None
+    except Image.DecompressionBombError as err:  # Pillow's own limit: say which limit refused it
+        size = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = int(size.group(1)) if size else None
+        if pixels is None or pixels > config.max_pixels:
+            raise ImageRejected("too_many_pixels", f"{pixels or 'the header size in'} pixels > {config.max_pixels} "
+                                                   f"pixels") from None
+        raise ImageRejected("too_many_pixels", f"{pixels} pixels: over Pillow's decompression-bomb limit "
+                                               f"({2 * Image.MAX_IMAGE_PIXELS} pixels; decode.max_pixels allows "
+                                               f"{config.max_pixels}: raise PIL.Image.MAX_IMAGE_PIXELS too)") from None
     except UnidentifiedImageError:
         allowed = "any Pillow format" if formats is None else ", ".join(formats)
         raise ImageRejected("not_an_image", f"not an image of a readable format ({allowed})") from None
@@ -179,7 +187,7 @@ def decode_image(
     """
     if not data:
         raise ImageRejected("empty_file", "0 bytes")
-    image = _open(data, formats)
+    image = _open(data, formats, config)
     with image:
         image_format = image.format or "UNKNOWN"
         width, height = image.size
@@ -242,7 +250,7 @@ def perceptual_hash(data: bytes, config: DecodeConfig, formats: Sequence[str] | 
     """
     if not data:
         raise ImageRejected("empty_file", "0 bytes")
-    image = _open(data, formats)
+    image = _open(data, formats, config)
     with image:
         check_size(*image.size, config)
         try:

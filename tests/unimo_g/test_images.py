@@ -172,6 +172,13 @@ def test_pillow_decompression_bomb_error_becomes_a_rejection():
     with pytest.raises(ImageRejected) as info:
         decode_image(_png_header(20000, 20000), DecodeConfig(max_pixels=10**9, min_side=1))
     assert info.value.reason == "too_many_pixels"
+    assert f"over Pillow's decompression-bomb limit ({2 * Image.MAX_IMAGE_PIXELS} pixels" in str(info.value)
+    assert "decode.max_pixels allows 1000000000" in str(info.value)
+
+
+def test_the_rejection_names_the_configured_limit_when_it_binds():
+    with pytest.raises(ImageRejected, match=r"too_many_pixels: 400000000 pixels > 64000000 pixels$"):
+        decode_image(_png_header(20000, 20000), DecodeConfig(max_pixels=64_000_000, min_side=1))
 
 
 def test_random_bytes_never_raise_anything_else():
