@@ -3,7 +3,8 @@ addresses only, and a byte cap on every read (`unimo_g.pipeline_config.ReadConfi
 
 A read that breaks a limit raises `ReadRefused` with a stable reason token, which the readers turn
 into a reject of stage `read`:
-- `path_not_allowed`: a manifest's local path outside its folder and `read.allowed_roots`;
+- `path_not_allowed`: a manifest's local path outside its folder and `read.allowed_roots`, or a
+  file of a folder input that is a link leaving the input folder (`confine_to_root`);
 - `scheme_not_allowed`: a URL scheme not in `read.remote_schemes`;
 - `address_not_allowed`: an http(s) host that resolves to a loopback, link-local, private or other
   non-public address (checked on every connection, redirects included, against the address then
@@ -77,6 +78,18 @@ def confine_local(path: str, base_dir: Optional[str], config: ReadConfig) -> str
         return real
     where = f"{base_dir} and read.allowed_roots" if base_dir is not None else "read.allowed_roots"
     raise ReadRefused("path_not_allowed", f"{path!r} resolves to {real}, outside {where}")
+
+
+def confine_to_root(path: str, root: str) -> str:
+    """The real path of `path`, a file found by listing the local input folder `root`, when it lies
+    inside that folder once links are resolved; ReadRefused(`path_not_allowed`) otherwise, before
+    anything is opened. Object-store paths (no links) are returned as they are."""
+    if scheme_of(path) is not None:
+        return path
+    real = os.path.realpath(_local(path))
+    if _inside(real, os.path.realpath(_local(root))):
+        return real
+    raise ReadRefused("path_not_allowed", f"{path} is a link to {real}, outside the input folder {root}")
 
 
 def join_remote(base_dir: str, path: str) -> str:

@@ -31,6 +31,7 @@ from pipelines.read_guard import (
     ReadRefused,
     check_scheme,
     confine_local,
+    confine_to_root,
     fetch_http,
     iter_lines_capped,
     join_remote,
@@ -339,7 +340,12 @@ def read_i2d_files(metadata_path: str, image_dir: str, config: ReadConfig = DEFA
             yield source_error(key, reason, f"{image_dir}/{key}.*: {len(paths)} image files", row.get("caption"),
                                row.get("url"), row)
             continue
-        yield _fetch(key, paths[0], row.get("caption"), row.get("url"), config, row)
+        try:
+            path = confine_to_root(paths[0], image_dir)
+        except ReadRefused as err:
+            yield source_error(key, err.reason, err.detail, row.get("caption"), row.get("url"), row)
+            continue
+        yield _fetch(key, path, row.get("caption"), row.get("url"), config, row)
 
 
 def _fetch(key: str, path: str, caption: Optional[str], url: Optional[str], config: ReadConfig,
@@ -365,10 +371,19 @@ def _read_text(path: str, max_bytes: int) -> str:
     return read_bytes(path, max_bytes).decode("utf-8-sig")
 
 
-def read_folder_group(group: KeyGroup, config: ReadConfig = DEFAULT_READ) -> RawSample:
+def read_folder_group(group: KeyGroup, config: ReadConfig = DEFAULT_READ, root: Optional[str] = None) -> RawSample:
     """One key of a folder tree: `<key>.<image ext>` with `<key>.txt`, and the `<key>.json` sidecar
     img2dataset's files layout writes: its url and the input's metadata. A missing half stays None
-    (rejected downstream as missing_image / missing_caption)."""
+    (rejected downstream as missing_image / missing_caption). With `root` (the input folder), a file
+    that is a link leaving it makes the key a `path_not_allowed` source error, and none of its
+    files is opened."""
+    if root is not None:
+        try:
+            group = KeyGroup(group.key, tuple(confine_to_root(p, root) for p in group.images),
+                             None if group.caption is None else confine_to_root(group.caption, root),
+                             None if group.metadata is None else confine_to_root(group.metadata, root))
+        except ReadRefused as err:
+            return source_error(group.key, err.reason, err.detail)
     metadata = {}
     if group.metadata is not None:
         try:
@@ -539,7 +554,7 @@ def _read_unit(unit: ReadUnit, config: ReadConfig) -> Iterator[Union[RawSample, 
         yield from read_i2d_files(unit.path, unit.companion, config)
     elif unit.kind == "folder":
         for group in unit.groups:
-            yield read_folder_group(group, config)
+            yield read_folder_group(group, config, unit.path)
     elif unit.kind in ("jsonl", "parquet"):
         yield from read_manifest(unit, config)
     else:
