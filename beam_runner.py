@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "model_error) and replace them")
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                         help="INFO (default): progress and a summary; DEBUG also shows Beam's logs and full tracebacks")
+    parser.add_argument("--break-lease", action="store_true",
+                        help="with --resume: take over the lease of a run that is gone (killed, its workers too) "
+                             "before it went stale")
+    parser.add_argument("--lease-expiry", type=float, default=120.0, metavar="SECONDS",
+                        help="a run's lease of the output folder unrenewed this long is stale: the next launch takes "
+                             "it over (default 120; a running launcher renews it every 10 s)")
     parser.add_argument("--detach", action="store_true",
                         help="return once the job is submitted (the job writes its manifest itself)")
     parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
@@ -146,7 +154,7 @@ def run(argv: Optional[Sequence[str]] = None,
         started: Optional[Callable[[dict, str], None]] = None) -> Optional[dict]:
     """Parse arguments, run the pipeline and return the manifest the job wrote (None when the job
     wrote none yet: a dry run or a detached job). `started(run_info, output_dir)` is called once
-    the output folder is prepared, just before the job runs."""
+    the run holds its output folder's lease, before anything in it changes."""
     from unimo_g.config_tools import ConfigError, load_config
     from unimo_g.model_sources import ModelUnavailable, check_models, pipeline_models
     from unimo_g.pipeline_config import PipelineConfig
@@ -156,6 +164,8 @@ def run(argv: Optional[Sequence[str]] = None,
     retry = _retry_reasons(args.retry_rejects)
     if retry and not args.resume:
         raise UsageError("--retry-rejects needs --resume (it reprocesses rejects of an existing output folder)")
+    if args.break_lease and not args.resume:
+        raise UsageError("--break-lease needs --resume (it takes over the folder of a run that is gone)")
     try:
         config = load_config(PipelineConfig, resolve_config_path(args.config), args.set)
     except ConfigError as err:
@@ -168,16 +178,11 @@ def run(argv: Optional[Sequence[str]] = None,
         raise UsageError(str(err)) from None
 
     # Beam is imported only once the arguments are known to be usable (it is slow to import).
-    import apache_beam as beam
-    from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import TestOptions
 
-    from pipelines.build import build_pipeline
-    from pipelines.manifest import build_lineage, read_manifest, summary_line
-    from pipelines.progress import Progress
-    from pipelines.resume import OutputRefused, check_output, clean_output, count_rejects_of, new_run_id
-    from pipelines.sources import planned_inputs, plan_read
-    from pipelines.write import MANIFEST_NAME, _is_local
+    from pipelines.manifest import build_lineage
+    from pipelines.resume import new_run_id
+    from pipelines.write import _is_local
 
     options = pipeline_options(beam_args)
     runner = options.get_all_options()["runner"]
@@ -191,15 +196,84 @@ def run(argv: Optional[Sequence[str]] = None,
     except ValueError as err:
         raise UsageError(f"--output {args.output!r}: {err}") from None
     run_info = {"id": new_run_id(), "runner": runner, "mode": mode, "retry_rejects": retry,
-                "input": {"path": args.input, "format": args.input_format},
+                "input": {"path": args.input, "format": args.input_format}, "detached": bool(args.detach),
                 "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "started_at_s": time.time()}
+    keeper, made = None, False
     if not dry_run:  # a dry run submits nothing, so it must not touch (or even list) the output
-        try:
-            check_output(args.output, mode, lineage["config"])
-        except OutputRefused as err:
-            raise UsageError(str(err)) from None
-        run_info["retried_rejects"] = count_rejects_of(args.output, retry) if retry else 0
+        keeper, made = hold_output(args, mode, lineage["config"], run_info)
+        if started is not None:
+            started(run_info, args.output)
+    try:
+        return _build_and_run(args, config, lineage, options, run_info)
+    except UsageError:  # refused before the job ran: leave no folder behind that this run made
+        if made and keeper is not None and release(args.output, run_info["id"]) and not os.listdir(args.output):
+            os.rmdir(args.output)
+        raise
+    finally:
+        if keeper is not None:
+            keeper.stop()
+            if not args.detach:  # a detached job's last step gives the lease back
+                release(args.output, run_info["id"])
+
+
+def hold_output(args: argparse.Namespace, mode: str, config: dict, run_info: dict):
+    """Take the output folder's lease, then check the folder for a run in `mode`; returns the
+    running `LeaseKeeper` and whether this made the (local) folder. A refusal gives the lease back
+    (and the folder, when this made it)."""
+    from pipelines.lease import DETACHED_EXPIRY_S, LeaseHeld, LeaseKeeper, acquire
+    from pipelines.resume import OutputRefused, check_output, count_rejects_of
+    from pipelines.write import _is_local
+
+    made = _is_local(args.output) and not os.path.exists(args.output)
+    try:
+        lease = acquire(args.output, run_info["id"], " ".join(sys.argv), resume=args.resume,
+                        break_lease=args.break_lease, expiry_s=DETACHED_EXPIRY_S if args.detach else args.lease_expiry)
+    except LeaseHeld as err:
+        raise UsageError(str(err)) from None
+    try:
+        check_output(args.output, mode, config)
+        run_info["retried_rejects"] = count_rejects_of(args.output, run_info["retry_rejects"]) \
+            if run_info["retry_rejects"] else 0
+    except OutputRefused as err:
+        release(args.output, run_info["id"])
+        if made:
+            os.rmdir(args.output)
+        raise UsageError(str(err)) from None
+    keeper = LeaseKeeper(args.output, lease, _lease_lost)
+    if not args.detach:
+        keeper.start()
+    return keeper, made
+
+
+def _lease_lost(message: str) -> None:
+    """Another run took this one's lease (`--break-lease`): stop, as on SIGTERM."""
+    LOGGER.error(message)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def release(output_dir: str, run_id: str) -> bool:
+    """Give back run `run_id`'s lease of `output_dir`; True when it held it."""
+    from pipelines.lease import release as release_lease
+
+    return release_lease(output_dir, run_id)
+
+
+def _build_and_run(args, config, lineage: dict, options, run_info: dict) -> Optional[dict]:
+    """Build the job's graph, prepare the output folder, run the job and read its manifest."""
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import TestOptions
+
+    from pipelines.build import build_pipeline
+    from pipelines.manifest import read_manifest, summary_line
+    from pipelines.progress import Progress
+    from pipelines.resume import clean_output
+    from pipelines.sources import planned_inputs, plan_read
+    from pipelines.write import MANIFEST_NAME, _is_local
+
+    dry_run, runner, mode, retry = (bool(options.view_as(TestOptions).dry_run), run_info["runner"],
+                                    run_info["mode"], run_info["retry_rejects"])
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, args.input, args.output, config, args.input_format, lineage, run_info,
@@ -220,8 +294,6 @@ def run(argv: Optional[Sequence[str]] = None,
         total = planned_inputs(plan_read(args.input, args.input_format))
         progress = Progress(args.output, run_info["id"], args.progress_interval, total=total)
         progress.start()
-    if started is not None and not dry_run:
-        started(run_info, args.output)
     LOGGER.info("run %s (%s) on %s -> %s", run_info["id"], mode, runner, args.output)
     try:
         result = pipeline.run()
@@ -286,6 +358,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stop.relay_stderr()
 
     def stopped(signal_name: str) -> list[str]:
+        if state["run"] is not None:  # its workers are gone: nothing writes the folder any more
+            release(state["output"], state["run"]["id"])
         lines = [f"stopped by {signal_name}: {committed_line(state['run'], state['output'])}."]
         return lines + ([f"continue with: {continue_with}"] if state["run"] else [])
 

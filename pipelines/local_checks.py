@@ -10,6 +10,7 @@ import glob
 import os
 
 GLOB_CHARS = "*?["
+LEASE_NAME = ".lease"  # held by the run writing the folder (`pipelines.lease`); not content of its own
 
 
 def is_local_path(path: str) -> bool:
@@ -41,6 +42,6 @@ def local_refusal(input_path: str, output_dir: str, mode: str) -> str | None:
     if is_local_path(output_dir):
         if os.path.isfile(output_dir):
             return output_is_file_message(output_dir)
-        if mode == "new" and os.path.isdir(output_dir) and os.listdir(output_dir):
+        if mode == "new" and os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {LEASE_NAME}:
             return not_empty_message(output_dir)
     return None

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.dataset_card import write_dataset_card
+from pipelines.lease import release
 from pipelines.ledger import read_ledgers
 from pipelines.shard_stats import summarize_shards
 from pipelines.write import MANIFEST_NAME, matching_files, reject_files_pattern, run_of_file, shard_files_pattern
@@ -290,6 +291,8 @@ class _WriteManifestFn(beam.DoFn):
         manifest = build_run_manifest(self.output_dir, self.lineage, run, previous)
         path = write_run_manifest(self.output_dir, manifest)
         LOGGER.debug("%s; manifest: %s", summary_line(manifest), path)  # the launcher logs it (local runs)
+        if self.run.get("detached"):  # no launcher is left to give the output folder's lease back
+            release(self.output_dir, self.run["id"])
         yield path
 
 

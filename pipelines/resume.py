@@ -49,7 +49,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
 from pipelines.decode import duplicate_reject
-from pipelines.local_checks import not_empty_message, output_is_file_message
+from pipelines.local_checks import LEASE_NAME, not_empty_message, output_is_file_message
 from pipelines.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,
     _is_local, reject_files_pattern, run_of_file, shard_files_pattern, write_table_file,
@@ -73,9 +73,11 @@ def new_run_id() -> str:
 
 
 def _listing(path: str) -> list[str]:
+    """What a folder holds, but the lease of the run about to write it."""
     if _is_local(path):
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-    return [meta.path for meta in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+        return sorted(n for n in os.listdir(path) if n != LEASE_NAME) if os.path.isdir(path) else []
+    return [meta.path for meta in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
+            if FileSystems.split(meta.path)[1] != LEASE_NAME]
 
 
 def _match(pattern: str) -> list[str]:
