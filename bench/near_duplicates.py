@@ -1,12 +1,14 @@
 """How well do perceptual-hash near-duplicates and evaluation-image exclusion work, and what do they cost?
 
-    python -m bench.near_duplicates [--photos 10] [--repeats 2] [--json FILE]
+    python -m bench.near_duplicates [--photos 10] [--photos-dir DIR] [--repeats 2] [--json FILE]
 
-From the bundled photos (`data/sample`) the bench builds, per photo, transformed copies (`TRANSFORMS`:
-resize 0.5, crop 90%, JPEG quality 30, PNG re-encode, brightness +10%, a small text overlay) and
-unrelated images (each photo's four quadrants, resized to the photo's size: other pictures of the
-same style). Then, through the pipeline's own transforms (read, check, exact de-duplication,
-`pipelines.near_duplicates.RejectNearDuplicates`, decode) on the DirectRunner, at the default config:
+From the bundled photos (`data/sample`), or every photo under `--photos-dir` (e.g. an evaluation
+set: DreamBench's or MultiBench's folder), the bench builds, per photo, transformed copies
+(`TRANSFORMS`: resize 0.5, crop 90%, JPEG quality 30, PNG re-encode, brightness +10%, a small text
+overlay, horizontal flip, rotation by 5 and by 90 degrees) and unrelated images (each photo's four
+quadrants, resized to the photo's size: other pictures of the same style). Then, through the
+pipeline's own transforms (read, check, exact de-duplication, `pipelines.near_duplicates.RejectNearDuplicates`,
+decode) on the DirectRunner, at the default config:
 
 - near-duplicates: inputs = originals + copies + unrelated. Recall per transform: copies rejected as
   `near_duplicate` naming a row of their own photo. False positives: originals or unrelated images
@@ -83,6 +85,9 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
     "png": _png,
     "brightness_+10": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(1.1)),
     "text_overlay": lambda im: _jpeg(_overlay(im)),
+    "flip": lambda im: _jpeg(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+    "rotate_5": lambda im: _jpeg(im.rotate(5, Image.Resampling.BICUBIC)),  # same canvas, black corners
+    "rotate_90": lambda im: _jpeg(im.transpose(Image.Transpose.ROTATE_90)),
 }
 
 
@@ -105,11 +110,27 @@ class TestImage:
     data: bytes
 
 
-def make_set(num_photos: Optional[int] = None) -> list[TestImage]:
-    """Originals, transformed copies and unrelated images of the first `num_photos` bundled photos."""
-    photos = sample_photos()[:num_photos]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def folder_photos(folder: Path) -> list[Image.Image]:
+    """Every image under `folder` (sorted by path), upright RGB with transparency on white."""
+    from unimo_g.images import decode_image
+    from unimo_g.pipeline_config import DecodeConfig
+
+    limits = DecodeConfig(min_side=1, max_aspect_ratio=float("inf"))
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return [Image.fromarray(decode_image(p.read_bytes(), limits).pixels) for p in paths]
+
+
+def make_set(num_photos: Optional[int] = None, photos_dir: Optional[Path] = None) -> list[TestImage]:
+    """Originals, transformed copies and unrelated images of the first `num_photos` photos (the
+    bundled ones, or those under `photos_dir`)."""
+    photos = folder_photos(photos_dir) if photos_dir else [photo for photo, _ in sample_photos()]
     images = []
-    for index, (photo, _) in enumerate(photos):
+    for index, photo in enumerate(photos[:num_photos]):
         images.append(TestImage(f"a{index:02d}", index, "original", _jpeg(photo)))
         for name, transform in TRANSFORMS.items():
             images.append(TestImage(f"b{index:02d}-{name}", index, name, transform(photo)))
@@ -204,7 +225,7 @@ def score(images: Sequence[TestImage], rejects: Sequence[dict], reason: str, id_
 def pair_stats(images: Sequence[TestImage], config: PipelineConfig) -> dict:
     """Exhaustive hash distances: pairs of different photos (or unrelated) within each threshold, and
     pairs of one photo within `max_distance` that share an LSH band."""
-    from pipelines.near_duplicates import band_values, hash_value
+    from pipelines.near_duplicates import band_values, hash_value, mirrored_hash
 
     near = config.near_duplicates
     hashes = {image.key: perceptual_hash(image.data, config.decode) for image in images}
@@ -225,13 +246,21 @@ def pair_stats(images: Sequence[TestImage], config: PipelineConfig) -> dict:
                 within[threshold] += distance <= threshold
     smallest = min(hash_distance(hashes[a.key], hashes[b.key]) for i, a in enumerate(images) for b in images[i + 1:]
                    if a.photo is None or a.photo != b.photo)
+    # evaluation images also match through their mirror image's hash: its distances to other photos
+    mirrored = {image.photo: mirrored_hash(image.data, config) for image in images if image.kind == "original"}
+    mirror_distances = [hash_distance(value, hashes[other.key]) for photo, value in mirrored.items()
+                        for other in images if other.photo != photo]
     return {"unrelated_pairs": different, "smallest_unrelated_distance": smallest,
             "unrelated_pairs_within": {str(k): v for k, v in sorted(within.items())},
-            "related_pairs_within_max_distance": same, "of_which_share_a_band": same_banded}
+            "related_pairs_within_max_distance": same, "of_which_share_a_band": same_banded,
+            "mirrored_unrelated_pairs": len(mirror_distances),
+            "smallest_mirrored_unrelated_distance": min(mirror_distances),
+            "mirrored_unrelated_pairs_within_phash_distance": sum(d <= config.exclude.phash_distance
+                                                                 for d in mirror_distances)}
 
 
-def benchmark(num_photos: Optional[int], repeats: int, workdir: Path) -> dict:
-    images = make_set(num_photos)
+def benchmark(num_photos: Optional[int], repeats: int, workdir: Path, photos_dir: Optional[Path] = None) -> dict:
+    images = make_set(num_photos, photos_dir)
     base = PipelineConfig()
     folder = write_folder(images, workdir / "all")
     eval_dir = write_folder([i for i in images if i.kind == "original"], workdir / "eval")
@@ -289,12 +318,15 @@ def format_report(report: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=None, help="bundled photos to use (default: all)")
+    parser.add_argument("--photos", type=int, default=None, help="photos to use (default: all)")
+    parser.add_argument("--photos-dir", type=Path, default=None,
+                        help="use every image under this folder instead of the bundled photos")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes of each pipeline (best is kept)")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        report = benchmark(args.photos, args.repeats, Path(tmp))
+        report = benchmark(args.photos, args.repeats, Path(tmp), args.photos_dir)
+    report["photos_dir"] = str(args.photos_dir) if args.photos_dir else "data/sample"
     print(format_report(report))
     if args.json:
         write_json(args.json, report)

@@ -9,8 +9,9 @@ Keys are (id, perceptual hash, rank) only; image bytes are never grouped or shuf
 Beam boundaries as a signed 64-bit int (`hash_value`): Beam's int coder takes nothing wider, and the
 unsigned value of most real photos' hashes is >= 2**63 (their first bit is the DC term's). Inputs sharing
 an id share their bytes and so their hash: one node per id (the smallest rank), i.e. the inputs past
-exact de-duplication. A node within `exclude.phash_distance` of an evaluation image becomes
-`exclude`/`eval_overlap` (it then takes no further part). The others are banded (LSH): nodes
+exact de-duplication. A node within `exclude.phash_distance` of an evaluation image or of its
+mirror image (a horizontal flip, the commonest augmentation: its hash lies ~32 bits from the
+original's) becomes `exclude`/`eval_overlap` (it then takes no further part). The others are banded (LSH): nodes
 agreeing on a whole band are compared, pairs within `near_duplicates.max_distance` are edges.
 
 Which node of a group is kept (`resolve`): nodes in rank order (rows written by an earlier run
@@ -37,7 +38,7 @@ from pipelines import metrics
 from pipelines.decode import REJECTS, CheckedSample, dedupe_rank
 from pipelines.resume import FromWrittenShards
 from pipelines.sources import ReadSamples
-from unimo_g.images import ImageRejected, perceptual_hash
+from unimo_g.images import ImageRejected, decode_image, hash_pixels, perceptual_hash
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.records import Reject
 
@@ -132,19 +133,61 @@ class WrittenHashes(FromWrittenShards):
 # ---------------------------------------------------------------- evaluation images
 
 
-def _eval_hash(sample, root: str, config: PipelineConfig) -> Iterator[tuple[str, int]]:
+MIRRORED = " (mirrored)"  # suffix of an evaluation image's name for its mirror image's hash
+OUTCOMES = ("hashed", "skipped_non_images", "unreadable", "unusable")  # per evaluation path, in the summary
+
+
+def mirrored_hash(data: bytes, config: PipelineConfig) -> str:
+    """The perceptual hash of the image mirrored left-right (EXIF-upright first, transparency on
+    white), as `perceptual_hash` would give for a flipped copy. Full decode: for JPEGs this is within
+    a few bits of the reduced-size decode `perceptual_hash` uses (0-4 on the bundled photos)."""
+    pixels = decode_image(data, config.decode).pixels  # (H, W, 3)
+    return hash_pixels(np.ascontiguousarray(pixels[:, ::-1]))
+
+
+def _eval_hash(sample, root: str, config: PipelineConfig) -> Iterator:
+    """(name, hash) and (name + MIRRORED, hash of the mirror image) of one evaluation image, and its
+    outcome (path, one of OUTCOMES) to the `outcomes` output."""
     name = f"{root.rstrip('/')}/{sample.source_key}"
     if sample.image is None:
+        if sample.source_error is None:  # a key with no image file: a caption, prompt list or notes
+            _LOG.debug("exclude.images: %s has no image (skipped)", name)
+            yield beam.pvalue.TaggedOutput("outcomes", (root, "skipped_non_images"))
+            return
         _LOG.warning("evaluation image %s could not be read: %s", name, sample.source_error)
+        yield beam.pvalue.TaggedOutput("outcomes", (root, "unreadable"))
         return
     try:
-        yield name, hash_value(perceptual_hash(sample.image, config.decode))
+        phash = perceptual_hash(sample.image, config.decode)
+        mirrored = mirrored_hash(sample.image, config)
     except ImageRejected as err:
         _LOG.warning("evaluation image %s is not usable: %s", name, err)
+        yield beam.pvalue.TaggedOutput("outcomes", (root, "unusable"))
+        return
+    yield name, hash_value(phash)
+    yield f"{name}{MIRRORED}", hash_value(mirrored)
+    yield beam.pvalue.TaggedOutput("outcomes", (root, "hashed"))
+
+
+def summarize_outcomes(counted: Sequence[tuple[tuple[str, str], int]], paths: Sequence[str]) -> dict:
+    """((path, outcome), count) pairs -> {"hashed": n, "hashes": 2n (with the mirror images),
+    "paths": {path: {outcome: count}}}, every `exclude.images` path listed (zeros included)."""
+    table = {path: dict.fromkeys(OUTCOMES, 0) for path in paths}
+    for (path, outcome), count in counted:
+        table.setdefault(path, dict.fromkeys(OUTCOMES, 0))[outcome] += count
+    hashed = sum(row["hashed"] for row in table.values())
+    for path, row in table.items():
+        level = logging.WARNING if row["hashed"] == 0 else logging.INFO
+        _LOG.log(level, "exclude.images: %d evaluation images hashed (with their mirror images) from %s%s",
+                 row["hashed"], path, "" if row["hashed"] else ": nothing of it is excluded")
+    return {"hashed": hashed, "hashes": 2 * hashed, "paths": table}
 
 
 class EvaluationHashes(beam.PTransform):
-    """(name, hash) of every image under `exclude.images` (any input format; captions not needed).
+    """(name, hash) of every image under `exclude.images` and of its mirror image (named
+    `name + MIRRORED`); any input format, captions not needed, files without an image (a folder's
+    .txt and .json) skipped quietly. After expansion, `self.summary` is a PCollection of one dict
+    (`summarize_outcomes`): how many evaluation images were hashed from which paths.
 
     The paths are listed at construction: one that cannot be read is a ValueError before the job runs."""
 
@@ -152,6 +195,7 @@ class EvaluationHashes(beam.PTransform):
         super().__init__()
         self.config = config
         self.reads = []
+        self.summary = None
         for path in config.exclude.images:
             try:
                 self.reads.append((path, ReadSamples(path, count=False, config=config.read)))
@@ -159,16 +203,25 @@ class EvaluationHashes(beam.PTransform):
                 raise ValueError(f"exclude.images: {err}") from None
 
     def expand(self, pbegin):
-        hashed = [
-            pbegin | f"ReadEval{index}" >> read | f"HashEval{index}" >> beam.FlatMap(_eval_hash, path, self.config)
-            for index, (path, read) in enumerate(self.reads)
-        ]
+        hashed, outcomes = [], []
+        for index, (path, read) in enumerate(self.reads):
+            results = (pbegin | f"ReadEval{index}" >> read
+                       | f"HashEval{index}" >> beam.FlatMap(_eval_hash, path, self.config).with_outputs(
+                           "outcomes", main="hashes"))
+            hashed.append(results.hashes)
+            outcomes.append(results.outcomes)
+        paths = [path for path, _ in self.reads]
+        self.summary = (outcomes | "AllEvalOutcomes" >> beam.Flatten()
+                        | "CountEvalOutcomes" >> beam.combiners.Count.PerElement()
+                        | "EvalOutcomeList" >> beam.combiners.ToList()
+                        | "EvalSummary" >> beam.Map(summarize_outcomes, paths))
         return hashed | "AllEval" >> beam.Flatten()
 
 
 class _MatchEvaluationFn(beam.DoFn):
     """(id, Node) -> (id, eval Verdict) to the `eval` output when within `max_distance` of an
-    evaluation image (the nearest, then first by name), else the key unchanged."""
+    evaluation image or its mirror image (the nearest, then first by name; a mirror image is named
+    `<image> (mirrored)`), else the key unchanged."""
 
     def __init__(self, max_distance: int):
         self.max_distance = max_distance
@@ -349,7 +402,8 @@ class RejectNearDuplicates(beam.PTransform):
     """Checked samples -> outputs `.samples` (kept) and `.rejects` (`dedupe`/`near_duplicate`,
     `exclude`/`eval_overlap`), told apart by a side input of the losers only, computed from the
     keys of `key_samples` (CheckedSamples of the key path; see `near_duplicate_keys`). `written`:
-    `WrittenHashes` of the output folder with --resume."""
+    `WrittenHashes` of the output folder with --resume. After expansion, `evaluation_summary` is
+    the `EvaluationHashes` summary (one dict; None without evaluation images), for the manifest."""
 
     def __init__(self, key_samples: beam.PCollection, config: PipelineConfig,
                  written: Optional[beam.PCollection] = None):
@@ -357,6 +411,11 @@ class RejectNearDuplicates(beam.PTransform):
         self.key_samples = key_samples
         self.verdicts = Verdicts(config, written)
         self.config = config
+
+    @property
+    def evaluation_summary(self) -> Optional[beam.PCollection]:
+        evaluation = self.verdicts.evaluation
+        return evaluation.summary if evaluation is not None else None
 
     def expand(self, samples):
         keys = near_duplicate_keys(self.key_samples, self.config)

@@ -27,7 +27,8 @@ QUICKSTART = ("unimo-g toolkit", "Training (stage 1, stage 2) and sampling", "Ex
               "Pre-computed latents and conditions (stage 1)")
 NOT_RUN = {
     "The data pipeline (Apache Beam)": "command synopses and examples on /data and gs:// paths, Dataflow with GPUs",
-    "Evaluation (DINO, CLIP-I, CLIP-T on DreamBench / MultiBench)": "needs the DreamBench folder and a trained model",
+    "Evaluation (the paper's Tables 1–3: DreamBench, MultiBench, MS-COCO FID)":
+        "needs the benchmark folders (DreamBench, MultiBench, COCO) and a trained model",
 }
 TEST_COMMAND = "python -m pytest -q"
 PIP = re.compile(r'^pip install -c constraints\.txt -e "\.\[(\w+)\]"$')

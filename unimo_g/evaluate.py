@@ -1,21 +1,27 @@
-"""The paper's evaluation: generate a benchmark's images with a model, then score DINO, CLIP-I, CLIP-T.
+"""The paper's evaluation: generate a benchmark's images with a model, then score them beside the paper.
 
-    python -m unimo_g.evaluate --model CHECKPOINT_OR_EXPORT --bench DIR --out DIR
-        [--layout auto|dreambench|multibench] [--config YAML] [--set key=value ...] [--device cuda]
-        [--raw-weights] [--limit N]
+    unimo-g evaluate --model CHECKPOINT_OR_EXPORT --bench DIR --out DIR
+        [--layout auto|dreambench|multibench|custom] [--subjects N] [--prompts-per-subject K]
+        [--sample N] [--seed S] [--limit N] [--config YAML] [--set key=value ...] [--device cuda] [--raw-weights]
+    unimo-g evaluate --model ... --bench coco --captions captions_val2014.json --images val2014/ --out DIR
 
---model is a checkpoint, a training output (its latest checkpoint) or an export folder; --bench a
-folder in the DreamBench or MultiBench layout (`unimo_g.evaluation_bench`). Images go to
-OUT/images/CASE/K.png, seeded per image by (seed, case, K), generated in batches, and kept: a
-rerun with the same settings generates only the missing ones (other settings are refused). Then
-OUT/results.json and OUT/results.md hold DINO, CLIP-I and CLIP-T (`unimo_g.evaluation_metrics`)
-per subject and overall, beside the paper's reported values. Unusable arguments exit with code 2
-and a one-line message.
+--bench is a DreamBench folder, the authors' MultiBench folder or a custom benchmark
+(`unimo_g.evaluation_bench`): DINO, CLIP-I and CLIP-T (`unimo_g.evaluation_metrics`), beside the
+paper's Table 2 or 3. `--bench coco`: zero-shot FID on MS-COCO captions (`unimo_g.coco_captions`,
+`unimo_g.fid`), 30,000 captions by default, beside Table 1. --subjects / --prompts-per-subject /
+--sample draw a representative subset (`unimo_g.evaluation_subset`); --limit then keeps the first N.
+
+Images go to OUT/images/CASE/K.png, seeded per image by (seed, case, K), generated in batches
+across prompts (bf16 autocast on CUDA by default), and kept: a rerun with the same settings makes
+only the missing ones, whatever subset chose them (other settings are refused). OUT/results.json
+and OUT/results.md hold the scores (`unimo_g.evaluation_report`). Unusable arguments exit with
+code 2 and a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -30,12 +36,15 @@ PROG = "python -m unimo_g.evaluate"
 SETTINGS_FILE = "evaluation.json"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 METRICS = ("dino", "clip_i", "clip_t")
-METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
+LAYOUT_CHOICES = ("auto", "dreambench", "multibench", "custom")
+COCO = "coco"  # --bench coco: the FID protocol
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # DreamBooth's DINO metric: self-supervised ViT-S/16 (Caron et al. 2021)
 DEFAULT_DINO_MODEL = "facebook/dino-vits16"
 # CLIP ViT-B/32, the variant of DreamBooth's CLIP-I / CLIP-T; the UNIMO-G paper does not name its own
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+FID_CAPTIONS = 30_000  # the paper's FID-30K
 
 
 @dataclass(frozen=True)
@@ -56,29 +65,33 @@ class MetricModelsConfig:
 
 
 @dataclass(frozen=True)
-class ReportedScores:
-    """Scores a paper reports for one benchmark; None where not filled in."""
+class FidConfig:
+    """The MS-COCO FID protocol (`unimo_g.fid`). size: side the images are resized to (the paper:
+    256); inception: "download" (the published TorchScript FID Inception, cached), a local path to
+    it, or "tiny" (random weights, tests); reference: the real images, "sampled" (those of the
+    sampled captions) or "all" (every image of the captions file); batch_size: images per forward."""
 
-    dino: Optional[float] = None
-    clip_i: Optional[float] = None
-    clip_t: Optional[float] = None
+    size: int = 256
+    inception: str = "download"
+    reference: str = "sampled"
+    batch_size: int = 32
 
-
-@dataclass(frozen=True)
-class PaperValues:
-    """UNIMO-G's reported values, shown beside ours. NOT FILLED IN: the paper's tables could not be
-    checked from here; set them from the paper (e.g. --set paper.dreambench.dino=0.xxx)."""
-
-    dreambench: ReportedScores = field(default_factory=ReportedScores)
-    multibench: ReportedScores = field(default_factory=ReportedScores)
+    def __post_init__(self):
+        if self.size < 16 or self.batch_size < 1:
+            raise ValueError(f"fid.size must be >= 16 and fid.batch_size >= 1, got {self.size}, {self.batch_size}")
+        if self.reference not in ("sampled", "all"):
+            raise ValueError(f"fid.reference must be 'sampled' or 'all', got {self.reference!r}")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """images_per_prompt: images per case (DreamBooth's protocol: 4); steps / guidance: DDIM steps
-    and classifier-free guidance (the paper samples with 50 and 5.0); seed: base of the per-image
-    seeds; batch_size: images sampled together; resolution: None = the model's training
-    resolution; entity_image: which reference photo (sorted by name) is the prompt's entity image."""
+    """images_per_prompt: images per case (DreamBooth's protocol: 4; the COCO protocol makes 1);
+    steps / guidance: DDIM steps and classifier-free guidance (the paper samples with 50 and 5.0);
+    seed: base of the per-image seeds; batch_size: images sampled together (across prompts);
+    resolution: None = the model's training resolution; entity_image: which reference photo (sorted
+    by name) is the prompt's entity image; compose: "replace" (the entity phrase becomes the image,
+    as in training) or "append" (the class noun stays, the image follows); precision: autocast of
+    sampling, "auto" = bf16 on CUDA (fp16 where bf16 is missing), fp32 on the CPU."""
 
     images_per_prompt: int = 4
     steps: int = 50
@@ -87,8 +100,10 @@ class EvaluationConfig:
     batch_size: int = 4
     resolution: Optional[int] = None
     entity_image: int = 0
+    compose: str = "replace"
+    precision: str = "auto"
     metrics: MetricModelsConfig = field(default_factory=MetricModelsConfig)
-    paper: PaperValues = field(default_factory=PaperValues)
+    fid: FidConfig = field(default_factory=FidConfig)
 
     def __post_init__(self):
         for name in ("images_per_prompt", "steps", "batch_size"):
@@ -98,33 +113,80 @@ class EvaluationConfig:
             raise ValueError("seed and entity_image must be >= 0")
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8 or null, got {self.resolution!r}")
+        if self.compose not in ("replace", "append"):
+            raise ValueError(f"compose must be 'replace' or 'append', got {self.compose!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="checkpoint, training output or export folder")
-    parser.add_argument("--bench", required=True, help="benchmark folder (DreamBench or MultiBench layout)")
+    parser.add_argument("--bench", required=True,
+                        help="benchmark folder (DreamBench, the authors' MultiBench, or a custom benchmark.json), "
+                             "or 'coco' for FID on MS-COCO captions (with --captions and --images)")
     parser.add_argument("--out", required=True, help="folder for the images and the results")
-    parser.add_argument("--layout", choices=("auto", "dreambench", "multibench"), default="auto",
+    parser.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto",
                         help="benchmark folder layout (default auto: from the files the folder holds)")
+    parser.add_argument("--captions", help="--bench coco: COCO captions file (captions_val2014.json)")
+    parser.add_argument("--images", help="--bench coco: folder of the COCO images it names (val2014/)")
+    parser.add_argument("--subjects", type=int, help="evaluate N subjects, drawn spread over the benchmark")
+    parser.add_argument("--prompts-per-subject", type=int, help="evaluate K prompts of each subject, spread over "
+                                                                "its templates")
+    parser.add_argument("--sample", type=int, help="evaluate N prompts spread over subjects and templates (--bench "
+                                                   f"coco: N captions, default {FID_CAPTIONS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subset or caption draw (default 0)")
+    parser.add_argument("--limit", type=int, help="then keep the first N cases only (smoke runs: one subject)")
     parser.add_argument("--config", help="YAML with EvaluationConfig values")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
-    parser.add_argument("--limit", type=int, help="evaluate the first N cases only (smoke runs)")
     return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    for name in ("subjects", "prompts_per_subject", "sample", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    coco = args.bench == COCO
+    if coco and not (args.captions and args.images):
+        raise UsageError("--bench coco needs --captions (captions_val2014.json) and --images (val2014/)")
+    if not coco and (args.captions or args.images):
+        raise UsageError("--captions and --images go with --bench coco")
+    if coco and (args.subjects or args.prompts_per_subject or args.layout != "auto"):
+        raise UsageError("--bench coco takes --sample N (captions) and --seed, not --subjects, "
+                         "--prompts-per-subject or --layout")
     return args
 
 
 def image_seed(seed: int, case: str, index: int) -> int:
     """The seed of image `index` of `case`: independent of batching and of which images exist."""
     return int.from_bytes(hashlib.sha256(repr((seed, case, index)).encode()).digest()[:7], "little")
+
+
+def resolve_precision(precision: str, device) -> str:
+    """The autocast dtype name sampling runs in on `device`; ValueError for one it cannot run."""
+    import torch
+
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device (bf16 and fp32 run on the CPU)")
+    return precision
+
+
+def autocast(precision: str, device):
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def _save_png(pixels, path: Path) -> None:
@@ -136,41 +198,45 @@ def _save_png(pixels, path: Path) -> None:
     os.replace(temporary, path)  # a killed run leaves whole images only
 
 
-def generate_images(models, cases, config: EvaluationConfig, images_dir: Path) -> int:
-    """Generate every missing image of `cases`; returns how many were made."""
+def generate_images(models, cases, config: EvaluationConfig, images_dir: Path, precision: str = "fp32",
+                    images_per_prompt: Optional[int] = None) -> int:
+    """Generate every missing image of `cases`, batched across prompts; returns how many were made."""
     from unimo_g.generation import generate_batch, load_entity_image, parse_prompt
 
-    jobs = [(case, k) for case in cases for k in range(config.images_per_prompt)
+    per_prompt = images_per_prompt or config.images_per_prompt
+    jobs = [(case, k) for case in cases for k in range(per_prompt)
             if not (images_dir / case.key / f"{k}.png").is_file()]
     entity_cache: dict = {}
     for start in range(0, len(jobs), config.batch_size):
         batch = jobs[start : start + config.batch_size]
         prompts, images = [], []
         for case, _ in batch:
-            prompt, paths = parse_prompt(case.prompt(config.entity_image))
+            prompt, paths = parse_prompt(case.prompt(config.entity_image, config.compose))
             for path in paths:
                 if path not in entity_cache:
                     entity_cache[path] = load_entity_image(path, models.spec.entity_image)
             prompts.append(prompt)
             images.append([entity_cache[path] for path in paths])
         seeds = [image_seed(config.seed, case.key, k) for case, k in batch]
-        pixels = generate_batch(models, prompts, images, seeds, config.steps, config.guidance, config.resolution)
+        with autocast(precision, models.device):
+            pixels = generate_batch(models, prompts, images, seeds, config.steps, config.guidance, config.resolution)
         for (case, k), image in zip(batch, pixels):
             _save_png(image, images_dir / case.key / f"{k}.png")
     return len(jobs)
 
 
 def score(cases, config: EvaluationConfig, images_dir: Path, metric_models) -> dict:
-    """Per-case scores, then their means per subject and overall."""
+    """Per-case scores: DINO and CLIP-I averaged over the case's entities (and per entity), CLIP-T."""
     from PIL import Image
 
     from unimo_g.evaluation_metrics import mean_cosine, paired_cosine
+    from unimo_g.generation import load_entity_image
 
     references: dict = {}
 
     def reference(entity):
-        if entity.name not in references:
-            photos = [Image.open(path).convert("RGB") for path in entity.images]
+        if entity.name not in references:  # RGB, transparency on white, upright, first frame of an MPO
+            photos = [load_entity_image(path) for path in entity.images]
             references[entity.name] = (metric_models.dino_images(photos), metric_models.clip_images(photos))
         return references[entity.name]
 
@@ -180,103 +246,118 @@ def score(cases, config: EvaluationConfig, images_dir: Path, metric_models) -> d
                      for k in range(config.images_per_prompt)]
         dino, clip = metric_models.dino_images(generated), metric_models.clip_images(generated)
         text = metric_models.clip_texts([case.text()]).expand(len(generated), -1)
-        refs = [reference(entity) for entity in case.entities]
+        per_entity = {entity.name: {"dino": mean_cosine(dino, reference(entity)[0]),
+                                    "clip_i": mean_cosine(clip, reference(entity)[1])} for entity in case.entities}
         per_case[case.key] = {
-            "subject": case.subject,
-            "dino": sum(mean_cosine(dino, ref_dino) for ref_dino, _ in refs) / len(refs),
-            "clip_i": sum(mean_cosine(clip, ref_clip) for _, ref_clip in refs) / len(refs),
+            "subject": case.subject, "template": case.template_name, "text": case.text(),
+            "entities": [entity.name for entity in case.entities], "per_entity": per_entity,
+            "dino": sum(v["dino"] for v in per_entity.values()) / len(per_entity),
+            "clip_i": sum(v["clip_i"] for v in per_entity.values()) / len(per_entity),
             "clip_t": paired_cosine(clip, text),
         }
-    subjects: dict[str, dict] = {}
-    for values in per_case.values():
-        subjects.setdefault(values["subject"], []).append(values)
-    table = {name: _mean(rows) for name, rows in subjects.items()}
-    return {"subjects": table, "overall": _mean(list(per_case.values())), "cases": per_case}
+    return per_case
 
 
-def _mean(rows: list[dict]) -> dict:
-    return {**{m: sum(r[m] for r in rows) / len(rows) for m in METRICS}, "prompts": len(rows)}
-
-
-def markdown(results: dict) -> str:
-    """The results as a Markdown table: one row per subject, the overall mean, the paper's values."""
-    head = "| subject | prompts | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |"
-    lines = [f"# {results['layout']} evaluation of `{results['model']}` ({results['weights']} weights)", "",
-             f"DINO: `{results['metrics']['dino']}`; CLIP-I and CLIP-T: `{results['metrics']['clip']}`; "
-             f"{results['settings']['images_per_prompt']} images per prompt, {results['settings']['steps']} DDIM "
-             f"steps, guidance {results['settings']['guidance']}.", "", head,
-             "|" + "---|" * (2 + len(METRICS))]
-    for name, row in sorted(results["subjects"].items()):
-        lines.append(f"| {name} | {row['prompts']} | " + " | ".join(f"{row[m]:.3f}" for m in METRICS) + " |")
-    overall = results["overall"]
-    lines.append(f"| **overall** | {overall['prompts']} | " + " | ".join(f"**{overall[m]:.3f}**" for m in METRICS)
-                 + " |")
-    paper = results["paper"]
-    lines.append("| paper (reported) | | " + " | ".join("n/a" if paper[m] is None else f"{paper[m]:.3f}"
-                                                   for m in METRICS) + " |")
-    if all(paper[m] is None for m in METRICS):
-        lines += ["", "The paper's values are not filled in: set `paper.<benchmark>.<metric>` from its tables."]
-    return "\n".join(lines) + "\n"
-
-
-def run(args: argparse.Namespace) -> str:
-    import torch
-
-    from unimo_g.checkpoint_format import CheckpointError
-    from unimo_g.config_tools import ConfigError, load_config, to_dict
-    from unimo_g.devices import resolve_device
-    from unimo_g.evaluation_bench import BenchmarkError, detect_layout, read_benchmark
-    from unimo_g.evaluation_metrics import build_metric_models
-    from unimo_g.export import ExportError
-    from unimo_g.generation import PromptError, load_generation_models
+def _load_config(args) -> "EvaluationConfig":
+    from unimo_g.config_tools import ConfigError, load_config
 
     try:
-        config = load_config(EvaluationConfig, args.config, args.set)
+        return load_config(EvaluationConfig, args.config, args.set)
     except (ConfigError, ValueError, OSError) as err:
         raise UsageError(str(err)) from None
-    try:
-        layout = detect_layout(args.bench) if args.layout == "auto" else args.layout
-        cases = read_benchmark(args.bench, layout)[: args.limit]
-    except BenchmarkError as err:
-        raise UsageError(str(err)) from None
-    try:
-        device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except (RuntimeError, ValueError) as err:
-        raise UsageError(f"--device: {err}") from None
-    out = Path(args.out)
-    settings = {"model": str(Path(args.model).resolve()), "raw_weights": args.raw_weights, "layout": layout,
-                "bench": str(Path(args.bench).resolve()),
-                **{k: v for k, v in to_dict(config).items() if k not in ("metrics", "paper", "batch_size")}}
+
+
+def _prepare_out(out: Path, settings: dict) -> None:
+    """Refuse a folder whose images were made with other settings; record ours."""
     settings_path = out / SETTINGS_FILE
     if settings_path.is_file():
-        saved = json.loads(settings_path.read_text(encoding="utf-8"))
+        # folders made before compose and precision were recorded used these values
+        saved = {"compose": "replace", "precision": "fp32", **json.loads(settings_path.read_text(encoding="utf-8"))}
         changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
         if changed:
             raise UsageError(f"{out} holds images made with other settings ({', '.join(changed)}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
     settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
-    images_dir = out / "images"
+
+def _generate(args, cases, config, settings, device, images_per_prompt=None):
+    """Load the model, make the missing images; (images made now, "ema" | "raw")."""
+    from unimo_g.checkpoint_format import CheckpointError
+    from unimo_g.export import ExportError
+    from unimo_g.generation import PromptError, load_generation_models
+
+    out = Path(args.out)
+    _prepare_out(out, settings)
     try:
         models = load_generation_models(args.model, device, not args.raw_weights)
-        made = generate_images(models, cases, config, images_dir)
-        weights = models.weights
+        made = generate_images(models, cases, config, out / "images", settings["precision"], images_per_prompt)
+        return made, models.weights
     except (CheckpointError, ExportError, PromptError, OSError) as err:
         raise UsageError(str(err).strip().splitlines()[0]) from None
-    del models
+
+
+def _write_results(out: Path, results: dict, page: str) -> None:
+    (out / RESULTS_JSON).write_text(json.dumps(results, indent=2, sort_keys=True), encoding="utf-8")
+    (out / RESULTS_MD).write_text(page, encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> str:
+    import torch
+
+    from unimo_g.config_tools import to_dict
+    from unimo_g.devices import resolve_device
+
+    config = _load_config(args)
+    try:
+        device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        precision = resolve_precision(config.precision, device)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device: {err}") from None
+    settings = {"model": str(Path(args.model).resolve()), "raw_weights": args.raw_weights,
+                **{k: v for k, v in to_dict(config).items() if k not in ("metrics", "fid", "batch_size")},
+                "precision": precision}
+    if args.bench == COCO:
+        from unimo_g.evaluate_fid import run_fid
+
+        return run_fid(args, config, settings, device)
+    return _run_subject_bench(args, config, settings, device)
+
+
+def _run_subject_bench(args, config: EvaluationConfig, settings: dict, device) -> str:
+    from unimo_g.evaluation_bench import BenchmarkError, detect_layout, read_benchmark
+    from unimo_g.evaluation_metrics import build_metric_models
+    from unimo_g.evaluation_report import METRIC_NAMES, markdown, summarize
+    from unimo_g.evaluation_subset import select_cases
+    from unimo_g.paper_results import paper_tables
+
+    try:
+        layout = detect_layout(args.bench) if args.layout == "auto" else args.layout
+        every = read_benchmark(args.bench, layout)
+    except BenchmarkError as err:
+        raise UsageError(str(err)) from None
+    cases = select_cases(every, args.subjects, args.prompts_per_subject, args.sample, args.seed)[: args.limit]
+    settings = {**settings, "layout": layout, "bench": str(Path(args.bench).resolve())}
+    made, weights = _generate(args, cases, config, settings, device)
     try:
         metric_models = build_metric_models(config.metrics, device)
     except OSError as err:  # a metric model the hub or disk does not have
         raise UsageError(f"metric models: {str(err).strip().splitlines()[0]}") from None
-    scores = score(cases, config, images_dir, metric_models)
-    results = {"layout": layout, "model": args.model, "weights": weights,
-               "metrics": {"dino": config.metrics.dino, "clip": config.metrics.clip}, "settings": settings,
-               **scores, "paper": to_dict(getattr(config.paper, layout))}
-    (out / RESULTS_JSON).write_text(json.dumps(results, indent=2, sort_keys=True), encoding="utf-8")
-    (out / RESULTS_MD).write_text(markdown(results), encoding="utf-8")
-    overall = scores["overall"]
+    per_case = score(cases, config, Path(args.out) / "images", metric_models)
+    paper = paper_tables().get(layout)
+    selection = {"cases": len(cases), "of": len(every), "subjects": args.subjects,
+                 "prompts_per_subject": args.prompts_per_subject, "sample": args.sample,
+                 "seed": args.seed if (args.subjects or args.prompts_per_subject or args.sample) else None,
+                 "limit": args.limit}
+    results = {"layout": layout, "model": args.model, "weights": weights, "settings": settings,
+               "metrics": {"dino": config.metrics.dino, "clip": config.metrics.clip}, "selection": selection,
+               **summarize(per_case, layout), "cases": per_case, "paper": paper.to_dict() if paper else None}
+    out = Path(args.out)
+    _write_results(out, results, markdown(results))
+    overall = results["overall"]
     summary = ", ".join(f"{METRIC_NAMES[m]} {overall[m]:.3f}" for m in METRICS)
-    return f"{len(cases)} prompts ({made} images generated now): {summary}; see {out / RESULTS_MD}"
+    if paper and paper.reference:
+        summary += " (paper: " + ", ".join(f"{paper.reference.values[m]:.3f}" for m in METRICS) + ")"
+    return f"{len(cases)} of {len(every)} prompts ({made} images generated now): {summary}; see {out / RESULTS_MD}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

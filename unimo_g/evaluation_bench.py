@@ -1,80 +1,55 @@
-"""Benchmark folders for the paper's evaluation, read into one list of cases.
+"""Benchmark folders for the paper's evaluation, read into one list of cases (`unimo_g.evaluation_cases`).
 
 DreamBench (google/dreambooth's `dataset/`): one folder of reference photos per subject and
 `prompts_and_classes.txt`, which lists `subject_name,class` and two prompt lists written as
 `'a {0} {1} in the jungle'.format(unique_token, class_token)`, one for objects and one for live
 subjects (DreamBench's live subjects are its cats and dogs). Either BENCH/ or BENCH/dataset/ may
-hold them.
+hold them. 30 subjects, 25 prompts each: 750 cases.
 
-MultiBench (the paper's multi-entity benchmark; this toolkit's layout): BENCH/multibench.json,
+MultiBench as the authors published it (`Multibench/` of Weili-NLP/UNIMO-G: `prompt_templates.txt`
+and `<category>/<name>.<ext>`): `unimo_g.multibench`, 2,300 cases. Either BENCH/ or BENCH/Multibench/.
+
+A custom benchmark (this toolkit's own layout, for entities and prompts of your choosing):
+BENCH/benchmark.json,
 
     {"entities": {"dog": {"class": "dog"}, "backpack": {"class": "backpack"}},
      "prompts": [{"entities": ["dog", "backpack"], "template": "a {0} wearing a {1} on the beach"}]}
 
-and the reference photos of entity NAME in BENCH/entities/NAME/.
-
-A case is one prompt for one subject (DreamBench) or one combination of entities (MultiBench).
-Its template has a slot `{k}` per entity; the multimodal prompt fills slot k with entity k's image
-(the phrase is replaced by the image, determiners stay text, as in training), and CLIP-T's text
-fills it with the entity's class noun.
+and the reference photos of entity NAME in BENCH/entities/NAME/. A case's subject is its entities
+joined with "+".
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+from unimo_g.evaluation_cases import IMAGE_SUFFIXES, BenchEntity, BenchmarkError, Case, reference_images
+from unimo_g.multibench import TEMPLATES_FILE, multibench_root, read_multibench
+
+__all__ = ["IMAGE_SUFFIXES", "BenchEntity", "BenchmarkError", "Case", "LAYOUTS", "detect_layout", "read_benchmark",
+           "read_custom", "read_dreambench", "read_multibench"]
+
 DREAMBENCH_PROMPTS = "prompts_and_classes.txt"
-MULTIBENCH_SPEC = "multibench.json"
-DREAMBENCH, MULTIBENCH = "dreambench", "multibench"
+CUSTOM_SPEC = "benchmark.json"
+DREAMBENCH, MULTIBENCH, CUSTOM = "dreambench", "multibench", "custom"
+LAYOUTS = (DREAMBENCH, MULTIBENCH, CUSTOM)
 LIVE_CLASSES = ("cat", "dog")  # DreamBench's live subjects take the live-subject prompt list
 _PROMPT_LINE = re.compile(r"""^\s*(['"])(.*)\1\s*\.format\(\s*unique_token\s*,\s*class_token\s*\)""")
 _SUBJECT_LINE = re.compile(r"^([A-Za-z0-9_]+),(.+)$")
 
 
-class BenchmarkError(ValueError):
-    """A benchmark folder that cannot be read; the message names the file."""
-
-
-@dataclass(frozen=True)
-class BenchEntity:
-    """A subject or entity: its name, class noun and reference photos (sorted paths)."""
-
-    name: str
-    class_name: str
-    images: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One prompt: `key` names its images folder; `subject` is its row in the per-subject table."""
-
-    key: str
-    subject: str
-    template: str
-    entities: tuple[BenchEntity, ...]
-
-    def prompt(self, entity_image: int = 0) -> str:
-        """The multimodal prompt in `unimo_g.generation.parse_prompt`'s syntax: slot k becomes
-        `<img>PATH</img>` with reference photo `entity_image` of entity k."""
-        return self.template.format(*(f"<img>{e.images[min(entity_image, len(e.images) - 1)]}</img>"
-                                      for e in self.entities))
-
-    def text(self) -> str:
-        """The prompt as text for CLIP-T: slot k becomes entity k's class noun."""
-        return re.sub(r"\s+", " ", self.template.format(*(e.class_name for e in self.entities))).strip()
-
-
 def detect_layout(bench: str | Path) -> str:
     bench = Path(bench)
-    if (bench / MULTIBENCH_SPEC).is_file():
+    if multibench_root(bench) is not None:
         return MULTIBENCH
     if _dreambench_root(bench) is not None:
         return DREAMBENCH
-    raise BenchmarkError(f"{bench}: neither {MULTIBENCH_SPEC} (MultiBench) nor {DREAMBENCH_PROMPTS} (DreamBench)")
+    if (bench / CUSTOM_SPEC).is_file():
+        return CUSTOM
+    raise BenchmarkError(f"{bench}: no {TEMPLATES_FILE} (MultiBench), {DREAMBENCH_PROMPTS} (DreamBench) or "
+                         f"{CUSTOM_SPEC} (custom benchmark) in it or in its Multibench/ or dataset/ folder")
 
 
 def read_benchmark(bench: str | Path, layout: str = "auto") -> list[Case]:
@@ -84,14 +59,9 @@ def read_benchmark(bench: str | Path, layout: str = "auto") -> list[Case]:
         return read_dreambench(bench)
     if layout == MULTIBENCH:
         return read_multibench(bench)
-    raise BenchmarkError(f"unknown benchmark layout {layout!r}; use auto, {DREAMBENCH} or {MULTIBENCH}")
-
-
-def _images(folder: Path) -> tuple[Path, ...]:
-    images = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)) if folder.is_dir() else ()
-    if not images:
-        raise BenchmarkError(f"{folder}: no reference images ({', '.join(IMAGE_SUFFIXES)})")
-    return images
+    if layout == CUSTOM:
+        return read_custom(bench)
+    raise BenchmarkError(f"unknown benchmark layout {layout!r}; use auto or one of {', '.join(LAYOUTS)}")
 
 
 def _dreambench_root(bench: Path):
@@ -126,21 +96,21 @@ def read_dreambench(bench: str | Path) -> list[Case]:
         raise BenchmarkError(f"{path}: expected a subject_name,class list and the object and live prompt lists")
     cases = []
     for name, class_name in subjects:
-        entity = BenchEntity(name, class_name, _images(root / name))
+        entity = BenchEntity(name, class_name, reference_images(root / name))
         for index, prompt in enumerate(prompts["live" if class_name in LIVE_CLASSES else "object"]):
             # "{0} {1}" is the unique token and the class: the phrase the entity image replaces
             template = prompt.replace("{0} {1}", "{0}").replace("{1}", "{0}")
-            cases.append(Case(f"{name}-{index:03d}", name, template, (entity,)))
+            cases.append(Case(f"{name}-{index:03d}", name, template, (entity,), prompt))
     return cases
 
 
-def read_multibench(bench: str | Path) -> list[Case]:
+def read_custom(bench: str | Path) -> list[Case]:
     bench = Path(bench)
-    path = bench / MULTIBENCH_SPEC
+    path = bench / CUSTOM_SPEC
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
         described = spec["entities"]
-        entities = {name: BenchEntity(name, str(value["class"]), _images(bench / "entities" / name))
+        entities = {name: BenchEntity(name, str(value["class"]), reference_images(bench / "entities" / name))
                     for name, value in sorted(described.items())}
         cases = []
         for index, prompt in enumerate(spec["prompts"]):
@@ -152,7 +122,7 @@ def read_multibench(bench: str | Path) -> list[Case]:
             if any(f"{{{k}}}" not in template for k in range(len(names))):
                 raise BenchmarkError(f"{path}: prompt {index} needs a slot {{k}} for each of its {len(names)} entities")
             cases.append(Case(f"{'+'.join(names)}-{index:03d}", "+".join(names), template,
-                              tuple(entities[n] for n in names)))
+                              tuple(entities[n] for n in names), template))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise BenchmarkError(f"{path}: {type(err).__name__}: {err}") from None
     if not cases:

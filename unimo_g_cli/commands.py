@@ -53,7 +53,8 @@ register("train", "trainers.train:main", "train the denoiser, stage 1 (text-to-i
 register("generate", "unimo_g.generate:main", "an image from a multimodal prompt and a trained checkpoint",
          'unimo-g generate --checkpoint runs/s2 --prompt "a <img>data/entities/cat.png</img> on a sofa" --out cat_on_sofa.png',
          "unimo_g.generate:build_parser", prog="python -m unimo_g.generate")
-register("evaluate", "unimo_g.evaluate:main", "DINO, CLIP-I and CLIP-T of a checkpoint or export on DreamBench / MultiBench",
+register("evaluate", "unimo_g.evaluate:main",
+         "DINO, CLIP-I, CLIP-T on DreamBench / MultiBench, FID on MS-COCO, beside the paper's tables",
          "unimo-g evaluate --model runs/s2 --bench /data/dreambench --out runs/s2_eval",
          "unimo_g.evaluate:build_parser", prog="python -m unimo_g.evaluate")
 register("report", "pipelines.report.main:main", "a self-contained HTML report of an output (local or object store)",

@@ -18,9 +18,18 @@ import beam_runner
 from pipelines.decode import CheckedSample, decode_checked
 from pipelines.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
-from pipelines.near_duplicates import _BucketEdgesFn, _written_hashes, band_values, hash_bits, hash_value, resolve
+from pipelines.near_duplicates import (
+    EvaluationHashes,
+    _BucketEdgesFn,
+    _written_hashes,
+    band_values,
+    hash_bits,
+    hash_value,
+    mirrored_hash,
+    resolve,
+)
 from unimo_g.images import ImageRejected, hash_distance, perceptual_hash
-from unimo_g.pipeline_config import DecodeConfig, NearDuplicateConfig, PipelineConfig
+from unimo_g.pipeline_config import DecodeConfig, ExcludeConfig, NearDuplicateConfig, PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = sorted((ROOT / "data" / "sample" / "00000").glob("*.jpg"))
@@ -134,7 +143,10 @@ def test_bands_cover_the_hash():
 
 
 # copies of the first 3 bundled photos found at either default threshold (python -m bench.near_duplicates --photos 3)
-MEASURED_FOUND_OF_3 = {"resize_0.5": 3, "crop_90": 1, "jpeg_q30": 3, "png": 3, "brightness_+10": 3, "text_overlay": 3}
+MEASURED_FOUND_OF_3 = {"resize_0.5": 3, "crop_90": 1, "jpeg_q30": 3, "png": 3, "brightness_+10": 3, "text_overlay": 3,
+                       "flip": 0, "rotate_5": 1, "rotate_90": 0}
+# ... and as evaluation images, whose mirror image's hash is compared too (exclude.phash_distance)
+MEASURED_EVAL_FOUND_OF_3 = {**MEASURED_FOUND_OF_3, "flip": 3, "rotate_5": 2}
 
 
 def test_detection_quality_holds_at_the_measured_figures():
@@ -152,6 +164,24 @@ def test_detection_quality_holds_at_the_measured_figures():
         found = {name: sum(hash_distance(hashes[f"a{p:02d}"], hashes[f"b{p:02d}-{name}"]) <= threshold
                            for p in range(3)) for name in TRANSFORMS}
         assert all(found[name] >= MEASURED_FOUND_OF_3[name] for name in TRANSFORMS), (threshold, found)
+    threshold = config.exclude.phash_distance
+    mirrored = {i.photo: mirrored_hash(i.data, config) for i in images if i.kind == "original"}
+    found = {name: sum(min(hash_distance(hashes[f"a{p:02d}"], hashes[f"b{p:02d}-{name}"]),
+                           hash_distance(mirrored[p], hashes[f"b{p:02d}-{name}"])) <= threshold for p in range(3))
+             for name in TRANSFORMS}
+    assert all(found[name] >= MEASURED_EVAL_FOUND_OF_3[name] for name in TRANSFORMS), found
+    assert stats["mirrored_unrelated_pairs_within_phash_distance"] == 0
+
+
+def test_the_mirror_images_hash_is_the_hash_of_a_flipped_copy():
+    """A flip moves a DCT hash ~32 bits (the odd horizontal frequencies change sign); the hash of
+    the mirrored evaluation image lies within a few bits of a flipped copy's."""
+    for path in PHOTOS[:4]:
+        data = path.read_bytes()
+        flipped = _encode(Image.open(path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG",
+                          quality=90)
+        assert hash_distance(perceptual_hash(data, DECODE), perceptual_hash(flipped, DECODE)) >= 24
+        assert hash_distance(mirrored_hash(data, PipelineConfig()), perceptual_hash(flipped, DECODE)) <= 4
 
 
 # ---------------------------------------------------------------- through the pipeline
@@ -194,6 +224,8 @@ def near_run(tmp_path_factory):
     _copy(PHOTOS[2], folder, "p2", "a third photo")
     _copy(PHOTOS[2], folder, "p2-q30", "the third one, low quality",
           _encode(Image.open(PHOTOS[2]).convert("RGB"), "JPEG", quality=30))
+    _copy(PHOTOS[2], folder, "p2-flipped", "the third one, mirrored (a common augmentation)",
+          _encode(Image.open(PHOTOS[2]).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=90))
     (evaluation / "benchmark.png").write_bytes(_encode(Image.open(PHOTOS[2]).convert("RGB"), "PNG"))
     (evaluation / "prompts.txt").write_text("not an image: skipped")
     # Every hash is >= 2**63 as an unsigned int (real photos: the first bit is the DC term's), so each
@@ -212,16 +244,22 @@ def test_near_duplicates_and_evaluation_images_become_rejects_before_decode(near
     assert {k: (r["stage"], r["reason"]) for k, r in rejects.items()} == {
         "p0-resized": ("dedupe", "near_duplicate"), "p0-caption": ("dedupe", "near_duplicate"),
         "p0-exact": ("dedupe", "duplicate"),
-        "p2": ("exclude", "eval_overlap"), "p2-q30": ("exclude", "eval_overlap")}
+        "p2": ("exclude", "eval_overlap"), "p2-q30": ("exclude", "eval_overlap"),
+        "p2-flipped": ("exclude", "eval_overlap")}
     assert rejects["p0-caption"]["detail"] == f"kept {kept}, distance 0"
     assert rejects["p0-resized"]["detail"].startswith(f"kept {kept}, distance ")
     assert rejects["p2"]["detail"].startswith(f"evaluation image {evaluation}/benchmark, distance ")
+    assert rejects["p2-flipped"]["detail"].startswith(f"evaluation image {evaluation}/benchmark (mirrored), distance ")
     # the row's hash is the one the keys compared (the same function at decode)
     assert rows["p0"]["phash"] == perceptual_hash((folder / "p0.jpg").read_bytes(), DecodeConfig())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["inputs"] == 7 == manifest["counts"]["rows"] + manifest["counts"]["rejects"]
+    assert manifest["counts"]["inputs"] == 8 == manifest["counts"]["rows"] + manifest["counts"]["rejects"]
     assert manifest["counts"]["rejects_by_reason"]["dedupe"] == {"duplicate": 1, "near_duplicate": 2}
-    assert manifest["counts"]["rejects_by_reason"]["exclude"] == {"eval_overlap": 2}
+    assert manifest["counts"]["rejects_by_reason"]["exclude"] == {"eval_overlap": 3}
+    # how many evaluation images were hashed, from which paths (prompts.txt skipped, not an error)
+    assert manifest["runs"][manifest["run_id"]]["evaluation_images"] == {
+        "hashed": 1, "hashes": 2,
+        "paths": {str(evaluation): {"hashed": 1, "skipped_non_images": 1, "unreadable": 0, "unusable": 0}}}
     assert verify(str(out))[0] == 0
 
 
@@ -305,6 +343,44 @@ def test_the_rows_hash_is_the_key_paths_hash_in_every_format(fmt, mode):
     data = buffer.getvalue()
     decoded = decode_checked(CheckedSample(id="i", source_key="k", url=None, image=data, caption="c"), DECODE)
     assert decoded.phash == perceptual_hash(data, DECODE)
+
+
+def test_evaluation_hashes_count_what_was_hashed_and_skip_files_without_an_image(tmp_path, caplog):
+    """Each evaluation image gives two hashes (itself, its mirror image); a folder's prompt lists
+    and notes are skipped without a warning; a file that does not decode is counted and named."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    first, second = tmp_path / "dreambench", tmp_path / "multibench"
+    for folder, photos in ((first, PHOTOS[:2]), (second, PHOTOS[2:3])):
+        folder.mkdir()
+        for photo in photos:
+            (folder / photo.name).write_bytes(photo.read_bytes())
+    (first / "prompts_and_classes.txt").write_text("subject_name,class")
+    (second / "prompt_templates.txt").write_text("2 subjects:")
+    (second / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    config = PipelineConfig(exclude=ExcludeConfig(images=(str(first), str(second))))
+    transform = EvaluationHashes(config)
+    expected = []
+    for folder, photos in ((first, PHOTOS[:2]), (second, PHOTOS[2:3])):
+        for photo in photos:
+            data = photo.read_bytes()
+            expected += [(f"{folder}/{photo.stem}", hash_value(perceptual_hash(data, config.decode))),
+                         (f"{folder}/{photo.stem} (mirrored)", hash_value(mirrored_hash(data, config)))]
+    caplog.set_level(logging.INFO)
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        hashes = pipeline | transform
+        assert_that(hashes, equal_to(expected), label="Hashes")
+        assert_that(transform.summary, equal_to([{
+            "hashed": 3, "hashes": 6, "paths": {
+                str(first): {"hashed": 2, "skipped_non_images": 1, "unreadable": 0, "unusable": 0},
+                str(second): {"hashed": 1, "skipped_non_images": 1, "unreadable": 0, "unusable": 1}}}]),
+            label="Summary")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any("could not be read" in w for w in warnings), warnings
+    assert any("broken is not usable" in w for w in warnings)
+    assert any(f"2 evaluation images hashed (with their mirror images) from {first}" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_the_bundled_photos_excluded_as_their_own_evaluation_set(tmp_path, capsys):
