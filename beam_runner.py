@@ -33,6 +33,11 @@ PROJECT_LOGGERS = ("beam_runner", "pipelines", "unimo_g", "grounding", "segmenta
 LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "FnApiRunner",
                  "PortableRunner", "PrismRunner")
 INPUT_FORMATS = ("auto", "img2dataset", "folder", "jsonl", "parquet")
+# Local runs commit files at least this often: a kill loses at most this much of a writer's work. Files
+# of fewer rows cost little to read (BENCHMARKS.md, small shard files: 256 rows per file read all
+# columns at 1.1x the time of 1024), and the local runners never retry a bundle (which would commit
+# a time-cut file's rows twice).
+LOCAL_COMMIT_EVERY_S = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-expiry", type=float, default=120.0, metavar="SECONDS",
                         help="a run's lease of the output folder unrenewed this long is stale: the next launch takes "
                              "it over (default 120; a running launcher renews it every 10 s)")
+    parser.add_argument("--commit-every", type=float, default=None, metavar="SECONDS",
+                        help="also commit a shard or reject file once it has been open this long, so a killed run "
+                             "keeps what it did (default: 60 on the local runners, off on others, whose retried "
+                             "bundles would then commit rows twice; 0: off)")
     parser.add_argument("--detach", action="store_true",
                         help="return once the job is submitted (the job writes its manifest itself)")
     parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
@@ -195,8 +204,11 @@ def run(argv: Optional[Sequence[str]] = None,
         _is_local(args.output)
     except ValueError as err:
         raise UsageError(f"--output {args.output!r}: {err}") from None
+    commit_every_s = args.commit_every if args.commit_every is not None else (
+        LOCAL_COMMIT_EVERY_S if runner in LOCAL_RUNNERS else 0.0)
     run_info = {"id": new_run_id(), "runner": runner, "mode": mode, "retry_rejects": retry,
                 "input": {"path": args.input, "format": args.input_format}, "detached": bool(args.detach),
+                "commit_every_s": commit_every_s,
                 "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "started_at_s": time.time()}
     keeper, made = None, False

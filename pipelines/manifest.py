@@ -75,6 +75,13 @@ def model_ids(config) -> dict[str, dict[str, Any]]:
     phrases = getattr(config, "phrases", None)
     if phrases is not None:
         models["phrases"] = {"id": phrases.spacy_model, "revision": _package_version(phrases.spacy_model)}
+    entities = getattr(config, "entities", None)
+    if entities is not None and entities.model_id:  # the model of the paper's step 1, and how it was asked
+        prompt, strict = entities.prompts
+        models["entities"] = {"id": entities.model_id, "revision": entities.revision, "backend": entities.backend,
+                              "seed": entities.seed, "source": entities.source, "prompt": prompt,
+                              "strict_prompt": strict, "generation": {"do_sample": False, "num_beams": 1,
+                                                                      "max_new_tokens": entities.max_new_tokens}}
     for stage in ("grounding", "segmentation"):
         section = getattr(config, stage, None)
         if section is not None:
@@ -164,6 +171,15 @@ def _now() -> str:
 
 def _run_counts() -> dict:
     return {"inputs_read": 0, "inputs_skipped": 0, "rows": 0, "rejects": 0, "rejects_by_reason": {}}
+
+
+def output_keys(output_dir: str) -> Counter:
+    """Source keys of every row and reject under `output_dir` (the `source_key` / `source` columns)."""
+    keys: Counter = Counter()
+    for pattern, column in ((shard_files_pattern(output_dir), "source_key"), (reject_files_pattern(output_dir), "source")):
+        for path in matching_files(pattern):
+            keys.update(_read_checked(path, [column]).column(column).to_pylist())
+    return keys
 
 
 def collect_counts(output_dir: str) -> tuple[dict, dict[str, dict]]:
@@ -284,10 +300,13 @@ class _WriteManifestFn(beam.DoFn):
         self.lineage = dict(lineage)
         self.run = dict(run)
 
-    def process(self, _, **committed_files):
+    def process(self, _, **side_inputs):
         previous = read_manifest(self.output_dir) if FileSystems.exists(
             FileSystems.join(self.output_dir, MANIFEST_NAME)) else None
-        run = {**self.run, "finished_at": _now(), "files_committed": sum(len(f) for f in committed_files.values())}
+        committed_files = [v for k, v in side_inputs.items() if k.startswith("files")]
+        reports = {k[len("report_"):]: v for k, v in side_inputs.items() if k.startswith("report_")}
+        run = {**self.run, **reports, "finished_at": _now(),
+               "files_committed": sum(len(f) for f in committed_files)}
         manifest = build_run_manifest(self.output_dir, self.lineage, run, previous)
         path = write_run_manifest(self.output_dir, manifest)
         LOGGER.debug("%s; manifest: %s", summary_line(manifest), path)  # the launcher logs it (local runs)
@@ -298,17 +317,21 @@ class _WriteManifestFn(beam.DoFn):
 
 class WriteManifest(beam.PTransform):
     """The pipeline's last step: once every PCollection in `committed` (the file records of the
-    shard and reject writers) is complete, write OUTPUT/manifest.json from the files.
+    shard and reject writers) is complete, write OUTPUT/manifest.json from the files. `reports`:
+    PCollections of one element each, recorded under their name in this run's section (e.g.
+    `evaluation_images`: how many evaluation images were hashed from which `exclude.images` paths).
 
     Applied to the pipeline (a single Create element); the write results come in as side inputs,
     which a runner makes available only once their writes have finished."""
 
     def __init__(self, output_dir: str, lineage: Mapping[str, Any], run: Mapping[str, Any],
-                 committed: Sequence[beam.PCollection]):
+                 committed: Sequence[beam.PCollection], reports: Optional[Mapping[str, beam.PCollection]] = None):
         super().__init__()
         self.fn = _WriteManifestFn(output_dir, lineage, run)
         self.committed = list(committed)
+        self.reports = dict(reports or {})
 
     def expand(self, pbegin):
         waits = {f"files{i}": beam.pvalue.AsList(files) for i, files in enumerate(self.committed)}
+        waits.update({f"report_{name}": beam.pvalue.AsSingleton(report) for name, report in self.reports.items()})
         return pbegin | "Once" >> beam.Create([None]) | "WriteManifest" >> beam.ParDo(self.fn, **waits)

@@ -37,6 +37,7 @@ listing the same image path twice with different captions), resume treats them a
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import secrets
 from typing import Callable, Iterable, Mapping, Optional, Sequence
@@ -50,6 +51,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import metrics
 from pipelines.decode import duplicate_reject
 from pipelines.local_checks import LEASE_NAME, not_empty_message, output_is_file_message
+from pipelines.repair import repair
 from pipelines.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,
     _is_local, reject_files_pattern, run_of_file, shard_files_pattern, write_table_file,
@@ -57,6 +59,7 @@ from pipelines.write import (
 from unimo_g.config_changes import changes_affecting_rows
 from unimo_g.schema import lineage_of
 
+LOGGER = logging.getLogger(__name__)
 OUTPUT_FOLDERS = (SHARDS_DIR, REJECTS_DIR, LEDGER_DIR)
 BEAM_TEMP_PREFIX = "beam-temp-"  # Beam's file sinks write under OUTPUT/<folder>/beam-temp-*
 MODES = ("new", "resume", "overwrite")
@@ -100,8 +103,9 @@ def check_output(output_dir: str, mode: str, config: Optional[Mapping] = None) -
 
 def clean_output(output_dir: str, mode: str, retry_reasons: Sequence[str] = ()) -> dict:
     """Make a checked `output_dir` ready: overwrite deletes shards/, rejects/, ledger/ and
-    manifest.json; resume deletes temporary files of killed runs and drops the rejects whose reason
-    is in `retry_reasons`. Returns {"retried": rejects dropped, "leftovers": temporary files deleted}."""
+    manifest.json; resume deletes temporary files of killed runs, removes outputs that overlapping
+    runs wrote twice for one input (`pipelines.repair`) and drops the rejects whose reason is in
+    `retry_reasons`. Returns {"retried": rejects dropped, "leftovers": temporary files deleted}."""
     retried, leftovers = 0, []
     if mode == "overwrite":
         for folder in OUTPUT_FOLDERS:
@@ -111,6 +115,10 @@ def clean_output(output_dir: str, mode: str, retry_reasons: Sequence[str] = ()) 
             FileSystems.delete([manifest])
     elif mode == "resume":
         leftovers = remove_leftovers(output_dir)
+        repaired = repair(output_dir)  # outputs written twice by overlapping runs before leases
+        if repaired["removed"]:
+            LOGGER.warning("removed %d outputs written twice for one input from %d files", repaired["removed"],
+                           repaired["files"])
         if retry_reasons:
             retried = drop_rejects(output_dir, retry_reasons)
     if _is_local(output_dir):  # both folders exist even when one stays empty (object stores have no folders)
@@ -126,8 +134,9 @@ def prepare_output(output_dir: str, mode: str, config: Optional[Mapping] = None,
     return clean_output(output_dir, mode, retry_reasons)
 
 
-def remove_leftovers(output_dir: str) -> list[str]:
-    """Delete the temporary files a killed run left in shards/, rejects/ and ledger/; returns them."""
+def leftover_files(output_dir: str) -> list[str]:
+    """The temporary files a killed run left in shards/, rejects/ and ledger/ (and a manifest.json.tmp
+    a full disk left), sorted."""
     found: list[str] = []
     for folder in (SHARDS_DIR, REJECTS_DIR, LEDGER_DIR, f"{LEDGER_DIR}/*"):
         base = FileSystems.join(output_dir, folder)
@@ -138,7 +147,13 @@ def remove_leftovers(output_dir: str) -> list[str]:
             base = os.path.join(output_dir, folder)
             if os.path.isdir(base):
                 found += [os.path.join(base, n) for n in os.listdir(base) if n.startswith(BEAM_TEMP_PREFIX)]
-    found = sorted(set(found))
+    found += _match(FileSystems.join(output_dir, f"{MANIFEST_NAME}.tmp"))
+    return sorted(set(found))
+
+
+def remove_leftovers(output_dir: str) -> list[str]:
+    """Delete `leftover_files`; returns them."""
+    found = leftover_files(output_dir)
     for path in found:
         _delete_tree(path)  # a file, a local folder, or every object under a prefix
     return found

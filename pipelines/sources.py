@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Mapping, Optional
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
@@ -99,6 +100,25 @@ def _is_jsonl(path: str) -> bool:
 # ---------------------------------------------------------------- planning
 
 
+def _columns(path: str) -> list[str]:
+    """A Parquet file's column names; ValueError naming a file whose footer cannot be read."""
+    try:
+        return parquet_columns(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+
+
+def _first_columns(paths: list[str]) -> list[str]:
+    """The columns of the first readable Parquet file of `paths` (the format is told from it; an
+    unreadable one is read, and rejected, as the format's own unit); [] when none is readable."""
+    for path in paths:
+        try:
+            return _columns(path)
+        except ValueError:
+            continue
+    return []
+
+
 def _file_units(files: list[str], input_format: str, where: str) -> tuple[str, str, list[ReadUnit]]:
     """Units for explicit files (one path or a glob)."""
     kinds = []
@@ -107,7 +127,7 @@ def _file_units(files: list[str], input_format: str, where: str) -> tuple[str, s
         if _is_jsonl(path) and input_format in ("auto", "jsonl"):
             kinds.append(("jsonl", "jsonl", ReadUnit("jsonl", path)))
         elif lower.endswith(".parquet") and input_format in ("auto", "parquet", "img2dataset"):
-            columns = parquet_columns(path)
+            columns = _columns(path)
             if "image" in columns and input_format in ("auto", "parquet"):
                 kinds.append(("parquet", "parquet", ReadUnit("parquet", path)))
             elif any(c in columns for c in I2D_IMAGE_COLUMNS) and input_format in ("auto", "img2dataset"):
@@ -148,7 +168,7 @@ def _img2dataset_units(root: str) -> tuple[str, list[ReadUnit]] | None:
         return "webdataset", units + [ReadUnit("i2d_failures", p) for p in by_stem.values()]
     if not parquets:
         return None
-    columns = parquet_columns(parquets[0])
+    columns = _first_columns(parquets)
     if any(c in columns for c in I2D_IMAGE_COLUMNS):
         return "parquet", [ReadUnit("i2d_parquet", p) for p in parquets]
     if {"key", "status"} <= set(columns):
@@ -185,7 +205,7 @@ def _dir_plan(root: str, input_format: str, keys_per_unit: int) -> ReadPlan:
             raise ValueError(f"input folder {root!r} is not img2dataset output (no *.tar, no *.parquet with "
                              f"{'/'.join(I2D_IMAGE_COLUMNS)} or status columns)")
         parquets = _match(FileSystems.join(root, "*.parquet"))
-        if parquets and "image" in parquet_columns(parquets[0]):
+        if parquets and "image" in _first_columns(parquets):
             return ReadPlan("parquet", "parquet", tuple(_manifest_units(root, "parquet")))
     return ReadPlan("folder", "folder", tuple(_folder_units(root, keys_per_unit)))
 

@@ -1,12 +1,18 @@
 """Rebuild and re-check the manifest of an output folder from its files alone.
 
-    python -m pipelines.verify OUTPUT [--write]        (also: python beam_runner.py verify OUTPUT)
+    python -m pipelines.verify OUTPUT [--input PATH [--input-format F]] [--repair] [--write]
+    (also: python beam_runner.py verify OUTPUT, unimo-g verify OUTPUT)
 
 Counts inputs from the read ledger, rows from shards/, rejects from rejects/ (small columns only)
 and checks that every input is accounted for: inputs = rows + rejects, no input missing, no row
-id twice, and that manifest.json says the same. Exit 0 when it holds; 1 when it does not, naming
-how many inputs are missing; 2 for unusable arguments. `--write` rewrites manifest.json from the
-files (for a run whose last step never ran).
+id twice, and that manifest.json says the same. With --input (or the input the manifest records,
+when it can be read) it also lists the input's keys, without reading an image, and names those
+with neither a row nor a reject: what a killed, failed or disk-full run left to do. Temporary files
+of an unfinished run are listed (`--resume` deletes them). `--repair` first removes the outputs that
+overlapping runs wrote twice for one input (`pipelines.repair`; `--resume` does it too). Exit 0
+when everything holds; 1 when it
+does not (or the run's last step never wrote manifest.json), naming how many inputs are missing;
+2 for unusable arguments. `--write` rewrites manifest.json from the files.
 """
 
 from __future__ import annotations
@@ -50,25 +56,69 @@ def _lineage(output_dir: str, stored: Optional[dict]) -> dict:
     return {}
 
 
-def verify(output_dir: str, write: bool = False) -> tuple[int, list[str]]:
+def _recorded_input(stored: Optional[dict]) -> Optional[tuple[str, str]]:
+    """(path, format) of the input the manifest's last run read, when it names one that exists."""
+    if not stored:
+        return None
+    recorded = stored.get("runs", {}).get(stored.get("run_id"), {}).get("input") or {}
+    path = recorded.get("path")
+    if not path:
+        return None
+    from pipelines.local_checks import local_refusal
+
+    return None if local_refusal(path, "", "resume") else (path, recorded.get("format", "auto"))
+
+
+def unprocessed_inputs(output_dir: str, input_path: str, input_format: str = "auto") -> tuple[int, list[str]]:
+    """(inputs `input_path` holds, the sorted keys of those with neither a row nor a reject in
+    `output_dir`); keys are listed without reading an image (`pipelines.input_keys`)."""
+    from pipelines.input_keys import unit_keys
+    from pipelines.manifest import output_keys
+    from pipelines.sources import plan_read
+
+    listed = {key for unit in plan_read(input_path, input_format).units for key in unit_keys(unit)}
+    return len(listed), sorted(listed - set(output_keys(output_dir)))
+
+
+def verify(output_dir: str, write: bool = False, input_path: Optional[str] = None,
+           input_format: str = "auto", repair: bool = False) -> tuple[int, list[str]]:
     """Check `output_dir`; returns (exit code, lines to print). Raises ValueError for a path that is
-    not an output folder."""
+    not an output folder (or an input that cannot be listed)."""
     from apache_beam.io.filesystems import FileSystems  # Beam is slow to import: only once the arguments are usable
 
     from pipelines.manifest import build_run_manifest, collect_counts, summary_line, write_run_manifest
+    from pipelines.resume import leftover_files
     from pipelines.write import MANIFEST_NAME
 
     if not FileSystems.exists(output_dir):
         raise ValueError(f"no such output folder: {output_dir!r}")
+    repaired = []
+    if repair:
+        from pipelines.repair import repair as remove_surplus
+
+        done = remove_surplus(output_dir)
+        repaired = [f"repaired: {done['removed']} outputs written twice removed from {done['files']} files"]
     counts, _ = collect_counts(output_dir)
     stored = _stored_manifest(output_dir)
-    lines = [f"{output_dir}: {summary_line({'counts': counts})}"]
+    lines = [f"{output_dir}: {summary_line({'counts': counts})}", *repaired]
     ok = counts["accounted"]
     if not ok and counts["missing"]:
         lines.append(f"{counts['missing']} inputs missing (read, but neither a row nor a reject), e.g. "
                      f"{', '.join(counts['missing_examples'][:3])}; rerun with --resume to process them")
+    source = (input_path, input_format) if input_path else _recorded_input(stored)
+    if source is not None:
+        listed, missing = unprocessed_inputs(output_dir, *source)
+        lines.append(f"input {source[0]}: {listed} inputs, {len(missing)} with neither a row nor a reject"
+                     + (f", e.g. {', '.join(missing[:3])}; --resume processes them" if missing else ""))
+        ok = ok and not missing
+    leftovers = leftover_files(output_dir)
+    if leftovers:
+        lines.append(f"{len(leftovers)} temporary files of an unfinished run (--resume deletes them), e.g. "
+                     f"{leftovers[0]}")
     if stored is None:
-        lines.append(f"no {MANIFEST_NAME}: the run's last step did not run (use --write to write it from the files)")
+        ok = ok and write
+        lines.append(f"no {MANIFEST_NAME}: the run's last step did not run (use --write to write it from the files"
+                     + ("" if source else "; --input PATH counts the inputs it did not reach") + ")")
     else:
         disagree = [k for k in COMPARED if stored.get("counts", {}).get(k) != counts[k]]
         if disagree:
@@ -85,6 +135,12 @@ def verify(output_dir: str, write: bool = False) -> tuple[int, list[str]]:
 def build_parser(prog: str = PROG) -> OneLineParser:
     parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("output", help="output folder of a pipeline run")
+    parser.add_argument("--input", help="the run's input: list its keys and name those with no row and no reject "
+                                        "(default: the input manifest.json records, when it can be read)")
+    parser.add_argument("--input-format", default="auto", choices=("auto", "img2dataset", "folder", "jsonl", "parquet"),
+                        help="how to read --input (as the build did)")
+    parser.add_argument("--repair", action="store_true",
+                        help="first remove the outputs overlapping runs wrote twice for one input (one is kept)")
     parser.add_argument("--write", action="store_true", help="rewrite manifest.json from the files")
     return parser
 
@@ -92,7 +148,7 @@ def build_parser(prog: str = PROG) -> OneLineParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
     try:
         args = build_parser(prog).parse_args(argv)
-        code, lines = verify(args.output, args.write)
+        code, lines = verify(args.output, args.write, args.input, args.input_format, args.repair)
     except (UsageError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

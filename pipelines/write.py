@@ -11,7 +11,11 @@ Two writers:
   name and renamed once complete, so a killed run leaves whole files that `--resume` keeps, plus
   temporary ones that it deletes. A file's name is its run id and a digest of the ids it holds: a
   bundle that a runner retries rewrites the same files under the same names instead of adding
-  copies. It yields one {"path", "rows"} per file: the final manifest step waits on these.
+  copies. With `commit_every_s`, a file is also committed once it has been open that long, so a
+  long run on few workers keeps what it did when killed; the cut then depends on time, so a retried
+  bundle may commit its rows again under other names (the local runners never retry; `--resume`
+  and `verify --repair` remove such copies). It yields one {"path", "rows"} per file: the final
+  manifest step waits on these.
 - `WriteParquetRows` / `WriteRejects` (the feature job) go through Beam's file
   sink (`part-SSSSS-of-NNNNN.parquet`), whose files appear only when the whole job finishes; an
   empty PCollection still writes one valid Parquet file with zero rows and the full schema.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from typing import Iterator, Optional, Sequence
 
@@ -217,12 +222,14 @@ class _RollingParquetFn(beam.DoFn):
     file is committed when full and at the end of the bundle. Yields {"path": str, "rows": int}.
     """
 
-    def __init__(self, folder_path: str, schema: pa.Schema, config: WriteConfig, run_id: str, counter: str):
+    def __init__(self, folder_path: str, schema: pa.Schema, config: WriteConfig, run_id: str, counter: str,
+                 commit_every_s: float = 0.0):
         self.folder_path = folder_path
         self.schema = schema
         self.config = config
         self.run_id = run_id
         self.counter = counter
+        self.commit_every_s = commit_every_s
 
     def setup(self):
         from pipelines import metrics  # the metric names live there
@@ -243,12 +250,14 @@ class _RollingParquetFn(beam.DoFn):
             self._handle = FileSystems.create(self._temporary)
             self._writer = pq.ParquetWriter(self._handle, self.schema, compression=_codec(self.config),
                                             use_compliant_nested_type=True)
+            self._opened_at = time.monotonic()
         self._buffer.append(row)
         self._ids.append(row["id"])
         self._digest.update(row["id"].encode("utf-8") + b"\n")
         if len(self._buffer) >= self.config.row_group_rows:
             self._flush_row_group()
-        if len(self._ids) >= self.config.rows_per_file:
+        if len(self._ids) >= self.config.rows_per_file or (
+                self.commit_every_s and time.monotonic() - self._opened_at >= self.commit_every_s):
             yield self._commit()
 
     def finish_bundle(self):
@@ -283,15 +292,17 @@ class WriteRolling(beam.PTransform):
     """PCollection of row dicts (or records with `to_row()`) -> OUTPUT/<folder>/RUN_DIGEST.parquet,
     committed as they fill (see the module docstring); returns PCollection[{"path", "rows"}].
 
-    `counter` names the Beam counter of rows written (namespace `write`), e.g. `rows` or `rejects`.
+    `counter` names the Beam counter of rows written (namespace `write`), e.g. `rows` or `rejects`;
+    `commit_every_s` (0: off) also commits a file once it has been open that long.
     """
 
     def __init__(self, output_dir: str, folder: str, schema: pa.Schema, config: WriteConfig, run_id: str,
-                 counter: str):
+                 counter: str, commit_every_s: float = 0.0):
         super().__init__()
         if RUN_SEPARATOR in run_id:
             raise ValueError(f"a run id holds no {RUN_SEPARATOR!r}: {run_id!r}")
-        self.fn = _RollingParquetFn(FileSystems.join(output_dir, folder), schema, config, run_id, counter)
+        self.fn = _RollingParquetFn(FileSystems.join(output_dir, folder), schema, config, run_id, counter,
+                                    commit_every_s)
 
     def expand(self, rows):
         return rows | "WriteFiles" >> beam.ParDo(self.fn)

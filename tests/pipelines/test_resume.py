@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 import beam_runner
 from pipelines.ledger import read_ledgers
@@ -192,3 +193,29 @@ def test_non_empty_output_is_refused_and_overwrite_touches_only_its_folders(tmp_
     assert runner(*args, "--resume", "--set", "grounding.runtime.batch_size=3", "--set", "write.rows_per_file=7") == 0
     assert outputs(out) == before  # execution-only settings may change; nothing was left to do
     assert runner(*args, "--resume", "--overwrite") == 2
+
+
+@pytest.mark.time_limit(300)
+def test_a_killed_run_with_large_files_keeps_what_it_did_when_files_are_committed_by_time(tmp_path):
+    """write.rows_per_file 1024 and 43 inputs: without a time bound no file would be committed before
+    the end; with --commit-every files appear while the run goes on, and a kill keeps them."""
+    inputs = make_folder(tmp_path / "in", copies=4, photos=10)
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "beam_runner.py"), "--input", str(tmp_path / "in"), "--output", str(out),
+               "--config", TINY, "--input-format", "folder", "--progress-interval", "0", "--commit-every", "0.3",
+               "--set", "near_duplicates.enabled=false", "--set", "grounding.runtime.batch_size=1",
+               "--set", "segmentation.runtime.batch_size=1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(list((out / "shards").glob("*.parquet"))) < 2:
+        assert process.poll() is None, f"the run ended before two files were committed: {process.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rows, _ = outputs(out)
+    assert 2 <= len(rows) < len(inputs)
+    assert beam_runner.main(command[2:] + ["--resume", "--break-lease"]) == 0
+    rows, rejects = outputs(out)
+    assert sorted(key for _, key, _ in rows + rejects) == inputs

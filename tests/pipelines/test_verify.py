@@ -41,7 +41,9 @@ def test_the_job_writes_its_manifest_and_verify_agrees(finished):
     assert counts["inputs"] == 10 == counts["rows"] + counts["rejects"] and counts["accounted"] is True
     assert counts["shard_files"] == 4  # 3 + 3 + 3 + 1 rows
     assert manifest["runs"][manifest["run_id"]]["inputs_read"] == 10
-    assert verify(str(finished)) == (0, [f"{finished}: 10 inputs -> 10 rows + 0 rejects"])
+    assert verify(str(finished)) == (0, [f"{finished}: 10 inputs -> 10 rows + 0 rejects",
+                                         f"input {SAMPLE}: 10 inputs, 0 with neither a row nor a reject"])
+    assert not (finished / ".lease").exists()  # the detached job's last step gave the lease back
     snap = Progress(str(finished), manifest["run_id"]).snapshot()
     assert (snap["read"], snap["skipped"], snap["rows"], snap["rejects"]) == (10, 0, 10, 0)
 
@@ -91,3 +93,24 @@ def test_command_lines(finished, tmp_path):
     result = subprocess.run([sys.executable, "beam_runner.py", "verify", str(tmp_path / "none")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_verify_input_names_what_a_killed_run_never_reached(finished, tmp_path):
+    """The ledger cannot know inputs a run never read; listing the input's keys does."""
+    out = copy_of(finished, tmp_path)
+    (out / "manifest.json").unlink()  # the run's last step never ran
+    for path in sorted((out / "shards").glob("*.parquet"))[:2]:  # 6 rows never committed
+        path.unlink()
+    shutil.rmtree(out / "ledger")  # nor their ledger parts: a run killed before its first part
+    (out / "shards" / ".tmp-run-x.partial").write_bytes(b"half a file")
+    code, lines = verify(str(out))
+    assert code == 1 and any("no manifest.json" in line and "--input PATH" in line for line in lines)
+    assert any("1 temporary files of an unfinished run" in line for line in lines)
+    code, lines = verify(str(out), input_path=str(SAMPLE))
+    assert code == 1 and f"input {SAMPLE}: 10 inputs, 6 with neither a row nor a reject, e.g. " in "\n".join(lines)
+
+
+def test_a_run_that_wrote_nothing_does_not_verify(tmp_path):
+    (tmp_path / "out").mkdir()
+    code, lines = verify(str(tmp_path / "out"), input_path=str(SAMPLE))
+    assert code == 1 and f"input {SAMPLE}: 10 inputs, 10 with neither a row nor a reject" in "\n".join(lines)
