@@ -38,7 +38,7 @@ from bench.pipeline import PRESETS
 from bench.results import write_json
 from grounding.detect import Grounding
 from grounding.models import load_grounding_model
-from grounding.phrases import extract_phrases, is_plural, load_nlp
+from grounding.phrases import extract_phrase_set, load_nlp
 from grounding.preprocess import image_canvas
 from grounding.preprocess import preprocess_images as grounding_tensors
 from pipelines.assemble import assemble_sample
@@ -81,8 +81,8 @@ def decode_all(raws: Sequence[RawSample], config: PipelineConfig) -> list[Decode
 
 def made_up_work_item(sample: DecodedSample, nlp, config: PipelineConfig, boxes: int) -> WorkItem:
     """The sample's real phrases with a made-up box and elliptic mask for each of the first `boxes`."""
-    doc = nlp(sample.caption)
-    phrases = extract_phrases(doc, config.phrases)
+    found = extract_phrase_set(nlp(sample.caption), config.phrases)
+    phrases = found.phrases
     height, width = sample.pixels.shape[:2]
     x1, y1, x2, y2 = 0.2 * width, 0.2 * height, 0.8 * width, 0.8 * height
     yy, xx = np.mgrid[:height, :width]
@@ -91,7 +91,8 @@ def made_up_work_item(sample: DecodedSample, nlp, config: PipelineConfig, boxes:
     return WorkItem(
         sample=sample,
         phrases=tuple(phrases),
-        plural=tuple(is_plural(doc, p) for p in phrases),
+        plural=found.plural,
+        set_aside=found.set_aside,
         groundings=tuple(Grounding(phrase=k, box=(x1, y1, x2, y2), score=0.9) for k in chosen),
         masks=tuple(MaskPrediction(mask=ellipse, score=0.95) for _ in chosen),
     )
@@ -140,7 +141,7 @@ def measure(config: PipelineConfig, folder: Path, boxes: int, repeats: int) -> d
     items = [made_up_work_item(s, nlp, config, boxes) for s in samples]
     stages = {
         "decode": lambda: decode_all(raws, config),
-        "phrases (spaCy)": lambda: [extract_phrases(nlp(s.caption), config.phrases) for s in samples],
+        "phrases (spaCy)": lambda: [extract_phrase_set(nlp(s.caption), config.phrases) for s in samples],
         "grounding preprocess, processor": grounding_processor,
         "grounding preprocess, tensor": lambda: [grounding_tensors(grounding, part, canvas)
                                                   for canvas, part in grounding_groups],

@@ -31,11 +31,11 @@ import pyarrow.parquet as pq
 
 from grounding.detect import ground_batch_with_reasons
 from grounding.models import GroundingModel, load_grounding_model
-from grounding.phrases import extract_phrases, is_plural, load_nlp
+from grounding.phrases import load_nlp
 from pipelines.assemble import assemble_sample
 from pipelines.decode import check_sample, decode_checked
 from pipelines.source_formats import group_folder_files, read_folder_group
-from pipelines.phrase_stage import clean_sample
+from pipelines.phrase_stage import clean_sample, phrase_item
 from pipelines.score_stage import ScoreRunner, score_samples
 from pipelines.work_item import WorkItem
 from segmentation.models import SegmentationModel, load_segmentation_model
@@ -179,10 +179,7 @@ def _prepare(raw: RawSample, models: Models, config: PipelineConfig, seen: set, 
         caption = clean_sample(decoded, config.captions)
         if isinstance(caption, Reject):
             return caption
-        doc = models.nlp(caption)
-        phrases = extract_phrases(doc, config.phrases)
-        plural = tuple(is_plural(doc, phrase) for phrase in phrases)
-    return WorkItem(sample=decoded, caption=caption, phrases=phrases, plural=plural)
+        return phrase_item(decoded, caption, models.nlp, config.phrases)
 
 
 def ground_items(items: list[WorkItem], models: Models, config: PipelineConfig) -> list[WorkItem]:

@@ -1,7 +1,13 @@
-"""Caption -> noun phrases with exact character offsets (spaCy noun chunks).
+"""Caption -> noun phrases with exact character offsets (spaCy noun chunks, repaired and filtered).
 
 Every returned `Phrase` satisfies `caption[p.start:p.end] == p.text` (offsets are Python `str`
 indices, i.e. code points). Phrases are sorted by `start` and never overlap.
+
+    noun chunks + repairs of tagging errors (grounding.phrase_repair, `repair_tags`)
+    -> list items (grounding.phrase_items, `split_lists`), each kept or dropped with its reason
+    -> edges trimmed; further mentions of a kept phrase merged with it (grounding.mentions,
+       `merge_mentions`; else repeated text dropped as `duplicate`); at most `max_phrases` kept
+    -> PhraseSet: the phrases sent to grounding, and every other phrase with why (grounding.phrase_set)
 """
 
 from __future__ import annotations
@@ -10,18 +16,22 @@ import unicodedata
 from typing import Sequence
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span, Token
+from spacy.tokens import Doc
 
+from grounding import tag_alternatives
+from grounding.mentions import mention_key, mention_of
+from grounding.phrase_items import items
+from grounding.phrase_repair import PLURAL_TAGS as _REPAIRED_PLURAL_TAGS
+from grounding.phrase_repair import candidates
+from grounding.phrase_set import PhraseSet, SetAside
 from unimo_g.pipeline_config import PhraseConfig
 from unimo_g.records import Phrase
+from unimo_g.schema import OUTCOME_MENTION
 
 # Components that noun chunks never use: dropped at load time to save parsing time.
 _UNUSED_COMPONENTS = (
     "ner", "entity_ruler", "entity_linker", "textcat", "textcat_multilabel", "spancat", "senter", "span_finder",
 )
-# Leading tokens removed when `strip_determiners` is set: determiners, predeterminers ("all the"),
-# possessives ("his", "whose"). Penn Treebank tags (English tagger), or the universal POS / morphology.
-_DETERMINER_TAGS = frozenset({"DT", "PDT", "PRP$", "WDT", "WP$"})
 _PLURAL_TAGS = frozenset({"NNS", "NNPS"})
 # Characters kept at a span's edge although they are symbols (a "$5 bill" keeps its "$").
 _KEPT_SYMBOL_CATEGORIES = frozenset({"Sc"})
@@ -30,7 +40,8 @@ _EMOJI_MARKS = frozenset({"\ufe0e", "\ufe0f", "\u20e3"})
 
 
 def load_nlp(name_or_path: str) -> Language:
-    """Load a spaCy pipeline with only what `Doc.noun_chunks` needs (tagger, parser, lemmatizer; no NER).
+    """Load a spaCy pipeline with only what `Doc.noun_chunks` needs (tagger, parser, lemmatizer; no NER),
+    and the tagger's runner-up tags that the tag repair reads (`grounding.tag_alternatives`).
 
     The lemmatizer stays: the stop-head filter compares lemmas ("photos" -> "photo").
     Raises OSError naming the pipeline when it is not installed, ValueError when it has no parser.
@@ -47,6 +58,8 @@ def load_nlp(name_or_path: str) -> Language:
         ) from err
     if not nlp.has_pipe("parser"):
         raise ValueError(f"spaCy pipeline {name_or_path!r} has no dependency parser; noun chunks need one")
+    if nlp.has_pipe("tagger"):
+        nlp.add_pipe(tag_alternatives.NAME, last=True)
     return nlp
 
 
@@ -96,37 +109,66 @@ def clean_spans(text: str, spans: Sequence[tuple[int, int]], max_phrases: int) -
     return tuple(phrases)
 
 
-def _is_determiner(token: Token) -> bool:
-    return token.tag_ in _DETERMINER_TAGS or token.pos_ == "DET" or "Yes" in token.morph.get("Poss")
+def _plural(doc: Doc, phrase: Phrase, head: int, repaired: dict[int, str]) -> bool:
+    return is_plural(doc, phrase) or repaired.get(head) in _REPAIRED_PLURAL_TAGS
 
 
-def _chunk_span(chunk: Span, config: PhraseConfig) -> tuple[int, int] | None:
-    """The character span kept for one noun chunk, or None when the chunk is filtered out."""
-    root = chunk.root
-    if config.drop_pronouns and root.pos_ == "PRON":
-        return None
-    tokens = list(chunk)
-    first = 0
-    while first < len(tokens) - 1 and _is_determiner(tokens[first]):
-        first += 1
-    bare = chunk.doc.text[tokens[first].idx : chunk.end_char].lower()  # chunk without determiners
-    stop = set(config.stop_heads)
-    if root.lemma_.lower() in stop or root.text.lower() in stop or bare in stop:
-        return None
-    start = tokens[first].idx if config.strip_determiners else chunk.start_char
-    return start, chunk.end_char
+def extract_phrase_set(doc: Doc, config: PhraseConfig) -> PhraseSet:
+    """The phrases of a parsed caption to ground, and every other noun phrase with its reason.
+
+    Candidates (noun chunks, with `repair_tags` also the phrases tagging errors hid) are cut into
+    list items (`split_lists`) and judged (`grounding.phrase_items`): a pronoun, a stop head ("the
+    background", "a close-up"), quoted text, a non-object or scene head ("cinematic lighting", "the
+    beach"), a number or colour alone, a list item without a noun are set aside with that reason.
+    With `strip_determiners`, leading determiners and possessives are cut ("his iPhone" -> "iPhone").
+    Edges are trimmed (`trim_span`; a span left empty is no phrase); a later phrase naming a kept
+    one again becomes its `mention` (`merge_mentions`; otherwise the same text again is a
+    `duplicate`); beyond `max_phrases` kept phrases the rest are `phrase_cap`. The docs must come
+    from `load_nlp` when `repair_tags` is set.
+    """
+    found, repaired = candidates(doc, config.repair_tags)
+    trimmed = []
+    for item in items(doc, found, repaired, config):
+        start, end = trim_span(doc.text, item.start, item.end)
+        if start < end:
+            trimmed.append((start, end, item))
+    trimmed.sort(key=lambda t: (t[0], -t[1]))
+    kept: list[Phrase] = []
+    plural: list[bool] = []
+    keys = []
+    aside: list[SetAside] = []
+    last_end = -1
+    for start, end, item in trimmed:
+        if start < last_end:  # only when an item crosses another; never for spaCy's disjoint chunks
+            continue
+        last_end = end
+        phrase = Phrase(text=doc.text[start:end], start=start, end=end)
+        if item.reason is not None:
+            aside.append(SetAside(phrase, item.reason))
+            continue
+        is_many = _plural(doc, phrase, item.head, repaired)
+        key = mention_key(doc, start, end, item.head, is_many, phrase.text)
+        if config.merge_mentions:
+            earlier = mention_of(key, keys)
+            if earlier is not None:
+                aside.append(SetAside(phrase, OUTCOME_MENTION, of=earlier))
+                continue
+        elif key.text in {k.text for k in keys}:
+            aside.append(SetAside(phrase, "duplicate"))
+            continue
+        if len(kept) == config.max_phrases:
+            aside.append(SetAside(phrase, "phrase_cap"))
+            continue
+        kept.append(phrase)
+        plural.append(is_many)
+        keys.append(key)
+    return PhraseSet(phrases=tuple(kept), plural=tuple(plural), set_aside=tuple(aside))
 
 
 def extract_phrases(doc: Doc, config: PhraseConfig) -> tuple[Phrase, ...]:
-    """Noun phrases of a parsed caption, filtered (`config`), sorted by start, non-overlapping.
-
-    Filters: pronoun chunks ("it", "he") when `drop_pronouns`; chunks whose head lemma, head text
-    or determiner-less text is in `stop_heads` ("the background", "a close-up"). With
-    `strip_determiners`, leading determiners and possessives are cut ("his iPhone" -> "iPhone").
-    Then `clean_spans` trims edges, de-overlaps, de-duplicates and caps at `max_phrases`.
-    """
-    spans = [span for chunk in doc.noun_chunks if (span := _chunk_span(chunk, config)) is not None]
-    return clean_spans(doc.text, spans, config.max_phrases)
+    """The phrases of a parsed caption sent to grounding (`extract_phrase_set(doc, config).phrases`):
+    filtered, sorted by start, non-overlapping."""
+    return extract_phrase_set(doc, config).phrases
 
 
 def is_plural(doc: Doc, phrase: Phrase) -> bool:
@@ -162,12 +204,13 @@ def extract_phrases_batch(nlp: Language, captions: Sequence[str], config: Phrase
     return [extract_phrases(doc, config) for doc in _parse(nlp, captions, config)]
 
 
+def extract_phrase_set_batch(nlp: Language, captions: Sequence[str], config: PhraseConfig) -> list[PhraseSet]:
+    """`extract_phrase_set` for many captions, parsed with `nlp.pipe` (see `extract_phrases_batch`)."""
+    return [extract_phrase_set(doc, config) for doc in _parse(nlp, captions, config)]
+
+
 def extract_phrases_plural_batch(
     nlp: Language, captions: Sequence[str], config: PhraseConfig
 ) -> list[tuple[tuple[Phrase, ...], tuple[bool, ...]]]:
     """Like `extract_phrases_batch`, with one plural flag per phrase (`is_plural`) for grounding."""
-    results = []
-    for doc in _parse(nlp, captions, config):
-        phrases = extract_phrases(doc, config)
-        results.append((phrases, tuple(is_plural(doc, phrase) for phrase in phrases)))
-    return results
+    return [(found.phrases, found.plural) for found in extract_phrase_set_batch(nlp, captions, config)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from grounding.phrase_set import row_phrases
 from pipelines.work_item import WorkItem
 from segmentation.entity_image import entity_image
 from segmentation.geometry import box_fill, mask_filter_reason
@@ -36,7 +38,9 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
     Entities are ordered as the groundings (by phrase position, then score); each entity's box is
     xyxy in pixels of the EXIF-transposed original image, its mask RLE is at that image's size.
     The row's `caption` is `item.caption` (the cleaned caption the phrases index; the sample's own
-    caption when `item.caption` is empty), `caption_original` the caption as received.
+    caption when `item.caption` is empty), `caption_original` the caption as received. The row's
+    phrases are the grounded ones and `item.set_aside` in order of start (`grounding.phrase_set`);
+    a further mention of an entity's phrase is replaced by that entity in the prompt too.
     """
     sample = item.sample
     caption = item.caption or sample.caption
@@ -70,7 +74,13 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
                 image_format=config.entity_image.format,
             )
         )
-    prompt = compose_prompt(caption, [(e.start, e.end, k) for k, e in enumerate(entities)], config.compose.mode)
+    outcomes = phrase_outcomes(len(item.phrases), entities, dict(item.phrase_reasons), mask_reasons)
+    phrases, outcomes, where = row_phrases(item.phrases, outcomes, item.set_aside)
+    spans = [(e.start, e.end, k) for k, e in enumerate(entities)]
+    spans += [(m.phrase.start, m.phrase.end, k) for k, e in enumerate(entities)
+              for m in item.set_aside if m.of == e.phrase]
+    entities = [replace(e, phrase=where[e.phrase]) for e in entities]
+    prompt = compose_prompt(caption, spans, config.compose.mode)
     row = Sample(
         id=sample.id,
         source_key=sample.source_key,
@@ -81,16 +91,17 @@ def assemble_sample(item: WorkItem, config: PipelineConfig) -> tuple[Sample, Cou
         width=width,
         height=height,
         caption=caption,
-        phrases=item.phrases,
+        phrases=phrases,
         entities=tuple(entities),
         prompt=prompt,
         prompt_text=prompt_text(prompt),
         caption_original=sample.caption,
-        phrase_outcomes=phrase_outcomes(len(item.phrases), entities, dict(item.phrase_reasons), mask_reasons),
+        phrase_outcomes=outcomes,
         provenance=sample.provenance,
         phash=sample.phash,
         computed_similarity=sample.computed_similarity,
         computed_aesthetic=sample.computed_aesthetic,
+        caption_source=item.caption_source,
     )
     return row, dropped
 

@@ -2,7 +2,8 @@
 
     [DoneKeys] ─► ReadSamples (ledger per read unit) ─► Check ─► [Filter] ─► DedupeById ─► [SkipWrittenIds]
         ─► [RejectNearDuplicates] (near-duplicates, evaluation images) ─► Decode
-        ─► [Scores ─► FilterScores] ─► ExtractPhrases (cleans the caption) ─► RunInference(Grounding DINO)
+        ─► [Scores ─► FilterScores] ─► ExtractPhrases (cleans the caption; or Entities: a model names
+           them, `entities.source` mllm / llm, pipelines.entity_stage) ─► RunInference(Grounding DINO)
         ─► RunInference(SAM) ─► Assemble ─► WriteShards
     every stage's rejects (model errors of the model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
@@ -25,6 +26,7 @@ import apache_beam as beam
 from pipelines import metrics
 from pipelines.assemble import AssembleFn
 from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_ranks, passing_check
+from pipelines.entity_stage import ListEntities
 from pipelines.filter_stage import FilterFn, passes_all
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest
@@ -54,7 +56,8 @@ def build_pipeline(
     manifest.json under `output_dir`.
 
     `run` is what the manifest records about this run (its "id" names its files; default: a new
-    id). With `resume`, inputs that already have a row or a reject in `output_dir` are skipped.
+    id; its "commit_every_s", when set, also commits a shard or reject file once it has been open
+    that long). With `resume`, inputs that already have a row or a reject in `output_dir` are skipped.
     """
     lineage = lineage or {}
     run = dict(run or {})
@@ -80,10 +83,14 @@ def build_pipeline(
     if written_ids is not None:
         unique = unique_samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
         unique_samples, dedupe_rejects = unique.samples, (*dedupe_rejects, unique.rejects)
+    reports = {}
     if uses_hash_keys(config):
         written_hashes = pipeline | "WrittenHashes" >> WrittenHashes(output_dir) if resume else None
-        near = unique_samples | "NearDuplicates" >> RejectNearDuplicates(key_samples, config, written_hashes)
+        near_duplicates = RejectNearDuplicates(key_samples, config, written_hashes)
+        near = unique_samples | "NearDuplicates" >> near_duplicates
         unique_samples, dedupe_rejects = near.samples, (*dedupe_rejects, near.rejects)
+        if near_duplicates.evaluation_summary is not None:
+            reports["evaluation_images"] = near_duplicates.evaluation_summary
     decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
         DecodeFn.REJECTS, main="samples"
     )
@@ -97,14 +104,20 @@ def build_pipeline(
             FilterFn(config.filters.computed_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS,
                                                                                           main="samples")
         samples, score_rejects = kept.samples, (*score_rejects, kept[FilterFn.REJECTS])
-    phrased = samples | "Phrases" >> beam.ParDo(
-        ExtractPhrasesFn(config.phrases, config.captions)
-    ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
-    grounded = phrased.items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
+    if config.entities.source == "spacy":
+        phrased = samples | "Phrases" >> beam.ParDo(
+            ExtractPhrasesFn(config.phrases, config.captions)
+        ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
+        items, phrase_rejects = phrased.items, phrased[ExtractPhrasesFn.REJECTS]
+    else:  # a model names the entities (the paper's step 1)
+        listed = samples | "Entities" >> ListEntities(config.entities, config.phrases, config.captions)
+        items, phrase_rejects = listed["items"], listed["rejects"]
+    grounded = items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
     segmented = grounded.items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation))
     rows = segmented.items | "Assemble" >> beam.ParDo(AssembleFn(config))
+    commit_every_s = run.get("commit_every_s") or 0.0
     shard_files = rows | "WriteShards" >> WriteRolling(
-        output_dir, SHARDS_DIR, shard_schema(lineage), config.write, run["id"], metrics.ROWS)
+        output_dir, SHARDS_DIR, shard_schema(lineage), config.write, run["id"], metrics.ROWS, commit_every_s)
     reject_files = (
         (
             checked[CheckFn.REJECTS],
@@ -112,15 +125,15 @@ def build_pipeline(
             *dedupe_rejects,
             decoded[DecodeFn.REJECTS],
             *score_rejects,
-            phrased[ExtractPhrasesFn.REJECTS],
+            phrase_rejects,
             grounded.rejects,
             segmented.rejects,
         )
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> WriteRolling(
-            output_dir, REJECTS_DIR, reject_schema(lineage), config.write, run["id"], metrics.REJECTS)
+            output_dir, REJECTS_DIR, reject_schema(lineage), config.write, run["id"], metrics.REJECTS, commit_every_s)
     )
-    _ = pipeline | "Manifest" >> WriteManifest(output_dir, lineage, run, [shard_files, reject_files])
+    _ = pipeline | "Manifest" >> WriteManifest(output_dir, lineage, run, [shard_files, reject_files], reports)
 
 
 def deduplicate(

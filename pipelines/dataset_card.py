@@ -35,7 +35,8 @@ COLUMNS = {
     "height": "image height in pixels, after EXIF transpose",
     "caption": "the cleaned caption (HTML entities unescaped, tags and control characters removed, whitespace "
                "collapsed) that the phrase and entity offsets index and the prompt is built from",
-    "phrases": "every noun phrase found in `caption`: text and [start, end) character offsets into `caption`",
+    "phrases": "every noun phrase found in `caption`: text and [start, end) character offsets into `caption`; "
+               "those not grounded say why in `phrase_outcomes`",
     "entities": "grounded phrases: phrase index, text, offsets, box (xyxy pixels of the EXIF-transposed image), "
                 "box_score, mask (COCO compressed RLE at the image size), mask_area, mask_score (SAM's predicted "
                 "IoU), image (the segment on white, encoded) and image_format",
@@ -63,6 +64,8 @@ COLUMNS = {
                            "not run (schema v3)",
     "computed_aesthetic": "aesthetic score computed by this pipeline from the CLIP image embedding; null when it "
                           "did not run (schema v3)",
+    "caption_source": "who wrote `caption`: `input` (the input's own caption), or the id of the vision-language "
+                      "model that recaptioned the image (`entities.source: mllm`; schema v4)",
 }  # fmt: skip
 _SCALARS = {"float": "float32", "double": "float64", "halffloat": "float16"}
 

@@ -1,6 +1,6 @@
 """Beam shell over `unimo_g.captions` and `grounding.phrases`: caption -> cleaned caption -> noun
-phrases, one spaCy pipeline per worker. A caption that cleaning leaves empty (only markup) is a
-reject at stage `phrases`, reason `empty_after_cleaning`."""
+phrases to ground and the phrases set aside (with why), one spaCy pipeline per worker. A caption
+that cleaning leaves empty (only markup) is a reject at stage `phrases`, reason `empty_after_cleaning`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Union
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from grounding.phrases import extract_phrases, is_plural, load_nlp
+from grounding.phrases import extract_phrase_set, load_nlp
 from pipelines import metrics
 from pipelines.decode import REJECTS, DecodedSample
 from pipelines.work_item import WorkItem
@@ -30,9 +30,17 @@ def clean_sample(sample: DecodedSample, config: CaptionConfig) -> Union[str, Rej
                   detail=f"caption {sample.caption[:80]!r} is empty once cleaned", provenance=sample.provenance)
 
 
+def phrase_item(sample: DecodedSample, caption: str, nlp, config: PhraseConfig) -> WorkItem:
+    """The WorkItem of a sample and its cleaned caption: phrases to ground with their plural flags,
+    and the phrases set aside (with why). The stage's logic, shared with the benchmarks' plain loop."""
+    found = extract_phrase_set(nlp(caption), config)
+    return WorkItem(sample=sample, caption=caption, phrases=found.phrases, plural=found.plural,
+                    set_aside=found.set_aside)
+
+
 class ExtractPhrasesFn(beam.DoFn):
-    """DecodedSample -> WorkItem with the cleaned caption, `phrases` and their plural flags (main
-    output), or a Reject (output tagged `REJECTS`)."""
+    """DecodedSample -> WorkItem with the cleaned caption, `phrases` with their plural flags and the
+    phrases set aside (main output), or a Reject (output tagged `REJECTS`)."""
 
     REJECTS = REJECTS
 
@@ -51,8 +59,6 @@ class ExtractPhrasesFn(beam.DoFn):
             Metrics.counter(metrics.DECODE, metrics.reject_counter_name(caption.stage, caption.reason)).inc()
             yield beam.pvalue.TaggedOutput(REJECTS, caption)
             return
-        doc = self._nlp(caption)
-        phrases = extract_phrases(doc, self._config)
-        self._phrases.update(len(phrases))
-        yield WorkItem(sample=sample, caption=caption, phrases=phrases,
-                       plural=tuple(is_plural(doc, p) for p in phrases))
+        item = phrase_item(sample, caption, self._nlp, self._config)
+        self._phrases.update(len(item.phrases))
+        yield item

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from grounding.phrase_set import SetAside
 from pipelines.decode import DecodedSample
 from unimo_g.records import Phrase
 
@@ -16,12 +17,15 @@ from unimo_g.records import Phrase
 @dataclass(frozen=True)
 class WorkItem:
     """`caption` is the cleaned caption (`unimo_g.captions.clean_caption` of `sample.caption`) that
-    `phrases` index; `phrase_reasons[k]` says why phrase k kept no box in grounding."""
+    `phrases` index; `phrase_reasons[k]` says why phrase k kept no box in grounding; `set_aside`
+    holds the caption's other phrases, never grounded (`grounding.phrase_set`)."""
 
     sample: DecodedSample
     caption: str = ""
     phrases: tuple[Phrase, ...] = ()
     plural: tuple[bool, ...] = ()  # per phrase: its head noun is plural
+    set_aside: tuple[SetAside, ...] = ()
+    caption_source: str = "input"  # who wrote `caption`: the input, or the model id (entities.source mllm)
     groundings: tuple[Any, ...] = ()  # grounding.detect.Grounding, sorted
     phrase_reasons: tuple[tuple[int, str], ...] = ()  # (phrase, reason) for phrases without a box
     masks: tuple[Any, ...] = ()  # segmentation.segment.MaskPrediction, aligned with groundings

@@ -45,6 +45,8 @@ def pipeline_models(config) -> list[ModelRef]:
             ModelRef("segmentation.model", config.segmentation.model, config.segmentation.revision)]
     if config.scores.enabled:
         refs.append(ModelRef("scores.model", config.scores.model, config.scores.revision))
+    if config.entities.model_id:  # entities.source mllm / llm
+        refs.append(ModelRef("entities.model", config.entities.model_id, config.entities.revision))
     return [ref for ref in refs if not is_random_build(ref.name)]
 
 

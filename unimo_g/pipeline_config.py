@@ -77,9 +77,76 @@ class DecodeConfig:
             raise ValueError(f"decode.max_aspect_ratio must be >= 1, got {self.max_aspect_ratio!r}")
 
 
+# Head words of noun phrases that name nothing a detector could box, matched against the head word as
+# written (lowercased; plurals are listed where they too name no object: "lights" of a Christmas tree
+# are objects, "soft light" is not). Each group is a kind of phrase web and tag-style prompts are full
+# of (measured on data/entity_labels, BENCHMARKS.md); extend or empty them with --set.
+NON_OBJECT_HEADS = (
+    # styles, media and render tags ("Chinese style", "oil painting", "octane render", "concept art")
+    "style", "styles", "art", "artwork", "painting", "illustration", "drawing", "sketch", "render", "rendering",
+    "photography", "portrait", "silhouette", "wallpaper", "masterpiece", "anime", "design", "aesthetic",
+    "aesthetics", "concept", "composition", "shading", "pattern", "texture", "graphics", "cgi", "noir", "life",
+    "macro", "artstation", "pixiv", "deviantart", "behance", "cgsociety", "unreal", "octane",
+    # quality and resolution tags ("best quality", "ultra-high definition", "8k HD")
+    "quality", "definition", "resolution", "detail", "details", "realism", "photorealism", "sharpness", "clarity",
+    "hd", "hdr", "uhd",
+    # lighting, optics and effects ("cinematic lighting", "soft focus", "particle effects")
+    "lighting", "light", "glow", "shadow", "shadows", "reflection", "reflections", "contrast", "saturation",
+    "exposure", "focus", "blur", "bokeh", "grain", "angle", "perspective", "highlights", "tone", "tones",
+    "palette", "colors", "colours", "effect", "effects", "sparkle", "sparkles",
+    # atmosphere and abstract nouns ("cozy atmosphere", "emergence", "keywords", "shape")
+    "atmosphere", "ambience", "ambiance", "mood", "vibe", "vibes", "feeling", "emotion", "spirit", "theme",
+    "emergence", "keyword", "keywords", "shape", "shapes", "beauty", "elegance", "translucency", "transparency",
+    "sense", "idea", "harmony", "symmetry", "perfection", "fantasy", "mythology", "tale", "story", "romance",
+    "nostalgia", "simplicity", "minimalism", "motion", "movement", "speed", "award",
+    # face and body attributes ("fair skin", "delicate facial features", "long hair", "slight smile")
+    "skin", "complexion", "feature", "features", "face", "eyes", "eye", "hair", "hairstyle", "ponytail", "beard",
+    "mustache", "moustache", "wrinkles", "smile", "expression", "pose", "posture", "figure", "physique", "ears",
+    "hands", "mane", "whiskers",
+    # events and activities ("a picnic", "doing yoga")
+    "picnic", "yoga", "halloween", "christmas", "festival", "celebration", "party", "jam",
+    # partitives, whose object is the noun after "of" ("a stack of books", "a herd of sheep")
+    "stack", "pile", "row", "rows", "slice", "pat", "herd", "flock", "crowd", "handful", "cluster", "variety",
+    "assortment", "collection", "series",
+    # drinks, seen only as their container ("a cup of espresso", "a glass of red wine")
+    "water", "milk", "wine", "coffee", "tea", "espresso", "cappuccino", "cocoa", "juice",
+)
+# Settings, surfaces, sky and weather, times: the scene, not an entity in it ("in the jungle", "on a
+# wooden floor", "under a dusk sky", "at sunset"). Empty it to ground such phrases too.
+SCENE_HEADS = (
+    "sky", "skies", "clouds", "fog", "mist", "haze", "smoke", "steam", "dust", "rain", "snow", "storm",
+    "thunderstorm", "wind", "sunlight", "moonlight", "sunshine", "sunset", "sunrise", "dawn", "dusk", "twilight",
+    "morning", "evening", "afternoon", "noon", "midnight", "weather", "hour", "season", "summer", "winter",
+    "spring", "autumn", "age", "era", "century",
+    "ground", "floor", "wall", "walls", "ceiling", "grass", "lawn", "dirt", "mud", "sand", "gravel", "pavement",
+    "sidewalk", "road", "street", "streets", "highway", "route", "trail", "path", "lane", "alley", "square",
+    "field", "fields", "meadow", "forest", "woods", "jungle", "desert", "savanna", "beach", "shore", "coast",
+    "ocean", "sea", "lake", "river", "pond", "wave", "waves", "waterfall", "waterfalls", "puddles", "valley",
+    "hillside", "slope", "landscape", "scenery", "horizon", "space", "universe", "air", "fabric",
+    "city", "town", "village", "countryside", "neighborhood", "downtown", "park", "garden", "yard", "farm",
+    "room", "kitchen", "bathroom", "bedroom", "office", "library", "hallway", "corridor", "interior", "cafe",
+    "restaurant", "shop", "store", "market", "station", "airport", "stage", "studio", "classroom", "site",
+    "location", "place", "setting", "environment", "world",
+)
+# Colour words and shades: a phrase of nothing else is a dropped tag ("white", "pink and white").
+COLOUR_WORDS = (
+    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white", "grey",
+    "gray", "gold", "golden", "silver", "beige", "turquoise", "teal", "cyan", "magenta", "maroon", "navy",
+    "crimson", "scarlet", "ivory", "light", "dark", "pale", "bright", "deep", "pastel", "neon", "vivid",
+)
+
+
 @dataclass(frozen=True)
 class PhraseConfig:
-    """Noun-phrase extraction with spaCy (`spacy_model` is a package name or a local path)."""
+    """Noun-phrase extraction with spaCy (`spacy_model` is a package name or a local path).
+
+    Beyond spaCy's noun chunks (`grounding.phrases`): `repair_tags` recovers phrases the tagger
+    misread ("a red can", "autumn leaves"); `split_lists` cuts comma-joined tag lists into items;
+    each item naming no object is dropped with its reason (`pronoun`, `stop_head`, `quoted_text`,
+    `non_object_head`, `scene_head`, `number_only`, `colour_only`, `no_noun`, recorded in the row's
+    `phrase_outcomes`); `merge_mentions` makes later mentions of an entity ("Qilin" after "magnificent
+    Qilin") one entity with it. All off and the three lists empty is the extraction before them.
+    """
 
     spacy_model: str = "en_core_web_sm"
     drop_pronouns: bool = True
@@ -94,10 +161,26 @@ class PhraseConfig:
     strip_determiners: bool = True
     max_phrases: int = 8
     max_caption_chars: int = 2000  # longer captions are rejected before parsing
+    non_object_heads: tuple[str, ...] = NON_OBJECT_HEADS
+    scene_heads: tuple[str, ...] = SCENE_HEADS
+    colour_words: tuple[str, ...] = COLOUR_WORDS
+    split_lists: bool = True
+    drop_numbers: bool = True
+    drop_quoted: bool = True
+    repair_tags: bool = True
+    merge_mentions: bool = True
 
     def __post_init__(self):
         _check_positive("phrases.max_phrases", self.max_phrases)
         _check_positive("phrases.max_caption_chars", self.max_caption_chars)
+        for key in ("non_object_heads", "scene_heads", "colour_words"):
+            words = getattr(self, key)
+            bad = [w for w in words if not isinstance(w, str) or not w or w != w.lower().strip()]
+            if bad:
+                raise ValueError(f"phrases.{key} holds lowercase words without spaces around them, got {bad[:3]!r}")
+        for key in ("split_lists", "drop_numbers", "drop_quoted", "repair_tags", "merge_mentions"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"phrases.{key} must be true or false, got {getattr(self, key)!r}")
 
 
 PREPROCESS_MODES = ("tensor", "processor")
@@ -144,6 +227,105 @@ class ModelRuntimeConfig:
         if self.share_model is not None:
             return self.share_model
         return self.device.startswith("cuda")
+
+
+ENTITY_SOURCES = ("spacy", "mllm", "llm")
+# Per source, the model when `entities.model` is unset. Qwen2-VL-2B-Instruct: Apache-2.0, a 2B
+# vision-language model that captions and follows a JSON reply format, in bf16 about 5 GB of GPU
+# memory. Qwen2.5-1.5B-Instruct: Apache-2.0, a text-only instruct model for listing entities.
+DEFAULT_ENTITY_MODELS = {"mllm": "Qwen/Qwen2-VL-2B-Instruct", "llm": "Qwen/Qwen2.5-1.5B-Instruct"}
+# The instructions; `{caption}` is the input's caption (llm only). The strict prompt is the one retry
+# of a reply that failed the parser's check (`grounding.entity_replies`).
+MLLM_PROMPT = (
+    "Describe this image in one sentence. Then list the entities of your sentence that can be outlined "
+    "in the image: people, animals and objects, not the background, styles or colours. Copy each entity "
+    "exactly as it is written in your sentence, in the order it appears. Reply with JSON only: "
+    '{"caption": "<your sentence>", "entities": ["<entity>", ...]}'
+)
+MLLM_STRICT_PROMPT = (
+    "Reply with one JSON object and nothing else, exactly in this form: "
+    '{"caption": "A dog holds a red ball.", "entities": ["dog", "red ball"]}. '
+    '"caption" is one sentence describing this image. "entities" lists the people, animals and objects '
+    'of that sentence, each one copied letter for letter from "caption", in the order they appear there.'
+)
+LLM_PROMPT = (
+    "List the entities of this image caption that can be outlined in the image: people, animals and "
+    "objects, not the background, styles, qualities or colours. Copy each entity exactly as it is "
+    "written in the caption, in the order it appears. Reply with a JSON list of strings only.\n"
+    "Caption: {caption}"
+)
+LLM_STRICT_PROMPT = (
+    "Reply with one JSON list of strings and nothing else, for example [\"dog\", \"red ball\"]. Each "
+    "string is a person, animal or object named in the caption below, copied letter for letter from "
+    "it, in the order they appear.\nCaption: {caption}"
+)
+
+
+@dataclass(frozen=True)
+class EntitiesConfig:
+    """Who names the entities of a caption (the paper's step 1) before grounding.
+
+    - `source`: `spacy` (noun phrases of the input's caption, `phrases`); `mllm` (a vision-language
+      model writes a one-sentence caption of the image and lists its entities: the row's `caption`
+      is the model's, `caption_source` its id); `llm` (a text-only instruct model lists the
+      entities of the input's caption). See `grounding.entity_models`.
+    - `model`: hub id, local folder, or a random-weight build `random-tiny-<family>` (tests); unset:
+      `DEFAULT_ENTITY_MODELS[source]`. `revision`: hub revision.
+    - `backend`: `transformers` (RunInference with our batching) or `vllm` (Beam's vLLM model
+      handler: a vLLM server on the worker's GPU; needs the `vllm` and `openai` packages).
+    - Generation is greedy (no sampling) with at most `max_new_tokens`; `forward: image` generates for
+      one image per call (rows then do not depend on their batch), `batch` for the whole batch with
+      left padding. `max_image_side`: longer images are shrunk to it first (Lanczos) for `mllm`.
+    - `prompt`, `strict_prompt`: the instruction and the one retry's (unset: the source's default,
+      `MLLM_PROMPT` ... `LLM_STRICT_PROMPT`; `{caption}` is the input's caption for `llm`).
+    - `on_failure`: a reply that fails the check twice falls back to `spacy` (noun phrases of the
+      model's caption when it gave one, else of the input's) or becomes a `reject` (reason `unparseable`).
+    """
+
+    source: Literal["spacy", "mllm", "llm"] = "spacy"
+    model: Optional[str] = None
+    revision: Optional[str] = None
+    backend: Literal["transformers", "vllm"] = "transformers"
+    seed: int = 0
+    max_new_tokens: int = 160
+    forward: Literal["image", "batch"] = "image"
+    max_image_side: int = 1024
+    prompt: Optional[str] = None
+    strict_prompt: Optional[str] = None
+    on_failure: Literal["spacy", "reject"] = "spacy"
+    runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
+
+    def __post_init__(self):
+        if self.source not in ENTITY_SOURCES:
+            raise ValueError(f"entities.source must be one of {list(ENTITY_SOURCES)}, got {self.source!r}")
+        if self.backend not in ("transformers", "vllm"):
+            raise ValueError(f"entities.backend must be transformers or vllm, got {self.backend!r}")
+        if self.forward not in ("image", "batch"):
+            raise ValueError(f"entities.forward must be image or batch, got {self.forward!r}")
+        if self.on_failure not in ("spacy", "reject"):
+            raise ValueError(f"entities.on_failure must be spacy or reject, got {self.on_failure!r}")
+        _check_positive("entities.max_new_tokens", self.max_new_tokens)
+        _check_positive("entities.max_image_side", self.max_image_side)
+        if self.model is not None and not self.model:
+            raise ValueError("entities.model must be a hub id, a local folder, random-tiny-<family>, or unset")
+        for key in ("prompt", "strict_prompt"):
+            text = getattr(self, key)
+            if text is not None and self.source == "llm" and "{caption}" not in text:
+                raise ValueError(f"entities.{key} of source llm must hold {{caption}}, got {text!r}")
+
+    @property
+    def model_id(self) -> Optional[str]:
+        """The model that names entities (None for `spacy`)."""
+        if self.source == "spacy":
+            return None
+        return self.model or DEFAULT_ENTITY_MODELS[self.source]
+
+    @property
+    def prompts(self) -> tuple[str, str]:
+        """(prompt, strict prompt) of the source, defaults filled in."""
+        defaults = {"mllm": (MLLM_PROMPT, MLLM_STRICT_PROMPT), "llm": (LLM_PROMPT, LLM_STRICT_PROMPT)}
+        prompt, strict = defaults.get(self.source, ("", ""))
+        return self.prompt or prompt, self.strict_prompt or strict
 
 
 @dataclass(frozen=True)
@@ -505,6 +687,7 @@ class PipelineConfig:
     near_duplicates: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     phrases: PhraseConfig = field(default_factory=PhraseConfig)
+    entities: EntitiesConfig = field(default_factory=EntitiesConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     entity_image: EntityImageConfig = field(default_factory=EntityImageConfig)
@@ -523,4 +706,5 @@ class PipelineConfig:
     def random_weights(self) -> bool:
         """True when any model is a random-weight build (`tiny`, `random-*`): its output is not meaningful."""
         models = [self.grounding.model, self.segmentation.model] + ([self.scores.model] if self.scores.enabled else [])
+        models += [self.entities.model_id] if self.entities.model_id else []
         return any(m == "tiny" or m.startswith("random-") for m in models)

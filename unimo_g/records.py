@@ -69,10 +69,11 @@ class PromptPart:
 
 @dataclass(frozen=True)
 class Sample:
-    """One output row (schema v3). `caption` is the cleaned caption that phrase offsets index;
+    """One output row (schema v4). `caption` is the cleaned caption that phrase offsets index;
     `caption_original` the caption as received; `phrase_outcomes[k]` says what became of phrase k
     (`schema.PHRASE_OUTCOMES`); `provenance` becomes the typed provenance columns; `phash` is the
-    image's perceptual hash (16 hex digits); `computed_*` the score stage's outputs (None: not run)."""
+    image's perceptual hash (16 hex digits); `computed_*` the score stage's outputs (None: not run);
+    `caption_source` who wrote `caption` (`input`, or the model of `entities.source: mllm`)."""
 
     id: str
     source_key: str
@@ -93,6 +94,7 @@ class Sample:
     phash: Optional[str] = None
     computed_similarity: Optional[float] = None
     computed_aesthetic: Optional[float] = None
+    caption_source: str = "input"  # schema v4: "input", or the id of the model that wrote `caption`
 
     def to_row(self) -> dict:
         """The row as plain Python values matching `schema.shard_schema()`."""

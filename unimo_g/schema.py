@@ -1,4 +1,4 @@
-"""The Parquet contract between the data pipeline and the trainer (schema v3, docs/design.md).
+"""The Parquet contract between the data pipeline and the trainer (schema v4, docs/design.md).
 
 Evolve by adding fields and bumping `SCHEMA_VERSION`. Readers call `check_schema_version` on a
 file's key-value metadata and refuse versions they do not know; every version from 1 on reads.
@@ -10,6 +10,10 @@ per phrase: `entity`, or why it became none, `PHRASE_OUTCOMES`). Version 1 files
 Version 3 added, after the v2 fields: the input's provenance (`PROVENANCE_FIELDS`, on rejects too:
 `unimo_g.provenance`), the image's perceptual hash `phash`, and the scores computed by the pipeline
 (`computed_similarity`, `computed_aesthetic`; null when that stage did not run). Older files lack them.
+
+Version 4 added, after the v3 fields: `caption_source`, who wrote `caption`: `input` (the input's own
+caption, cleaned) or the id of the model that recaptioned the image (`entities.source: mllm`; the
+input's caption is then only in `caption_original`). Older files lack it; their captions are the inputs'.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Mapping, Optional
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERSION_KEY = b"unimo_g.schema_version"
 LINEAGE_KEY = b"unimo_g.lineage"
 
@@ -91,6 +95,12 @@ SHARD_FIELDS += [
     pa.field("computed_aesthetic", pa.float32()),  # aesthetic head over the CLIP image embedding
 ]
 FIELDS_SINCE_V3 = tuple(f.name for f in SHARD_FIELDS[SHARD_FIELDS.index(PROVENANCE_FIELDS[0]):])
+SHARD_FIELDS += [
+    # schema v4; nullable so that rows built for older versions (without it) still write
+    pa.field("caption_source", pa.string()),  # "input", or the model id that wrote `caption`
+]
+FIELDS_SINCE_V4 = ("caption_source",)
+CAPTION_FROM_INPUT = "input"
 
 # Outcome of a phrase (`phrase_outcomes`): it became an entity, or the first reason it did not.
 OUTCOME_ENTITY = "entity"
@@ -103,6 +113,22 @@ PHRASE_OUTCOMES = (
     "entity_cap",  # the image already had max_entities better-scoring entities
     "empty_mask", "mask_score", "mask_area", "box_fill",  # SAM's mask failed a segmentation filter
 )
+# Phrases the phrase stage sets aside (never sent to grounding; `grounding.phrase_set`): a further
+# mention of an entity phrase, replaced by the same entity in the prompt, or why the phrase was dropped.
+OUTCOME_MENTION = "mention"
+PHRASE_DROP_REASONS = (
+    "pronoun",  # its head is a pronoun ("it", "they")
+    "stop_head",  # framing or position: phrases.stop_heads ("the background", "a close-up")
+    "quoted_text",  # inside quotation marks: text to render ("a sign that says 'Open'")
+    "non_object_head",  # phrases.non_object_heads: styles, quality tags, lighting, abstract nouns, attributes
+    "scene_head",  # phrases.scene_heads: settings, surfaces, sky and weather, times of day
+    "number_only",  # "8K", "35mm"
+    "colour_only",  # "white", "pink and white"
+    "no_noun",  # a list item without a noun ("gentle")
+    "duplicate",  # the same text as an earlier phrase (phrases.merge_mentions false)
+    "phrase_cap",  # the caption already had phrases.max_phrases phrases
+)
+PHRASE_OUTCOMES += (OUTCOME_MENTION, *PHRASE_DROP_REASONS)
 
 REJECT_FIELDS = [
     pa.field("id", pa.string(), nullable=False),

@@ -63,7 +63,9 @@ def test_offsets_are_exact_sorted_and_disjoint(nlp, caption):
 
 def test_natural_caption(nlp):
     caption = "A brown dog and two cats playing with a red ball on the grass."
-    assert texts(extract_phrases(nlp(caption), CONFIG)) == ["A brown dog", "two cats", "a red ball", "the grass"]
+    assert texts(extract_phrases(nlp(caption), CONFIG)) == ["A brown dog", "two cats", "a red ball"]
+    scenes = dataclasses.replace(CONFIG, scene_heads=())  # "grass" is a scene head by default
+    assert texts(extract_phrases(nlp(caption), scenes)) == ["A brown dog", "two cats", "a red ball", "the grass"]
 
 
 def test_empty_caption_has_no_phrases(nlp):
@@ -73,6 +75,9 @@ def test_empty_caption_has_no_phrases(nlp):
 def test_repeated_words_keep_the_first_occurrence(nlp):
     caption = "A dog chases a dog, then the dog bites a cat."
     phrases = extract_phrases(nlp(caption), CONFIG)
+    assert texts(phrases) == ["A dog", "a cat"]  # "a dog" and "the dog" are further mentions of "A dog"
+    unmerged = dataclasses.replace(CONFIG, merge_mentions=False)  # only the same text again is dropped
+    phrases = extract_phrases(nlp(caption), unmerged)
     assert texts(phrases) == ["A dog", "the dog", "a cat"]
     assert phrases[0].start == 0 and phrases[1].start == caption.index("the dog")
 

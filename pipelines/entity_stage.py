@@ -1,0 +1,173 @@
+"""The paper's step 1 as a model stage (`entities.source` mllm or llm): a model names the entities.
+
+    DecodedSamples ─► CleanCaptions ─► RunInference(EntityModelHandler) ─► ApplyEntities ─► WorkItems
+    (empty captions, model errors and, with on_failure reject, unparseable replies) ─► .rejects
+
+The handler asks the model (`grounding.entity_models`, or vLLM: `pipelines.entity_vllm`) for each
+request's reply and one strict retry of a reply that fails the check (`grounding.entity_lists`);
+ApplyEntities, which holds the spaCy pipeline, turns the replies into the caption and phrases of
+the WorkItem (`grounding.entity_lists.resolve`). Rejects: stage `recaption` (mllm) or `entities`
+(llm), reason `model_error` or `unparseable`; spaCy fallbacks are counted by the failure reasons.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import RunInference
+
+from grounding.entity_lists import EntityResult, replies_with_retry, resolve
+from grounding.entity_models import generate_replies, load_entity_model
+from grounding.phrases import load_nlp
+from pipelines import metrics
+from pipelines.decode import REJECTS, DecodedSample
+from pipelines.model_handlers import RuntimeHandler, record_load, run_isolated
+from pipelines.phrase_stage import clean_sample
+from pipelines.work_item import WorkItem
+from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
+from unimo_g.records import Reject
+
+REASON_UNPARSEABLE = "unparseable"
+MAX_DETAIL_CHARS = 500
+
+
+def stage_name(config: EntitiesConfig) -> str:
+    return "recaption" if config.source == "mllm" else "entities"
+
+
+@dataclass(frozen=True)
+class EntityRequest:
+    """A sample with its cleaned caption; after the model, `replies` holds its answer (and retry)."""
+
+    sample: DecodedSample
+    caption: str
+    replies: tuple[str, ...] = ()
+
+
+class EntityRunner:
+    """A loaded model with the one call RunInference makes (callable through a shared-model proxy)."""
+
+    def __init__(self, config: EntitiesConfig):
+        started = time.perf_counter()
+        self._config = config
+        self._loaded = load_entity_model(config)
+        record_load(stage_name(config), config.model_id, config.runtime.device, time.perf_counter() - started)
+
+    def reply(self, captions: list[str], images: Optional[list]) -> list[tuple[str, ...]]:
+        """Per request, its reply and the strict retry's when the first failed the check."""
+        return replies_with_retry(lambda chats, pictures: generate_replies(self._loaded, chats, pictures, self._config),
+                                  self._config, captions, images)
+
+
+class EntityModelHandler(RuntimeHandler):
+    """EntityRequest -> EntityRequest with `replies`, or a model_error Reject (`run_isolated`)."""
+
+    def __init__(self, config: EntitiesConfig):
+        super().__init__(config)
+        self.stage = stage_name(config)
+
+    def load_model(self):
+        if self._config.backend == "vllm":
+            from pipelines.entity_vllm import VllmEntityRunner  # needs vllm and openai
+
+            return VllmEntityRunner(self._config)
+        return EntityRunner(self._config)
+
+    def _infer(self, batch: Sequence[EntityRequest], model) -> list[EntityRequest]:
+        images = [item.sample.pixels for item in batch] if self._config.source == "mllm" else None
+        replies = model.reply([item.caption for item in batch], images)
+        return [EntityRequest(item.sample, item.caption, tuple(r)) for item, r in zip(batch, replies, strict=True)]
+
+    def run_inference(self, batch: Sequence[EntityRequest], model,
+                      inference_args: Optional[dict] = None) -> Iterable[Union[EntityRequest, Reject]]:
+        return run_isolated(batch, lambda items: self._infer(items, model), self.stage)
+
+    def get_num_bytes(self, batch: Sequence[EntityRequest]) -> int:
+        return sum(item.sample.pixels.nbytes for item in batch)
+
+
+class SplitModelErrorsFn(beam.DoFn):
+    """EntityRequest -> main output; a model_error Reject -> output `REJECTS`, counted."""
+
+    def __init__(self, namespace: str):
+        self._namespace = namespace
+
+    def process(self, result: Union[EntityRequest, Reject]):
+        if isinstance(result, Reject):
+            Metrics.counter(self._namespace, metrics.reject_counter_name(result.stage, result.reason)).inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, result)
+        else:
+            yield result
+
+
+class CleanCaptionFn(beam.DoFn):
+    """DecodedSample -> EntityRequest, or the `empty_after_cleaning` Reject of the phrase stage."""
+
+    def __init__(self, captions: CaptionConfig):
+        self._captions = captions
+
+    def process(self, sample: DecodedSample):
+        caption = clean_sample(sample, self._captions)
+        if isinstance(caption, Reject):
+            Metrics.counter(metrics.DECODE, metrics.reject_counter_name(caption.stage, caption.reason)).inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, caption)
+        else:
+            yield EntityRequest(sample, caption)
+
+
+def to_work_item(request: EntityRequest, result: EntityResult) -> WorkItem:
+    return WorkItem(sample=request.sample, caption=result.caption, phrases=result.found.phrases,
+                    plural=result.found.plural, set_aside=result.found.set_aside, caption_source=result.caption_source)
+
+
+class ApplyEntitiesFn(beam.DoFn):
+    """EntityRequest with replies -> WorkItem (main output), or an `unparseable` Reject (`REJECTS`)."""
+
+    def __init__(self, config: EntitiesConfig, phrases: PhraseConfig, captions: CaptionConfig):
+        self._config, self._phrases, self._captions = config, phrases, captions
+        self._nlp = None
+
+    def setup(self):
+        self._nlp = load_nlp(self._phrases.spacy_model)
+
+    def process(self, request: EntityRequest):
+        stage = stage_name(self._config)
+        result = resolve(request.replies, request.caption, self._config, self._phrases, self._captions, self._nlp)
+        if isinstance(result, EntityResult):
+            if result.fallback is not None:  # counted once per failure reason of its replies
+                for reason in sorted(set(result.fallback.split(","))):
+                    Metrics.counter(f"unimo_g.{stage}", f"spacy_fallback.{reason}").inc()
+            yield to_work_item(request, result)
+            return
+        detail = "; ".join(f"reply {k + 1}: {f.reason}: {f.detail}" for k, f in enumerate(result))
+        reject = Reject(id=request.sample.id, source=request.sample.source_key, stage=stage, reason=REASON_UNPARSEABLE,
+                        detail=detail[:MAX_DETAIL_CHARS], provenance=request.sample.provenance)
+        Metrics.counter(metrics.DECODE, metrics.reject_counter_name(stage, REASON_UNPARSEABLE)).inc()
+        yield beam.pvalue.TaggedOutput(REJECTS, reject)
+
+
+class ListEntities(beam.PTransform):
+    """PCollection[DecodedSample] -> {"items": PCollection[WorkItem], "rejects": PCollection[Reject]}."""
+
+    def __init__(self, config: EntitiesConfig, phrases: PhraseConfig, captions: CaptionConfig):
+        super().__init__()
+        if config.source == "spacy":
+            raise ValueError("ListEntities runs entities.source mllm or llm; spacy is the phrase stage")
+        self._config, self._phrases, self._captions = config, phrases, captions
+
+    def expand(self, samples):
+        handler = EntityModelHandler(self._config)
+        cleaned = samples | "CleanCaptions" >> beam.ParDo(CleanCaptionFn(self._captions)).with_outputs(
+            REJECTS, main="requests")
+        split = SplitModelErrorsFn(handler.get_metrics_namespace())
+        answered = (cleaned.requests
+                    | "RunInference" >> RunInference(handler)
+                    | "SplitModelErrors" >> beam.ParDo(split).with_outputs(REJECTS, main="requests"))
+        applied = answered.requests | "ApplyEntities" >> beam.ParDo(
+            ApplyEntitiesFn(self._config, self._phrases, self._captions)).with_outputs(REJECTS, main="items")
+        rejects = (cleaned[REJECTS], answered[REJECTS], applied[REJECTS]) | "EntityRejects" >> beam.Flatten()
+        return {"items": applied.items, "rejects": rejects}
