@@ -112,8 +112,9 @@ def check_before_imports(args: argparse.Namespace, beam_args: Sequence[str], mod
     from pipelines.local_checks import local_refusal
 
     flags = known_flags()
-    if flags is not None and unknown_options(list(beam_args), flags):
-        raise _unknown_option_error(unknown_options(list(beam_args), flags))
+    unknown = unknown_options(list(beam_args), flags) if flags is not None else []
+    if unknown:
+        raise _unknown_option_error(unknown)
     refusal = local_refusal(args.input, args.output, mode)
     if refusal:
         raise UsageError(refusal)
@@ -281,15 +282,15 @@ def _build_and_run(args, config, lineage: dict, options, run_info: dict) -> Opti
     from pipelines.manifest import read_manifest, summary_line
     from pipelines.progress import Progress
     from pipelines.resume import clean_output
-    from pipelines.sources import planned_inputs, plan_read
+    from pipelines.sources import planned_inputs
     from pipelines.write import MANIFEST_NAME, _is_local
 
     dry_run, runner, mode, retry = (bool(options.view_as(TestOptions).dry_run), run_info["runner"],
                                     run_info["mode"], run_info["retry_rejects"])
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, args.input, args.output, config, args.input_format, lineage, run_info,
-                       resume=mode == "resume")
+        plan = build_pipeline(pipeline, args.input, args.output, config, args.input_format, lineage, run_info,
+                              resume=mode == "resume")
     except ValueError as err:  # unusable input path or format, found while building the graph
         raise UsageError(str(err)) from None
     if config.random_weights:
@@ -303,7 +304,7 @@ def _build_and_run(args, config, lineage: dict, options, run_info: dict) -> Opti
             LOGGER.info("removed %d rejects of reasons %s to process them again", cleaned["retried"], ",".join(retry))
     progress = None
     if args.progress_interval > 0 and not dry_run and runner in LOCAL_RUNNERS and _is_local(args.output):
-        total = planned_inputs(plan_read(args.input, args.input_format))
+        total = planned_inputs(plan)
         progress = Progress(args.output, run_info["id"], args.progress_interval, total=total)
         progress.start()
     LOGGER.info("run %s (%s) on %s -> %s", run_info["id"], mode, runner, args.output)

@@ -36,7 +36,7 @@ from pipelines.near_duplicates import RejectNearDuplicates, WrittenHashes, uses_
 from pipelines.phrase_stage import ExtractPhrasesFn
 from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
 from pipelines.score_stage import ComputeScores
-from pipelines.sources import ReadSamples
+from pipelines.sources import ReadPlan, ReadSamples
 from pipelines.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.schema import reject_schema, shard_schema
@@ -51,9 +51,9 @@ def build_pipeline(
     lineage: dict | None = None,
     run: Optional[dict] = None,
     resume: bool = False,
-) -> None:
+) -> ReadPlan:
     """Add the whole job to `pipeline`: read `input_path`, write shards, rejects, the read ledger and
-    manifest.json under `output_dir`.
+    manifest.json under `output_dir`. Returns what the job will read (listed once, here).
 
     `run` is what the manifest records about this run (its "id" names its files; default: a new
     id; its "commit_every_s", when set, also commits a shard or reject file once it has been open
@@ -67,9 +67,8 @@ def build_pipeline(
         done_keys = pipeline | "DoneKeys" >> DoneKeys(output_dir)
         written_ids = pipeline | "WrittenIds" >> WrittenIds(output_dir)
     ledger = Ledger(output_dir, run["id"])
-    raw = pipeline | "Read" >> ReadSamples(
-        input_path, input_format, ledger=ledger, done=done_keys, config=config.read
-    )
+    read = ReadSamples(input_path, input_format, ledger=ledger, done=done_keys, config=config.read)
+    raw = pipeline | "Read" >> read
     checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
         CheckFn.REJECTS, main="samples"
     )
@@ -134,6 +133,7 @@ def build_pipeline(
             output_dir, REJECTS_DIR, reject_schema(lineage), config.write, run["id"], metrics.REJECTS, commit_every_s)
     )
     _ = pipeline | "Manifest" >> WriteManifest(output_dir, lineage, run, [shard_files, reject_files], reports)
+    return read.plan
 
 
 def deduplicate(

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 
 from grounding.entity_lists import EntityResult, replies_with_retry, resolve
 from grounding.entity_models import generate_replies, load_entity_model
 from grounding.phrases import load_nlp
 from pipelines import metrics
 from pipelines.decode import REJECTS, DecodedSample
-from pipelines.model_handlers import RuntimeHandler, record_load, run_isolated
+from pipelines.model_handlers import IsolatingHandler, record_load
+from pipelines.model_stage import RunModelStage
 from pipelines.phrase_stage import clean_sample
 from pipelines.work_item import WorkItem
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
@@ -63,7 +63,7 @@ class EntityRunner:
                                   self._config, captions, images)
 
 
-class EntityModelHandler(RuntimeHandler):
+class EntityModelHandler(IsolatingHandler):
     """EntityRequest -> EntityRequest with `replies`, or a model_error Reject (`run_isolated`)."""
 
     def __init__(self, config: EntitiesConfig):
@@ -81,27 +81,6 @@ class EntityModelHandler(RuntimeHandler):
         images = [item.sample.pixels for item in batch] if self._config.source == "mllm" else None
         replies = model.reply([item.caption for item in batch], images)
         return [EntityRequest(item.sample, item.caption, tuple(r)) for item, r in zip(batch, replies, strict=True)]
-
-    def run_inference(self, batch: Sequence[EntityRequest], model,
-                      inference_args: Optional[dict] = None) -> Iterable[Union[EntityRequest, Reject]]:
-        return run_isolated(batch, lambda items: self._infer(items, model), self.stage)
-
-    def get_num_bytes(self, batch: Sequence[EntityRequest]) -> int:
-        return sum(item.sample.pixels.nbytes for item in batch)
-
-
-class SplitModelErrorsFn(beam.DoFn):
-    """EntityRequest -> main output; a model_error Reject -> output `REJECTS`, counted."""
-
-    def __init__(self, namespace: str):
-        self._namespace = namespace
-
-    def process(self, result: Union[EntityRequest, Reject]):
-        if isinstance(result, Reject):
-            Metrics.counter(self._namespace, metrics.reject_counter_name(result.stage, result.reason)).inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, result)
-        else:
-            yield result
 
 
 class CleanCaptionFn(beam.DoFn):
@@ -160,14 +139,11 @@ class ListEntities(beam.PTransform):
         self._config, self._phrases, self._captions = config, phrases, captions
 
     def expand(self, samples):
-        handler = EntityModelHandler(self._config)
+        handler = EntityModelHandler(self._config)  # its model_error Rejects split off by RunModelStage
         cleaned = samples | "CleanCaptions" >> beam.ParDo(CleanCaptionFn(self._captions)).with_outputs(
             REJECTS, main="requests")
-        split = SplitModelErrorsFn(handler.get_metrics_namespace())
-        answered = (cleaned.requests
-                    | "RunInference" >> RunInference(handler)
-                    | "SplitModelErrors" >> beam.ParDo(split).with_outputs(REJECTS, main="requests"))
-        applied = answered.requests | "ApplyEntities" >> beam.ParDo(
+        answered = cleaned.requests | "Model" >> RunModelStage(handler)
+        applied = answered.items | "ApplyEntities" >> beam.ParDo(
             ApplyEntitiesFn(self._config, self._phrases, self._captions)).with_outputs(REJECTS, main="items")
-        rejects = (cleaned[REJECTS], answered[REJECTS], applied[REJECTS]) | "EntityRejects" >> beam.Flatten()
+        rejects = (cleaned[REJECTS], answered.rejects, applied[REJECTS]) | "EntityRejects" >> beam.Flatten()
         return {"items": applied.items, "rejects": rejects}

@@ -38,7 +38,7 @@ from pipelines.features_stages import (
 )
 from pipelines.features_read import ReadShardRows, row_group_units
 from pipelines.manifest import count_rejects, library_versions, matching_files
-from pipelines.read_guard import ReadRefused, confine_to_root
+from pipelines.read_guard import inside_folder
 from pipelines.write import FILE_SUFFIX, REJECTS_DIR, SHARDS_DIR, WriteParquetRows, WriteRejects
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.devices import check_device_name
@@ -170,10 +170,9 @@ def resolve_inputs(path: str) -> ShardInputs:
         raise ValueError(f"--input: no Parquet files match {pattern!r}")
     if pattern != path:  # files listed in a folder: none may be a link that leaves it
         try:
-            for file in files:
-                confine_to_root(file, path)
-        except ReadRefused as err:
-            raise ValueError(f"--input: {err.detail}") from None
+            inside_folder(files, path)
+        except ValueError as err:
+            raise ValueError(f"--input: {err}") from None
     with ThreadPoolExecutor(FOOTER_READERS) as pool:
         return ShardInputs(pattern, tuple(pool.map(check_sample_shard, files)))
 

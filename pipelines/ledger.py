@@ -172,3 +172,14 @@ def read_ledgers(output_dir: str) -> dict[str, dict[str, Counter]]:
         for key, skipped in zip(table.column("key").to_pylist(), table.column("skipped").to_pylist()):
             run["skipped" if skipped else "read"][key] += 1
     return runs
+
+
+def listed_times(ledgers: Mapping[str, Mapping[str, Counter]]) -> Counter:
+    """Per key, how many times the run that listed it most listed it (every run lists the same inputs
+    again; a manifest listing one key twice lists it twice): what its outputs must number.
+    `ledgers` is `read_ledgers(output_dir)`."""
+    times: Counter = Counter()
+    for ledger in ledgers.values():
+        for key, count in (ledger["read"] + ledger["skipped"]).items():
+            times[key] = max(times[key], count)
+    return times

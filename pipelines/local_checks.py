@@ -31,14 +31,20 @@ def input_not_found_message(input_path: str) -> str:
     return f"input path not found: {input_path!r}"
 
 
+def local_input_missing(input_path: str) -> bool:
+    """True for a local input path (or glob) that names nothing; False otherwise (other filesystems
+    are not looked at)."""
+    if not is_local_path(input_path):
+        return False
+    path = os.path.expanduser(input_path)
+    return not (glob.glob(path) if any(c in path for c in GLOB_CHARS) else os.path.exists(path))
+
+
 def local_refusal(input_path: str, output_dir: str, mode: str) -> str | None:
     """Why a run in `mode` (new | resume | overwrite) cannot start on these local paths, or None
     (also None for paths on other filesystems: those are checked once Beam is imported)."""
-    if is_local_path(input_path):
-        path = os.path.expanduser(input_path)
-        found = glob.glob(path) if any(c in path for c in GLOB_CHARS) else os.path.exists(path)
-        if not found:
-            return input_not_found_message(input_path)
+    if local_input_missing(input_path):
+        return input_not_found_message(input_path)
     if is_local_path(output_dir):
         if os.path.isfile(output_dir):
             return output_is_file_message(output_dir)

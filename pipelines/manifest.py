@@ -21,7 +21,7 @@ import platform
 import time
 from collections import Counter
 from importlib import metadata as package_metadata
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.dataset_card import write_dataset_card
 from pipelines.lease import release
-from pipelines.ledger import read_ledgers
+from pipelines.ledger import listed_times, read_ledgers
 from pipelines.shard_stats import summarize_shards
 from pipelines.write import MANIFEST_NAME, matching_files, reject_files_pattern, run_of_file, shard_files_pattern
 from unimo_g.config_tools import config_hash, to_dict
@@ -173,12 +173,23 @@ def _run_counts() -> dict:
     return {"inputs_read": 0, "inputs_skipped": 0, "rows": 0, "rejects": 0, "rejects_by_reason": {}}
 
 
-def output_keys(output_dir: str) -> Counter:
-    """Source keys of every row and reject under `output_dir` (the `source_key` / `source` columns)."""
-    keys: Counter = Counter()
-    for pattern, column in ((shard_files_pattern(output_dir), "source_key"), (reject_files_pattern(output_dir), "source")):
+ROW, REJECT = 0, 1  # kinds of output; a row sorts before a reject
+
+
+def output_key_columns(output_dir: str) -> Iterator[tuple[int, str, list]]:
+    """(ROW or REJECT, file path, the source key of each of its rows in order) of every shard and
+    reject file under `output_dir` (the `source_key` / `source` column alone)."""
+    for kind, pattern, column in ((ROW, shard_files_pattern(output_dir), "source_key"),
+                                  (REJECT, reject_files_pattern(output_dir), "source")):
         for path in matching_files(pattern):
-            keys.update(_read_checked(path, [column]).column(column).to_pylist())
+            yield kind, path, _read_checked(path, [column]).column(column).to_pylist()
+
+
+def output_keys(output_dir: str) -> Counter:
+    """Source keys of every row and reject under `output_dir`, counted."""
+    keys: Counter = Counter()
+    for _, _, column in output_key_columns(output_dir):
+        keys.update(column)
     return keys
 
 
@@ -214,13 +225,12 @@ def collect_counts(output_dir: str) -> tuple[dict, dict[str, dict]]:
             run["rejects_by_reason"].setdefault(stage, {}).setdefault(reason, 0)
             run["rejects_by_reason"][stage][reason] += 1
 
-    inputs_by_key: Counter = Counter()
-    for run_id, ledger in read_ledgers(output_dir).items():
+    ledgers = read_ledgers(output_dir)
+    for run_id, ledger in ledgers.items():
         run = runs.setdefault(run_id, _run_counts())
         run["inputs_read"] = sum(ledger["read"].values())
         run["inputs_skipped"] = sum(ledger["skipped"].values())
-        for key, count in (ledger["read"] + ledger["skipped"]).items():
-            inputs_by_key[key] = max(inputs_by_key[key], count)  # every run lists the same inputs again
+    inputs_by_key = listed_times(ledgers)
 
     missing_keys = inputs_by_key - outputs_by_key
     unexpected = outputs_by_key - inputs_by_key

@@ -152,8 +152,10 @@ class RuntimeHandler(ModelHandler):
         return f"unimo_g.{self.stage}"
 
 
-class _IsolatingHandler(RuntimeHandler):
-    """Grounding and segmentation: fault isolation over WorkItems (`run_isolated`)."""
+class IsolatingHandler(RuntimeHandler):
+    """A model stage with fault isolation (`run_isolated`) over items that carry their decoded
+    `sample`: WorkItems (grounding, segmentation), the entity stage's requests. Subclasses give
+    `load_model` and `_infer`."""
 
     def _infer(self, batch: Sequence[WorkItem], model) -> list[WorkItem]:
         raise NotImplementedError
@@ -167,7 +169,7 @@ class _IsolatingHandler(RuntimeHandler):
         return sum(item.sample.pixels.nbytes for item in batch)
 
 
-class GroundingModelHandler(_IsolatingHandler):
+class GroundingModelHandler(IsolatingHandler):
     """WorkItem with phrases -> WorkItem with `groundings` (boxes per phrase), or a model_error Reject."""
 
     stage = "grounding"
@@ -185,7 +187,7 @@ class GroundingModelHandler(_IsolatingHandler):
         ]
 
 
-class SegmentationModelHandler(_IsolatingHandler):
+class SegmentationModelHandler(IsolatingHandler):
     """WorkItem with groundings -> WorkItem with one SAM mask per grounding, or a model_error Reject."""
 
     stage = "segmentation"

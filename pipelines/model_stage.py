@@ -1,6 +1,8 @@
 """A model step of the pipeline: `RunInference` with one of our handlers, its rejects split off.
 
-    WorkItems ─► RunInference(handler) ─► WorkItem | Reject ─► SplitRejects ─► .items, .rejects
+    items ─► RunInference(handler) ─► item | Reject ─► SplitRejects ─► .items, .rejects
+
+Items are WorkItems (grounding, segmentation) or the entity stage's requests.
 
 The handlers turn inputs the model cannot process into `model_error` Rejects (see
 `pipelines.model_handlers.run_isolated`), so one bad image does not fail its bundle and the job.
@@ -21,7 +23,7 @@ REJECTS = "rejects"
 
 
 class _SplitRejectsFn(beam.DoFn):
-    """WorkItem -> main output; Reject -> output `REJECTS`, counted as `reject.<stage>.<reason>`."""
+    """An item -> main output; Reject -> output `REJECTS`, counted as `reject.<stage>.<reason>`."""
 
     def __init__(self, namespace: str):
         self.namespace = namespace
@@ -35,7 +37,7 @@ class _SplitRejectsFn(beam.DoFn):
 
 
 class RunModelStage(beam.PTransform):
-    """PCollection[WorkItem] -> outputs `.items` (PCollection[WorkItem]) and `.rejects` (PCollection[Reject])."""
+    """PCollection of items -> outputs `.items` (the model's results) and `.rejects` (PCollection[Reject])."""
 
     def __init__(self, handler: ModelHandler):
         super().__init__()

@@ -92,6 +92,17 @@ def confine_to_root(path: str, root: str) -> str:
     raise ReadRefused("path_not_allowed", f"{path} is a link to {real}, outside the input folder {root}")
 
 
+def inside_folder(paths: list[str], root: str) -> list[str]:
+    """`paths`, listed in the input folder `root`; ValueError naming the first that is a link leaving
+    it (for files that make up a whole input: a planning error, not one input's reject)."""
+    try:
+        for path in paths:
+            confine_to_root(path, root)
+    except ReadRefused as err:
+        raise ValueError(err.detail) from None
+    return paths
+
+
 def join_remote(base_dir: str, path: str) -> str:
     """A relative `path` under a remote manifest's folder URL, with `.` and `..` resolved."""
     scheme, rest = base_dir.split("://", 1)

@@ -11,40 +11,23 @@ and `verify --write` (or the next run's last step) recounts them.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.ledger import read_ledgers
-from pipelines.write import commit, matching_files, reject_files_pattern, shard_files_pattern, temporary_path
-
-ROW, REJECT = 0, 1  # a row is kept before a reject of the same input
-
-
-def _listed_times(output_dir: str) -> Counter:
-    """How many times each key was listed by the run that listed it most (1 for most inputs)."""
-    times: Counter = Counter()
-    for ledger in read_ledgers(output_dir).values():
-        for key, count in (ledger["read"] + ledger["skipped"]).items():
-            times[key] = max(times[key], count)
-    return times
-
+from pipelines.ledger import listed_times, read_ledgers
+from pipelines.manifest import output_key_columns
+from pipelines.write import commit, temporary_path
 
 def surplus_outputs(output_dir: str) -> dict[str, list[int]]:
     """{file path: row positions to remove} so that each key keeps the outputs it is due."""
-    outputs = []  # (key, kind, path, position)
-    for kind, pattern, column in ((ROW, shard_files_pattern(output_dir), "source_key"),
-                                  (REJECT, reject_files_pattern(output_dir), "source")):
-        for path in matching_files(pattern):
-            with FileSystems.open(path) as handle:
-                keys = pq.read_table(handle, columns=[column]).column(column).to_pylist()
-            outputs += [(key, kind, path, position) for position, key in enumerate(keys)]
     by_key: dict[str, list[tuple]] = defaultdict(list)
-    for key, kind, path, position in outputs:
-        by_key[key].append((kind, path, position))
-    due = _listed_times(output_dir)
+    for kind, path, keys in output_key_columns(output_dir):
+        for position, key in enumerate(keys):
+            by_key[key].append((kind, path, position))
+    due = listed_times(read_ledgers(output_dir))
     surplus: dict[str, list[int]] = defaultdict(list)
     for key, found in by_key.items():
         for _, path, position in sorted(found)[max(1, due[key]):]:

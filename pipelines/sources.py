@@ -32,7 +32,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from pipelines import metrics
 from pipelines.ledger import Ledger, unit_items
 from pipelines.local_checks import input_not_found_message
-from pipelines.read_guard import ReadRefused, confine_to_root
+from pipelines.read_guard import inside_folder
 from pipelines.source_formats import (
     I2D_IMAGE_COLUMNS,
     ReadUnit,
@@ -147,20 +147,10 @@ def _file_units(files: list[str], input_format: str, where: str) -> tuple[str, s
     return fmt, layout, [unit for _, _, unit in kinds]
 
 
-def _inside_folder(paths: list[str], root: str) -> list[str]:
-    """`paths`, listed in the input folder `root`; ValueError naming the first that is a link leaving it."""
-    try:
-        for path in paths:
-            confine_to_root(path, root)
-    except ReadRefused as err:
-        raise ValueError(err.detail) from None
-    return paths
-
-
 def _img2dataset_units(root: str) -> tuple[str, list[ReadUnit]] | None:
     """Detect an img2dataset output folder and its layout; None when it is not one."""
-    tars = _inside_folder(_match(FileSystems.join(root, "*.tar")), root)
-    parquets = _inside_folder(_match(FileSystems.join(root, "*.parquet")), root)
+    tars = inside_folder(_match(FileSystems.join(root, "*.tar")), root)
+    parquets = inside_folder(_match(FileSystems.join(root, "*.parquet")), root)
     if tars:
         by_stem = {stem(p): p for p in parquets}
         units = [ReadUnit("i2d_tar", tar, by_stem.pop(stem(tar), None)) for tar in tars]
@@ -187,7 +177,7 @@ def _folder_units(root: str, keys_per_unit: int) -> list[ReadUnit]:
 def _manifest_units(root: str, input_format: str) -> list[ReadUnit]:
     pattern = "*.jsonl*" if input_format == "jsonl" else "*.parquet"
     listed = _match(FileSystems.join(root, pattern))
-    files = _inside_folder([p for p in listed if input_format != "jsonl" or _is_jsonl(p)], root)
+    files = inside_folder([p for p in listed if input_format != "jsonl" or _is_jsonl(p)], root)
     if not files:
         raise ValueError(f"input folder {root!r} holds no {input_format} manifest")
     return [ReadUnit(input_format, p) for p in files]

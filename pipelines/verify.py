@@ -64,9 +64,9 @@ def _recorded_input(stored: Optional[dict]) -> Optional[tuple[str, str]]:
     path = recorded.get("path")
     if not path:
         return None
-    from pipelines.local_checks import local_refusal
+    from pipelines.local_checks import local_input_missing
 
-    return None if local_refusal(path, "", "resume") else (path, recorded.get("format", "auto"))
+    return None if local_input_missing(path) else (path, recorded.get("format", "auto"))
 
 
 def unprocessed_inputs(output_dir: str, input_path: str, input_format: str = "auto") -> tuple[int, list[str]]:
