@@ -114,3 +114,19 @@ def test_a_run_that_wrote_nothing_does_not_verify(tmp_path):
     (tmp_path / "out").mkdir()
     code, lines = verify(str(tmp_path / "out"), input_path=str(SAMPLE))
     assert code == 1 and f"input {SAMPLE}: 10 inputs, 10 with neither a row nor a reject" in "\n".join(lines)
+
+
+def test_verify_input_names_inputs_added_after_a_finished_run(tmp_path):
+    """A finished, accounted run, and an input that has since gained a photo: not verified, naming it."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for key in ("000000001", "000000002"):
+        shutil.copy(SAMPLE / "00000" / f"{key}.jpg", folder / f"{key}.jpg")
+        shutil.copy(SAMPLE / "00000" / f"{key}.txt", folder / f"{key}.txt")
+    assert beam_runner.main(["--input", str(folder), "--output", str(out), "--config", TINY,
+                             "--progress-interval", "0"]) == 0
+    assert verify(str(out))[0] == 0
+    shutil.copy(SAMPLE / "00000" / "000000003.jpg", folder / "added.jpg")
+    (folder / "added.txt").write_text("a photo added after the run")
+    code, lines = verify(str(out))  # the input the manifest records
+    assert code == 1 and f"input {folder}: 3 inputs, 1 with neither a row nor a reject, e.g. added; " in "\n".join(lines)
