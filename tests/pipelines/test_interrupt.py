@@ -18,6 +18,7 @@ import pytest
 import beam_runner
 from pipelines.interrupt import descendant_pids, resume_command
 from tests.pipelines.test_resume import ONE_AT_A_TIME, ROOT, TINY, make_folder, outputs
+from tests.processes import launched
 
 MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -54,18 +55,18 @@ def test_a_signal_stops_the_whole_run_in_two_lines_and_resume_finishes_it(tmp_pa
     argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--config", TINY, "--input-format", "folder",
             "--set", "near_duplicates.enabled=false", "--progress-interval", "0", *ONE_AT_A_TIME, *mode]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "beam_runner.py"), *argv], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while len(list((out / "shards").glob("*.parquet"))) < 2:
-        assert process.poll() is None, f"the run ended before the signal: {process.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline, "no shard file was committed in time"
-        time.sleep(0.05)
-    if to_group:
-        os.killpg(process.pid, signum)
-    else:
-        os.kill(process.pid, signum)
-    stderr = process.communicate(timeout=60)[1]
+    command = [sys.executable, str(ROOT / "beam_runner.py"), *argv]
+    with launched(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + 180
+        while len(list((out / "shards").glob("*.parquet"))) < 2:
+            assert process.poll() is None, f"the run ended before the signal: {process.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "no shard file was committed in time"
+            time.sleep(0.05)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        stderr = process.communicate(timeout=60)[1]
     after_exit = _files(out)
 
     assert process.returncode == 128 + signum, stderr[-3000:]

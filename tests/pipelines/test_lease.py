@@ -4,6 +4,7 @@ only with --resume, and a run whose lease was taken stops itself."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import beam_runner
 from pipelines.lease import LEASE_NAME, Lease, LeaseHeld, LeaseKeeper, acquire, read_lease, release, renew
 from pipelines.verify import verify
 from tests.pipelines.test_resume import ONE_AT_A_TIME, ROOT, TINY, make_folder, outputs
+from tests.processes import launched
 
 MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -27,7 +29,8 @@ def test_a_second_acquire_is_refused_naming_the_holder(tmp_path):
     out = str(tmp_path / "out")
     first = acquire(out, "run-a", "cmd a")
     assert read_lease(out) == first and (tmp_path / "out" / LEASE_NAME).is_file()
-    with pytest.raises(LeaseHeld, match=r"in use by run run-a \(host .*, pid \d+; renewed 0 s ago, stale after 120 s\)"):
+    held = r"in use by run run-a \(host .*, pid \d+; renewed 0 s ago, stale after 120 s\)"
+    with pytest.raises(LeaseHeld, match=held):
         acquire(out, "run-b", "cmd b")
     with pytest.raises(LeaseHeld):
         acquire(out, "run-b", "cmd b", break_lease=True)  # --break-lease only with --resume
@@ -68,10 +71,12 @@ def test_a_torn_or_foreign_file_is_no_lease(tmp_path):
     assert Lease.from_bytes(Lease("r", "h", 1, "c", 0.0, 0.0, 1.0).to_bytes()).run_id == "r"
 
 
-def _launch(argv: list[str], log: Path) -> subprocess.Popen:
+def _launch(stack: contextlib.ExitStack, argv: list[str], log: Path) -> subprocess.Popen:
+    """A build in a process of its own, its standard error in `log`; killed when `stack` closes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "beam_runner.py"), *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    stderr = stack.enter_context(open(log, "w"))
+    return stack.enter_context(launched([sys.executable, str(ROOT / "beam_runner.py"), *argv], cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=stderr))
 
 
 @pytest.mark.time_limit(300)
@@ -81,8 +86,9 @@ def test_two_launches_at_once_one_runs_the_other_is_refused(tmp_path, mode):
     out = tmp_path / "out"
     argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--config", TINY, "--input-format", "folder",
             "--set", "near_duplicates.enabled=false", "--progress-interval", "0", *mode]
-    launches = [_launch(argv, tmp_path / f"{i}.log") for i in range(2)]
-    codes = sorted(p.wait(timeout=240) for p in launches)
+    with contextlib.ExitStack() as stack:
+        launches = [_launch(stack, argv, tmp_path / f"{i}.log") for i in range(2)]
+        codes = sorted(p.wait(timeout=240) for p in launches)
     logs = [(tmp_path / f"{i}.log").read_text() for i in range(2)]
     assert codes == [0, 2], logs
     assert any("is in use by run" in log or "is not empty" in log for log in logs), logs
@@ -97,17 +103,17 @@ def test_a_resume_during_a_new_run_is_refused_and_deletes_nothing(tmp_path):
     out = tmp_path / "out"
     argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--config", TINY, "--input-format", "folder",
             "--set", "near_duplicates.enabled=false", "--progress-interval", "0", *ONE_AT_A_TIME]
-    first = _launch(argv, tmp_path / "first.log")
-    deadline = time.monotonic() + 180
-    while not list((out / "shards").glob("*.parquet")):
-        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
-        time.sleep(0.05)
-    before = {p.name for p in (out / "shards").glob(".tmp-*")} | {p.name for p in (out / "shards").glob("*.parquet")}
-    assert beam_runner.main([*argv, "--resume"]) == 2
-    assert first.poll() is None, "the first run ended before the resume was refused: the test proves nothing"
-    after = {p.name for p in (out / "shards").iterdir()}
-    assert {name for name in before if name.endswith(".parquet")} <= after  # nothing of the first run deleted
-    assert first.wait(timeout=240) == 0, (tmp_path / "first.log").read_text()[-2000:]
+    with contextlib.ExitStack() as stack:
+        first = _launch(stack, argv, tmp_path / "first.log")
+        deadline = time.monotonic() + 180
+        while not list((out / "shards").glob("*.parquet")):
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+            time.sleep(0.05)
+        before = {p.name for p in (out / "shards").glob("*.parquet")}
+        assert beam_runner.main([*argv, "--resume"]) == 2
+        assert first.poll() is None, "the first run ended before the resume was refused: the test proves nothing"
+        assert before <= {p.name for p in (out / "shards").iterdir()}  # nothing of the first run deleted
+        assert first.wait(timeout=240) == 0, (tmp_path / "first.log").read_text()[-2000:]
     assert verify(str(out))[0] == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["inputs"] == len(inputs) and manifest["counts"]["duplicate_row_ids"] == 0

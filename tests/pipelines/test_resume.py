@@ -18,6 +18,7 @@ import pytest
 import beam_runner
 from pipelines.ledger import read_ledgers
 from pipelines.write import run_of_file
+from tests.processes import launched
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FILES = ROOT / "data" / "sample" / "00000"
@@ -75,8 +76,8 @@ def test_sigkilled_run_resumes_reading_only_what_has_no_output(tmp_path):
                "--config", TINY, "--input-format", "folder", "--progress-interval", "0.5", *ONE_AT_A_TIME]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "killed.log"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    with open(log, "w") as stderr, launched(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=stderr) as process:
         started, deadline = time.monotonic(), time.monotonic() + 300
         while time.monotonic() < deadline and (len(list((out / "shards").glob("*.parquet"))) < 2
                                                or "progress:" not in log.read_text()):
@@ -206,14 +207,16 @@ def test_a_killed_run_with_large_files_keeps_what_it_did_when_files_are_committe
                "--set", "near_duplicates.enabled=false", "--set", "grounding.runtime.batch_size=1",
                "--set", "segmentation.runtime.batch_size=1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(list((out / "shards").glob("*.parquet"))) < 2:
-        assert process.poll() is None, f"the run ended before two files were committed: {process.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    log = tmp_path / "killed.log"
+    with open(log, "w") as stderr, launched(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=stderr) as process:
+        deadline = time.monotonic() + 240
+        while len(list((out / "shards").glob("*.parquet"))) < 2:
+            assert process.poll() is None, f"the run ended before two files were committed: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
     rows, _ = outputs(out)
     assert 2 <= len(rows) < len(inputs)
     assert beam_runner.main(command[2:] + ["--resume", "--break-lease"]) == 0
