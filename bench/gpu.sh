@@ -17,7 +17,7 @@ N="${BENCH_N:-192}"             # samples per pipeline run
 WORKERS="${BENCH_WORKERS:-3}"   # Beam worker processes of run 2b
 BATCH="${BENCH_BATCH:-16}"      # both models' batch size
 # Batched forwards (one per canvas group / per batch): the throughput setting on a GPU. The default,
-# one forward per image, keeps rows bit-identical whatever the batch (README, determinism).
+# one forward per image, keeps rows bit-identical whatever the batch (docs/pipeline/index.md, Determinism).
 FORWARD="--set grounding.forward=canvas --set segmentation.forward=batch"
 TRAIN1_ARGS="${BENCH_TRAIN1_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 1 --resolution 256 --batch-size 32 --steps 6 --warmup 3}"
 TRAIN2_ARGS="${BENCH_TRAIN2_ARGS:---preset sd15 --device cuda --dtype bf16 --stages 2 --batch-size 8 --steps 4 --warmup 2}"

@@ -159,25 +159,25 @@ def run_pre_model(input_dir: Path, config: PipelineConfig) -> list[dict]:
     """Read, check, de-duplicate (exact, near, evaluation), decode the inputs of `input_dir` on the
     DirectRunner; returns the rejects as dicts (stage, reason, source, detail)."""
     from pipelines.build import deduplicate
-    from pipelines.decode import CheckFn, DecodeFn
+    from pipelines.decode import Check, Decode
     from pipelines.near_duplicates import RejectNearDuplicates, uses_hash_keys
     from pipelines.sources import ReadSamples
+    from pipelines.staged import passed
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rejects"
         with beam.Pipeline(runner="DirectRunner") as pipeline:
+            rejects: list = []
             raw = pipeline | "Read" >> ReadSamples(str(input_dir), "folder", config=config.read)
-            checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
-                CheckFn.REJECTS, main="samples")
-            samples, rejects, key_samples = deduplicate(pipeline, checked.samples, str(input_dir), "folder", config)
+            samples = passed(raw | "Check" >> Check(config.phrases.max_caption_chars), rejects)
+            unique, key_samples = deduplicate(pipeline, samples, str(input_dir), "folder", config)
+            samples = passed(unique, rejects)
             if uses_hash_keys(config):
-                near = samples | "NearDuplicates" >> RejectNearDuplicates(key_samples, config)
-                samples, rejects = near.samples, (*rejects, near.rejects)
-            decoded = samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
-                DecodeFn.REJECTS, main="samples")
-            _ = decoded.samples | "Drop" >> beam.Filter(lambda sample: False)
+                samples = passed(samples | "NearDuplicates" >> RejectNearDuplicates(key_samples, config), rejects)
+            samples = passed(samples | "Decode" >> Decode(config.decode), rejects)
+            _ = samples | "Drop" >> beam.Filter(lambda sample: False)
             _ = (
-                (checked[CheckFn.REJECTS], *rejects, decoded[DecodeFn.REJECTS])
+                rejects
                 | "AllRejects" >> beam.Flatten()
                 | "AsJson" >> beam.Map(lambda r: json.dumps(
                     {"stage": r.stage, "reason": r.reason, "source": r.source, "detail": r.detail}))

@@ -135,8 +135,8 @@ class BenchOptions:
         return PEAK_TFLOPS_CUDA_BF16 * 1e12 if self.device == "cuda" and self.dtype == "bf16" else None
 
 
-def bench_argv(options: BenchOptions, stage: int, data: str) -> list[str]:
-    """`trainers.train` arguments of the benchmarked run: the preset plus the options' overrides."""
+def bench_request(options: BenchOptions, stage: int, data: str) -> train.TrainRequest:
+    """The `trainers.train` request of the benchmarked run: the preset plus the options' overrides."""
     # One process, one GPU: "cuda:0", as trainers.distributed.setup_distributed passes a bare "cuda"
     # to torch.cuda.set_device, which refuses a device without an index.
     sets = [
@@ -153,10 +153,8 @@ def bench_argv(options: BenchOptions, stage: int, data: str) -> list[str]:
         sets.append(f"data.num_workers={options.num_workers}")
     if options.encoder_kind() == "tiny":
         sets += ["encoder.model=tiny", "encoder.dtype=fp32", "encoder.revision=null", "encoder.image_size=null"]
-    argv = ["--config", str(PRESETS[options.preset]), "--stage", str(stage), "--data", data, "--output", "unused"]
-    for item in [*sets, *options.overrides]:
-        argv += ["--set", item]
-    return argv
+    return train.TrainRequest(config=str(PRESETS[options.preset]), stage=stage, data=data, output="unused",
+                              overrides=(*sets, *options.overrides))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,8 +163,8 @@ def bench_argv(options: BenchOptions, stage: int, data: str) -> list[str]:
 
 def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
     """Loader alone, trainer, frozen parts and plain loop of one stage (see the module docstring)."""
-    args = train.parse_args(bench_argv(options, stage, data))
-    config = train.load_train_config(args)
+    request = bench_request(options, stage, data)
+    config = train.load_train_config(request)
     dist = setup_distributed(config.device)
     warmup = options.warmup_steps
     loader = time_loader(
@@ -177,7 +175,7 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
 
     random_full = options.encoder_kind() == "random-full"
     encoder = build_random_llava(config.encoder, dist.device) if random_full else None
-    state = train.build_state(args, config, dist, encoder)
+    state = train.build_state(request, config, dist, encoder)
     del encoder  # the state holds it
     if stage == 2 and state.store is None:
         raise ValueError("stage 2 is benchmarked with the attention loss on: lambda_attn must be > 0")
@@ -198,7 +196,7 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
 
     features = None
     if feature_dir is not None:
-        features = bench_features(args, config, dist, feature_dir, options.steps, warmup)
+        features = bench_features(request, config, dist, feature_dir, options.steps, warmup)
         release(dist.device)
 
     cond_tokens = round(frozen["cond_tokens"])
@@ -222,13 +220,14 @@ def bench_stage(options: BenchOptions, stage: int, data: str) -> dict:
     }
 
 
-def bench_features(args, config, dist: DistInfo, feature_dir: str, steps: int, warmup: int) -> dict:
+def bench_features(request: train.TrainRequest, config, dist: DistInfo, feature_dir: str, steps: int,
+                   warmup: int) -> dict:
     """The loader alone and the trainer on the pre-computed features of `feature_dir` (stage 1):
     the state holds neither the encoder nor the VAE, as `trainers.train` builds it for a feature run."""
     loader = time_loader(train.build_stream(feature_dir, config, 1, dist), config.batch_size,
                          (warmup + steps) * config.optim.grad_accum)
     stream = train.build_stream(feature_dir, config, 1, dist)
-    state = train.build_state(args, config, dist, features=train.open_features(stream, config, feature_dir))
+    state = train.build_state(request, config, dist, features=train.open_features(stream, config, feature_dir))
     trainer, _ = time_trainer(state, train.BatchFeed(stream, config.batch_size), steps, warmup)
     del state, stream
     return {"loader": loader, "trainer": trainer}
@@ -239,7 +238,7 @@ def flop_budget(options: BenchOptions, stage: int, data: str) -> dict:
     encoder on `--steps` real batches of the stage (sd15: LLaVA-1.5-7B by `full_encoder_flops`;
     otherwise the preset's encoder run on the CPU), the UNet forward + backward at the encoder's
     mean padded length and the VAE encode on the meta device."""
-    config = train.load_train_config(train.parse_args(bench_argv(options, stage, data)))
+    config = train.load_train_config(bench_request(options, stage, data))
     stream = train.build_stream(data, config, stage, DistInfo(0, 1, 0, torch.device("cpu")))
     iterator = iter(make_loader(stream, config.batch_size))
     batches = [next(iterator) for _ in range(options.steps)]
@@ -251,8 +250,8 @@ def flop_budget(options: BenchOptions, stage: int, data: str) -> dict:
         width = LLAVA_7B_TEXT["hidden_size"]
     else:
         encoder = build_encoder(config.encoder, torch.device("cpu"))
-        counted = [count_flops(encoder, batch["prompts"], batch["entity_images"]) for batch in batches]
-        samples = sum(len(batch["ids"]) for batch in batches)
+        counted = [count_flops(encoder, batch.prompts, batch.entity_images) for batch in batches]
+        samples = sum(len(batch.ids) for batch in batches)
         encoder_flops = sum(flops for flops, _ in counted) / samples
         tokens = sum(out.hidden.shape[0] * out.hidden.shape[1] for _, out in counted) / samples
         width = encoder.hidden_size
@@ -330,7 +329,7 @@ def machine() -> dict:
 def run_bench(options: BenchOptions, work_dir: Path) -> dict:
     """Every stage of `options` (or its FLOP budget with `flops_only`); shards go under `work_dir`."""
     source = list_shards(options.data if options.data is not None else str(pipeline_shards(options.cache_dir)))
-    probe = train.load_train_config(train.parse_args(bench_argv(options, options.stages[0], "unused")))
+    probe = train.load_train_config(bench_request(options, options.stages[0], "unused"))
     batches = (options.warmup_steps + options.steps) * probe.optim.grad_accum
     rows = rows_needed(batches, probe.batch_size, probe.data.num_workers)
     # Row groups of one batch each: the stream deals whole row groups to its units, so every unit

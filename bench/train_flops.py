@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainers.data import SampleBatch
 from unimo_g.devices import resolve_dtype
 from unimo_g.models.denoiser import DENOISER_BUILDERS
 from unimo_g.models.encoder import EncoderConfig, LlavaEncoder, MultimodalEncoder
@@ -112,13 +113,14 @@ def build_random_llava(
     return LlavaEncoder(model, processor, config)
 
 
-def full_encoder_flops(batches: Sequence[dict], max_length: int) -> dict:
+def full_encoder_flops(batches: Sequence[SampleBatch], max_length: int) -> dict:
     """FLOPs per sample the LLaVA-1.5-7B encoder spends on `batches` (`trainers.data.collate`
-    batches), counted on the meta device: the vision tower + projector once per entity image, and
-    the language model on each batch's prompts grouped by their number of entity images, each group
-    padded to its longest prompt, as `MultimodalEncoder.forward` runs it (`per_sample_unpadded`:
-    each prompt alone). The language model counts as its number of
-    layers times one decoder layer (its embedding lookup and final norm are not matrix products).
+    batches; only their `prompts` and `entity_images` are read), counted on the meta device: the
+    vision tower + projector once per entity image, and the language model on each batch's prompts
+    grouped by their number of entity images, each group padded to its longest prompt, as
+    `MultimodalEncoder.forward` runs it (`per_sample_unpadded`: each prompt alone). The language
+    model counts as its number of layers times one decoder layer (its embedding lookup and final
+    norm are not matrix products).
     `padded_tokens_per_sample`: the condition length the UNet then sees (at most `max_length`)."""
     encoder = build_random_llava(EncoderConfig(model="random-full", dtype="bf16"), torch.device("meta"))
     model, lm = encoder.vlm.model, encoder.vlm.model.language_model
@@ -142,7 +144,7 @@ def full_encoder_flops(batches: Sequence[dict], max_length: int) -> dict:
     padded = unpadded = images = samples = tokens = cond_tokens = 0
     for batch in batches:
         texts, pools = [], []
-        for prompt, pool in zip(batch["prompts"], batch["entity_images"], strict=True):
+        for prompt, pool in zip(batch.prompts, batch.entity_images, strict=True):
             text, order = encoder.render(prompt, len(pool))
             texts.append(text)
             pools.append([pool[k].convert("RGB") for k in order])

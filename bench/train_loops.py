@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from bench.train_flops import count_flops
 from trainers import train
 from trainers.config import TrainConfig
-from trainers.data import make_loader
+from trainers.data import Batch, SampleBatch, make_loader
 from trainers.optim import build_optimizer
 from trainers.step import TrainState, autocast, train_step
 from unimo_g.models.denoiser import DENOISER_BUILDERS
@@ -70,7 +70,7 @@ def time_loader(stream, batch_size: int, batches: int) -> dict:
     }
 
 
-def time_trainer(state: TrainState, feed: train.BatchFeed, steps: int, warmup: int) -> tuple[dict, list[dict]]:
+def time_trainer(state: TrainState, feed: train.BatchFeed, steps: int, warmup: int) -> tuple[dict, list[Batch]]:
     """`warmup` untimed steps (the first under the FLOP counter), then `steps` timed steps as
     `trainers.train.train_loop` runs them (next micro-batches, then `train_step`). Returns the
     timings and the timed steps' micro-batches."""
@@ -96,7 +96,7 @@ def time_trainer(state: TrainState, feed: train.BatchFeed, steps: int, warmup: i
         times.append(time.perf_counter() - before)
     _sync(device)
     total = time.perf_counter() - start
-    images = sum(len(batch["ids"]) for batch in kept)
+    images = sum(len(batch.ids) for batch in kept)
     return {
         "steps": steps,
         "images": images,
@@ -111,31 +111,31 @@ def time_trainer(state: TrainState, feed: train.BatchFeed, steps: int, warmup: i
     }, kept
 
 
-def time_frozen(state: TrainState, batches: Sequence[dict]) -> dict:
+def time_frozen(state: TrainState, batches: Sequence[SampleBatch]) -> dict:
     """Seconds per micro-batch of the frozen encoder (processor + forward) and of the VAE encode,
     each timed alone on `batches` (after one untimed call of each on the first batch, under the FLOP
     counter), and of one EMA update; mean condition length T and entity images per sample."""
     device = state.dist.device
     generator = torch.Generator().manual_seed(0)
     first = batches[0]
-    encoder_flops, _ = count_flops(state.encoder, first["prompts"], first["entity_images"])
+    encoder_flops, _ = count_flops(state.encoder, first.prompts, first.entity_images)
     with autocast(state.config, device):  # as the step encodes
-        vae_flops, _ = count_flops(encode_images, state.vae, first["pixel_values"].to(device), generator)
+        vae_flops, _ = count_flops(encode_images, state.vae, first.pixel_values.to(device), generator)
     encoder_s = vae_s = 0.0
     tokens, entities = [], []
     for batch in batches:
         _sync(device)
         start = time.perf_counter()
-        encoded = state.encoder(batch["prompts"], batch["entity_images"])
+        encoded = state.encoder(batch.prompts, batch.entity_images)
         _sync(device)
         middle = time.perf_counter()
         with autocast(state.config, device):
-            encode_images(state.vae, batch["pixel_values"].to(device), generator)
+            encode_images(state.vae, batch.pixel_values.to(device), generator)
         _sync(device)
         encoder_s += middle - start
         vae_s += time.perf_counter() - middle
         tokens.append(max(encoded.hidden.shape[1], state.uncond[0].shape[1]))  # drop_conditions pads to this
-        entities += [len(images) for images in batch["entity_images"]]
+        entities += [len(images) for images in batch.entity_images]
     ema_s = None
     if state.ema is not None:
         updates = min(len(batches), 3)
@@ -146,7 +146,7 @@ def time_frozen(state: TrainState, batches: Sequence[dict]) -> dict:
         _sync(device)
         ema_s = (time.perf_counter() - start) / updates
     count = len(batches)
-    size = len(first["ids"])
+    size = len(first.ids)
     return {
         "encoder_s": encoder_s / count,
         "vae_s": vae_s / count,

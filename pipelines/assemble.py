@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from grounding.phrase_set import row_phrases
+from pipelines.staged import Staged
 from pipelines.work_item import WorkItem
 from segmentation.entity_image import entity_image
 from segmentation.geometry import box_fill, mask_filter_reason
@@ -121,3 +122,14 @@ class AssembleFn(beam.DoFn):
         for reason, count in dropped.items():
             Metrics.counter("unimo_g.entities_dropped", reason).inc(count)
         yield row
+
+
+class Assemble(beam.PTransform):
+    """PCollection[WorkItem] -> Staged(the output rows, no rejects: every item becomes a row)."""
+
+    def __init__(self, config: PipelineConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, items):
+        return Staged(items | beam.ParDo(AssembleFn(self._config)))

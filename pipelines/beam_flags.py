@@ -4,9 +4,10 @@ unknown option at once (importing Beam takes about 2 s).
 `beam_flags.txt` lists the option strings of every Beam `PipelineOptions` class of the release in
 its first line, each with how many values it takes (0, 1 or ?). `known_flags()` returns them only
 when that release is the one installed; otherwise None, and the caller asks Beam itself
-(`beam_runner.unknown_beam_options`, which always runs once Beam is imported). Regenerate after a
-Beam upgrade: `python -m pipelines.beam_flags --write` (tests/test_beam_runner.py checks the file
-against the installed Beam when the releases agree). This module imports Beam only to regenerate.
+(`pipelines.beam_options.unknown_beam_options`, which always runs once Beam is imported).
+Regenerate after a Beam upgrade: `python -m pipelines.beam_flags --write` (tests/test_beam_runner.py
+checks the file against the installed Beam when the releases agree). This module imports Beam only
+to regenerate.
 """
 
 from __future__ import annotations

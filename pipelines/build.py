@@ -8,7 +8,9 @@
     every stage's rejects (model errors of the model steps too) ─► Flatten ─► WriteRejects
     Create([None]) ─► WriteManifest (side inputs: the files WriteShards and WriteRejects committed)
 
-Every input ends as exactly one row or one reject. Bracketed steps run only when configured:
+Every stage returns a `pipelines.staged.Staged`: what passed it, which the next stage takes, and
+its rejects, which `build_pipeline` collects in one list. So every input ends as exactly one row
+or one reject. Bracketed steps run only when configured:
 DoneKeys and SkipWrittenIds for --resume; Filter with rules on the input's provenance (`filters`:
 before anything is decoded; de-duplication only ranks inputs that passed it); RejectNearDuplicates
 when `near_duplicates.enabled` or `exclude.images` (its keys come from the key path `deduplicate`
@@ -24,19 +26,20 @@ from typing import Optional
 import apache_beam as beam
 
 from pipelines import metrics
-from pipelines.assemble import AssembleFn
-from pipelines.decode import CheckFn, DecodeFn, DedupeById, dedupe_ranks, passing_check
+from pipelines.assemble import Assemble
+from pipelines.decode import Check, Decode, DedupeById, dedupe_ranks, passing_check
 from pipelines.entity_stage import ListEntities
-from pipelines.filter_stage import FilterFn, passes_all
+from pipelines.filter_stage import Filter, passes_all
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest
 from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.model_stage import RunModelStage
 from pipelines.near_duplicates import RejectNearDuplicates, WrittenHashes, uses_hash_keys
-from pipelines.phrase_stage import ExtractPhrasesFn
+from pipelines.phrase_stage import ExtractPhrases
 from pipelines.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
 from pipelines.score_stage import ComputeScores
 from pipelines.sources import ReadPlan, ReadSamples
+from pipelines.staged import Staged, passed
 from pipelines.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.schema import reject_schema, shard_schema
@@ -60,78 +63,37 @@ def build_pipeline(
     that long). With `resume`, inputs that already have a row or a reject in `output_dir` are skipped.
     """
     lineage = lineage or {}
-    run = dict(run or {})
-    run.setdefault("id", new_run_id())
-    done_keys = written_ids = None
+    run = {"id": new_run_id(), **(run or {})}
+    done_keys = pipeline | "DoneKeys" >> DoneKeys(output_dir) if resume else None
+    read = ReadSamples(input_path, input_format, ledger=Ledger(output_dir, run["id"]), done=done_keys,
+                       config=config.read)
+    filters, reports = config.filters, {}  # reports: what the manifest records of a step (evaluation images)
+    rejects: list[beam.PCollection] = []  # every step's, in step order
+    samples = passed(pipeline | "Read" >> read | "Check" >> Check(config.phrases.max_caption_chars), rejects)
+    if filters.input_rules:
+        samples = passed(samples | "Filter" >> Filter(filters.input_rules, filters.missing), rejects)
+    unique, key_samples = deduplicate(pipeline, samples, input_path, input_format, config, done_keys)
+    samples = passed(unique, rejects)
     if resume:
-        done_keys = pipeline | "DoneKeys" >> DoneKeys(output_dir)
-        written_ids = pipeline | "WrittenIds" >> WrittenIds(output_dir)
-    ledger = Ledger(output_dir, run["id"])
-    read = ReadSamples(input_path, input_format, ledger=ledger, done=done_keys, config=config.read)
-    raw = pipeline | "Read" >> read
-    checked = raw | "Check" >> beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(
-        CheckFn.REJECTS, main="samples"
-    )
-    passed, filter_rejects = checked.samples, ()
-    if config.filters.input_rules:
-        filtered = checked.samples | "Filter" >> beam.ParDo(
-            FilterFn(config.filters.input_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS, main="samples")
-        passed, filter_rejects = filtered.samples, (filtered[FilterFn.REJECTS],)
-    unique_samples, dedupe_rejects, key_samples = deduplicate(pipeline, passed, input_path, input_format, config,
-                                                              done_keys)
-    if written_ids is not None:
-        unique = unique_samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
-        unique_samples, dedupe_rejects = unique.samples, (*dedupe_rejects, unique.rejects)
-    reports = {}
+        samples = passed(skip_written_ids(pipeline, samples, output_dir), rejects)
     if uses_hash_keys(config):
-        written_hashes = pipeline | "WrittenHashes" >> WrittenHashes(output_dir) if resume else None
-        near_duplicates = RejectNearDuplicates(key_samples, config, written_hashes)
-        near = unique_samples | "NearDuplicates" >> near_duplicates
-        unique_samples, dedupe_rejects = near.samples, (*dedupe_rejects, near.rejects)
-        if near_duplicates.evaluation_summary is not None:
-            reports["evaluation_images"] = near_duplicates.evaluation_summary
-    decoded = unique_samples | "Decode" >> beam.ParDo(DecodeFn(config.decode)).with_outputs(
-        DecodeFn.REJECTS, main="samples"
-    )
-    samples, score_rejects = decoded.samples, ()
+        near, reports = reject_near_duplicates(pipeline, samples, key_samples, config, output_dir, resume)
+        samples = passed(near, rejects)
+    samples = passed(samples | "Decode" >> Decode(config.decode), rejects)
     if config.scores.enabled:
-        scored = samples | "Scores" >> ComputeScores(config.scores, config.exclude, config.read,
-                                                     config.decode.max_pixels)
-        samples, score_rejects = scored["samples"], (scored["rejects"],)
-    if config.filters.computed_rules:  # rules on computed_* scores: after the stage that computes them
-        kept = samples | "FilterScores" >> beam.ParDo(
-            FilterFn(config.filters.computed_rules, config.filters.missing)).with_outputs(FilterFn.REJECTS,
-                                                                                          main="samples")
-        samples, score_rejects = kept.samples, (*score_rejects, kept[FilterFn.REJECTS])
-    if config.entities.source == "spacy":
-        phrased = samples | "Phrases" >> beam.ParDo(
-            ExtractPhrasesFn(config.phrases, config.captions)
-        ).with_outputs(ExtractPhrasesFn.REJECTS, main="items")
-        items, phrase_rejects = phrased.items, phrased[ExtractPhrasesFn.REJECTS]
-    else:  # a model names the entities (the paper's step 1)
-        listed = samples | "Entities" >> ListEntities(config.entities, config.phrases, config.captions)
-        items, phrase_rejects = listed["items"], listed["rejects"]
-    grounded = items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding))
-    segmented = grounded.items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation))
-    rows = segmented.items | "Assemble" >> beam.ParDo(AssembleFn(config))
-    commit_every_s = run.get("commit_every_s") or 0.0
-    shard_files = rows | "WriteShards" >> WriteRolling(
-        output_dir, SHARDS_DIR, shard_schema(lineage), config.write, run["id"], metrics.ROWS, commit_every_s)
-    reject_files = (
-        (
-            checked[CheckFn.REJECTS],
-            *filter_rejects,
-            *dedupe_rejects,
-            decoded[DecodeFn.REJECTS],
-            *score_rejects,
-            phrase_rejects,
-            grounded.rejects,
-            segmented.rejects,
-        )
-        | "AllRejects" >> beam.Flatten()
-        | "WriteRejects" >> WriteRolling(
-            output_dir, REJECTS_DIR, reject_schema(lineage), config.write, run["id"], metrics.REJECTS, commit_every_s)
-    )
+        scores = ComputeScores(config.scores, config.exclude, config.read, config.decode.max_pixels)
+        samples = passed(samples | "Scores" >> scores, rejects)
+    if filters.computed_rules:  # rules on computed_* scores: after the stage that computes them
+        samples = passed(samples | "FilterScores" >> Filter(filters.computed_rules, filters.missing), rejects)
+    items = passed(samples | name_entities(config), rejects)
+    items = passed(items | "Ground" >> RunModelStage(GroundingModelHandler(config.grounding)), rejects)
+    items = passed(items | "Segment" >> RunModelStage(SegmentationModelHandler(config.segmentation)), rejects)
+    rows = passed(items | "Assemble" >> Assemble(config), rejects)
+    write = partial(WriteRolling, output_dir, config=config.write, run_id=run["id"],
+                    commit_every_s=run.get("commit_every_s") or 0.0)
+    shard_files = rows | "WriteShards" >> write(SHARDS_DIR, shard_schema(lineage), counter=metrics.ROWS)
+    reject_files = rejects | "AllRejects" >> beam.Flatten() | "WriteRejects" >> write(
+        REJECTS_DIR, reject_schema(lineage), counter=metrics.REJECT_ROWS)
     _ = pipeline | "Manifest" >> WriteManifest(output_dir, lineage, run, [shard_files, reject_files], reports)
     return read.plan
 
@@ -139,9 +101,9 @@ def build_pipeline(
 def deduplicate(
     pipeline: beam.Pipeline, checked: beam.PCollection, input_path: str, input_format: str, config: PipelineConfig,
     done_keys: Optional[beam.PCollection] = None,
-) -> tuple[beam.PCollection, tuple[beam.PCollection, ...], beam.PCollection]:
-    """The checked samples with one per id, the rejects of the others (none with method "none"),
-    and the key path: the CheckedSamples that the small keys (exact and near-duplicate) are
+) -> tuple[Staged, beam.PCollection]:
+    """Staged(the checked samples with one per id, the rejects of the others; none with method
+    "none"), and the key path: the CheckedSamples that the small keys (exact and near-duplicate) are
     computed from. See `unimo_g.pipeline_config.DedupeConfig` for the methods; with "none" and hash
     keys in use, the keys come from the one read (as with "single_read"). `checked` holds only
     inputs that passed the filters; the second read applies the same filters, so a filtered input is
@@ -149,7 +111,7 @@ def deduplicate(
     as by the first."""
     method = config.dedupe.method
     if method == "none" and not uses_hash_keys(config):
-        return checked, (), checked
+        return Staged(checked), checked
     if method == "reread":  # small keys from a second read (it only hashes): nothing buffers image bytes
         source = pipeline | "ReadForDedupe" >> ReadSamples(
             input_path, input_format, count=False, done=done_keys, config=config.read
@@ -160,6 +122,34 @@ def deduplicate(
     else:  # "single_read", or "none" with hash keys
         key_samples = checked
     if method == "none":
-        return checked, (), key_samples
-    unique = checked | "Dedupe" >> DedupeById(dedupe_ranks(key_samples))
-    return unique.samples, (unique.rejects,), key_samples
+        return Staged(checked), key_samples
+    return checked | "Dedupe" >> DedupeById(dedupe_ranks(key_samples)), key_samples
+
+
+def skip_written_ids(pipeline: beam.Pipeline, samples: beam.PCollection, output_dir: str) -> Staged:
+    """Step SkipWrittenIds (--resume): Staged(the samples whose id has no row in `output_dir` yet,
+    `dedupe`/`duplicate` rejects of the others)."""
+    written_ids = pipeline | "WrittenIds" >> WrittenIds(output_dir)
+    return samples | "SkipWrittenIds" >> SkipWrittenIds(written_ids)
+
+
+def reject_near_duplicates(
+    pipeline: beam.Pipeline, samples: beam.PCollection, key_samples: beam.PCollection, config: PipelineConfig,
+    output_dir: str, resume: bool,
+) -> tuple[Staged, dict]:
+    """Step NearDuplicates: Staged(the samples kept, the near-duplicates and evaluation-image copies
+    rejected), and the manifest's reports ({"evaluation_images": summary} with `exclude.images`).
+    With `resume`, the rows already written in `output_dir` take part, and are always kept."""
+    written_hashes = pipeline | "WrittenHashes" >> WrittenHashes(output_dir) if resume else None
+    near_duplicates = RejectNearDuplicates(key_samples, config, written_hashes)
+    staged = samples | "NearDuplicates" >> near_duplicates
+    summary = near_duplicates.evaluation_summary
+    return staged, {} if summary is None else {"evaluation_images": summary}
+
+
+def name_entities(config: PipelineConfig) -> beam.PTransform:
+    """The paper's step 1, labelled: "Phrases" (spaCy noun phrases of the cleaned caption) or, with
+    `entities.source` mllm / llm, "Entities" (a model names them, `pipelines.entity_stage`)."""
+    if config.entities.source == "spacy":
+        return "Phrases" >> ExtractPhrases(config.phrases, config.captions)
+    return "Entities" >> ListEntities(config.entities, config.phrases, config.captions)

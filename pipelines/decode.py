@@ -1,7 +1,8 @@
 """RawSample -> CheckedSample -> DecodedSample (decoded pixels) or Reject; and de-duplication by id.
 
-`check_sample` and `decode_checked` hold the rules; `CheckFn`, `DecodeFn` and `DedupeById` are thin
-Beam shells with counters. The pipeline checks, de-duplicates, then decodes.
+`check_sample` and `decode_checked` hold the rules; the stages `Check`, `Decode` and `DedupeById`
+(each returns a `pipelines.staged.Staged`) are thin Beam shells with counters. The pipeline checks,
+de-duplicates, then decodes.
 Reject stages and reasons:
 - stage `read`: a source error (reason: the source's token, e.g. `failed_to_download`,
   `missing_image_file`, `bad_manifest_line`; a read refused by `read.*` limits: `path_not_allowed`,
@@ -26,13 +27,12 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines import metrics
+from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.images import ImageRejected, decode_image, hash_pixels, hashes_decoded_pixels, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.provenance import NO_PROVENANCE, Provenance, provenance_from_metadata
 from unimo_g.records import RawSample, Reject
 from unimo_g.schema import sample_id
-
-REJECTS = "rejects"  # tag of the rejects output of DecodeFn and DedupeById
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: pixel arrays do not compare with ==
@@ -167,7 +167,6 @@ def duplicate_reject(element, kept_source_key: str) -> Reject:
 class _RejectingFn(beam.DoFn):
     """Yields results of `_apply`: Rejects to the `REJECTS` output (counted by stage and reason)."""
 
-    REJECTS = REJECTS
     passed_counter = ""
 
     def setup(self):
@@ -187,7 +186,7 @@ class _RejectingFn(beam.DoFn):
 
 
 class CheckFn(_RejectingFn):
-    """RawSample -> CheckedSample (main output) or Reject (output tagged `CheckFn.REJECTS`)."""
+    """RawSample -> CheckedSample (main output) or Reject (output tagged `REJECTS`)."""
 
     passed_counter = metrics.CHECKED
 
@@ -201,10 +200,7 @@ class CheckFn(_RejectingFn):
 
 
 class DecodeFn(_RejectingFn):
-    """CheckedSample -> DecodedSample (main output) or Reject (output tagged `DecodeFn.REJECTS`).
-
-    Use: `beam.ParDo(DecodeFn(config.decode)).with_outputs(DecodeFn.REJECTS, main="samples")`.
-    """
+    """CheckedSample -> DecodedSample (main output) or Reject (output tagged `REJECTS`)."""
 
     passed_counter = metrics.DECODED
 
@@ -213,6 +209,20 @@ class DecodeFn(_RejectingFn):
 
     def _apply(self, sample: CheckedSample):
         return decode_checked(sample, self.config)
+
+
+class Check(DoFnStage):
+    """PCollection[RawSample] -> Staged(CheckedSamples, Rejects of stage `read`)."""
+
+    def __init__(self, max_caption_chars: int):
+        super().__init__(CheckFn(max_caption_chars))
+
+
+class Decode(DoFnStage):
+    """PCollection[CheckedSample] -> Staged(DecodedSamples, Rejects of stage `decode`)."""
+
+    def __init__(self, config: DecodeConfig):
+        super().__init__(DecodeFn(config))
 
 
 class CountAndFirst(beam.CombineFn):
@@ -276,7 +286,7 @@ class DedupeById(beam.PTransform):
     combined per id; each element then learns from a side input whether it is its id's first.
     Nothing shuffles or groups the elements themselves, so no barrier holds the dataset's image
     bytes, which matters on runners that keep such buffers in memory (the DirectRunner).
-    Returns outputs with `.samples` and `.rejects`.
+    Returns a Staged: the kept elements and the `dedupe`/`duplicate` Rejects.
     """
 
     def __init__(self, ranks: beam.PCollection):
@@ -290,6 +300,5 @@ class DedupeById(beam.PTransform):
             | "Repeated" >> beam.Filter(lambda keyed: keyed[1][0] > 1)
             | "FirstRank" >> beam.MapTuple(lambda sample_id, count_first: (sample_id, count_first[1]))
         )
-        return pcoll | "KeepFirst" >> beam.ParDo(
-            _KeepFirstFn(), first_of_repeated=beam.pvalue.AsDict(first_of_repeated)
-        ).with_outputs(REJECTS, main="samples")
+        as_side_input = beam.pvalue.AsDict(first_of_repeated)
+        return pcoll | "KeepFirst" >> DoFnStage(_KeepFirstFn(), first_of_repeated=as_side_input)

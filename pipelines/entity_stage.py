@@ -1,7 +1,7 @@
 """The paper's step 1 as a model stage (`entities.source` mllm or llm): a model names the entities.
 
     DecodedSamples ─► CleanCaptions ─► RunInference(EntityModelHandler) ─► ApplyEntities ─► WorkItems
-    (empty captions, model errors and, with on_failure reject, unparseable replies) ─► .rejects
+    (empty captions, model errors and, with on_failure reject, unparseable replies) ─► Staged.rejects
 
 The handler asks the model (`grounding.entity_models`, or vLLM: `pipelines.entity_vllm`) for each
 request's reply and one strict retry of a reply that fails the check (`grounding.entity_lists`);
@@ -23,10 +23,11 @@ from grounding.entity_lists import EntityResult, replies_with_retry, resolve
 from grounding.entity_models import generate_replies, load_entity_model
 from grounding.phrases import load_nlp
 from pipelines import metrics
-from pipelines.decode import REJECTS, DecodedSample
+from pipelines.decode import DecodedSample
 from pipelines.model_handlers import IsolatingHandler, record_load
 from pipelines.model_stage import RunModelStage
 from pipelines.phrase_stage import clean_sample
+from pipelines.staged import REJECTS, DoFnStage, Staged
 from pipelines.work_item import WorkItem
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
 from unimo_g.records import Reject
@@ -130,7 +131,7 @@ class ApplyEntitiesFn(beam.DoFn):
 
 
 class ListEntities(beam.PTransform):
-    """PCollection[DecodedSample] -> {"items": PCollection[WorkItem], "rejects": PCollection[Reject]}."""
+    """PCollection[DecodedSample] -> Staged(WorkItems, the Rejects of its three steps)."""
 
     def __init__(self, config: EntitiesConfig, phrases: PhraseConfig, captions: CaptionConfig):
         super().__init__()
@@ -140,10 +141,8 @@ class ListEntities(beam.PTransform):
 
     def expand(self, samples):
         handler = EntityModelHandler(self._config)  # its model_error Rejects split off by RunModelStage
-        cleaned = samples | "CleanCaptions" >> beam.ParDo(CleanCaptionFn(self._captions)).with_outputs(
-            REJECTS, main="requests")
-        answered = cleaned.requests | "Model" >> RunModelStage(handler)
-        applied = answered.items | "ApplyEntities" >> beam.ParDo(
-            ApplyEntitiesFn(self._config, self._phrases, self._captions)).with_outputs(REJECTS, main="items")
-        rejects = (cleaned[REJECTS], answered.rejects, applied[REJECTS]) | "EntityRejects" >> beam.Flatten()
-        return {"items": applied.items, "rejects": rejects}
+        cleaned = samples | "CleanCaptions" >> DoFnStage(CleanCaptionFn(self._captions))
+        answered = cleaned.samples | "Model" >> RunModelStage(handler)
+        applied = answered.samples | "ApplyEntities" >> DoFnStage(
+            ApplyEntitiesFn(self._config, self._phrases, self._captions))
+        return Staged(applied.samples, cleaned.rejects + answered.rejects + applied.rejects)

@@ -22,6 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from pipelines import metrics
 from pipelines.sources import ReadSamples
+from pipelines.staged import REJECTS
 from unimo_g.images import ImageRejected, decode_image
 from unimo_g.pipeline_config import DecodeConfig, ReadConfig
 from unimo_g.records import RawSample, Reject
@@ -92,9 +93,7 @@ def closest_reference(
 class ExcludeOverlapFn(beam.DoFn):
     """Scored sample (`.sample`, `.image_embedding`) -> its DecodedSample, or a Reject of stage
     `exclude`, reason `eval_overlap`, detail `evaluation image <name>, cosine <c>` (output `REJECTS`).
-    The side input is the list of (name, embedding) of the evaluation images."""
-
-    REJECTS = "rejects"
+    The side input `references` is the list of (name, embedding) of the evaluation images."""
 
     def __init__(self, threshold: float, decimals: int):
         self.threshold = threshold
@@ -120,6 +119,6 @@ class ExcludeOverlapFn(beam.DoFn):
             yield sample
             return
         Metrics.counter(NAMESPACE, metrics.reject_counter_name(STAGE, REASON)).inc()
-        yield beam.pvalue.TaggedOutput(self.REJECTS, Reject(
+        yield beam.pvalue.TaggedOutput(REJECTS, Reject(
             id=sample.id, source=sample.source_key, stage=STAGE, reason=REASON,
             detail=f"evaluation image {match[0]}, cosine {match[1]:.{self.decimals}f}", provenance=sample.provenance))

@@ -2,9 +2,9 @@
 its lineage and its manifest (folder layout: `unimo_g.features`).
 
     ReadShardRows(id, image, caption; + the unconditional item) ─► Prepare ─► RunInference(VAE)
-        ─► RunInference(encoder) ─► Route ─► WriteFeatures (OUTPUT/features),
-                                             WriteUnconditional (OUTPUT/unconditional, one row)
-    Prepare's and Route's rejects ─► WriteRejects (OUTPUT/rejects)
+        ─► RunInference(encoder) ─► Finish ─► SplitUnconditional (the one row without latents)
+        ─► WriteFeatures (OUTPUT/features), WriteUnconditional (OUTPUT/unconditional, its one row)
+    Prepare's and Finish's rejects ─► Flatten ─► WriteRejects (OUTPUT/rejects)
 
 The unconditional item goes through the same encoder handler as the captions, so a worker loads
 one encoder (the VAE passes it by). Every input row ends as exactly one feature row or one reject.
@@ -28,17 +28,11 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.features_handlers import EncoderHandler, VaeMomentsHandler
-from pipelines.features_stages import (
-    INPUTS,
-    READ_COLUMNS,
-    REJECTS,
-    UNCONDITIONAL,
-    PrepareFn,
-    RouteFn,
-)
+from pipelines.features_stages import INPUTS, READ_COLUMNS, Finish, Prepare, row_partition
 from pipelines.features_read import ReadShardRows, row_group_units
 from pipelines.manifest import count_rejects, library_versions, matching_files
 from pipelines.read_guard import inside_folder
+from pipelines.staged import passed
 from pipelines.write import FILE_SUFFIX, REJECTS_DIR, SHARDS_DIR, WriteParquetRows, WriteRejects
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.devices import check_device_name
@@ -254,26 +248,18 @@ def build_feature_pipeline(
     """Add the whole feature job to `pipeline` (see the module docstring)."""
     schema = feature_schema(spec, layout, lineage)
     units = [unit for f in inputs.files for unit in row_group_units(f.path, f.rows_per_group)]
-    rows = pipeline | "ReadShards" >> ReadShardRows(units)
-    prepared = rows | "Prepare" >> beam.ParDo(PrepareFn(spec.resolution, job.max_pixels)).with_outputs(
-        REJECTS, main="items"
-    )
-    routed = (
-        prepared.items
-        | "EncodeImages" >> RunInference(
-            VaeMomentsHandler(spec, job.device, job.vae_dtype, job.batch_size, layout.latent_shape)
-        )
-        | "EncodeCaptions" >> RunInference(EncoderHandler(spec.encoder, job.device, job.batch_size))
-        | "Route" >> beam.ParDo(RouteFn(spec.storage_dtype)).with_outputs(UNCONDITIONAL, REJECTS, main="rows")
-    )
-    routed.rows | "WriteFeatures" >> WriteParquetRows(output_dir, FEATURES_DIR, schema, job.write)
+    vae = VaeMomentsHandler(spec, job.device, job.vae_dtype, job.batch_size, layout.latent_shape)
+    encoder = EncoderHandler(spec.encoder, job.device, job.batch_size)
+    rejects: list[beam.PCollection] = []  # every stage's, written together
+    shard_rows = pipeline | "ReadShards" >> ReadShardRows(units)
+    items = passed(shard_rows | "Prepare" >> Prepare(spec.resolution, job.max_pixels), rejects)
+    encoded = items | "EncodeImages" >> RunInference(vae) | "EncodeCaptions" >> RunInference(encoder)
+    rows = passed(encoded | "Finish" >> Finish(spec.storage_dtype), rejects)
+    features, unconditional = rows | "SplitUnconditional" >> beam.Partition(row_partition, 2)
+    features | "WriteFeatures" >> WriteParquetRows(output_dir, FEATURES_DIR, schema, job.write)
     one_file = WriteConfig(num_shards=1, compression=job.write.compression, row_group_rows=1)
-    routed[UNCONDITIONAL] | "WriteUnconditional" >> WriteParquetRows(output_dir, UNCONDITIONAL_DIR, schema, one_file)
-    (
-        (prepared[REJECTS], routed[REJECTS])
-        | "AllRejects" >> beam.Flatten()
-        | "WriteRejects" >> WriteRejects(output_dir, lineage, job.write)
-    )
+    unconditional | "WriteUnconditional" >> WriteParquetRows(output_dir, UNCONDITIONAL_DIR, schema, one_file)
+    rejects | "AllRejects" >> beam.Flatten() | "WriteRejects" >> WriteRejects(output_dir, lineage, job.write)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 `prepare_input` turns a shard row (id, image, caption) into an item holding the training image
 (3, R, R) in [-1, 1], built exactly as the trainer builds it (`unimo_g.image_transforms`); the model
 handlers (`pipelines.features_handlers`) add the VAE moments and the encoder's hidden states;
-`finish_item` packs the item into a row of `unimo_g.features.FEATURE_FIELDS`. `PrepareFn` and
-`RouteFn` are the thin Beam shells, with counters in the `features` namespace.
+`finish_item` packs the item into a row of `unimo_g.features.FEATURE_FIELDS`. The stages `Prepare`
+and `Finish` (each returns a `pipelines.staged.Staged`) are the thin Beam shells, with counters in
+the `features` namespace.
 
 Reject stage `features`, reasons: `missing_image`, `empty_caption`, the `ImageRejected` reasons of
 `open_image` (`not_an_image`, `truncated`, `too_many_pixels`, ...), `empty_prompt` (nothing is
@@ -21,6 +22,7 @@ import apache_beam as beam
 import torch
 
 from pipelines.metrics import reject_counter_name
+from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.features import STORAGE_DTYPES, UNCONDITIONAL_ID, feature_row
 from unimo_g.image_transforms import open_image, transform_image
 from unimo_g.images import ImageRejected
@@ -32,9 +34,7 @@ INPUTS = "inputs"  # shard rows read
 ENCODED = "encoded"  # feature rows written (the unconditional row aside)
 REJECTED = "rejected"  # rejects, all reasons
 READ_COLUMNS = ("id", "image", "caption")  # all the job reads of a prompt shard
-
-REJECTS = "rejects"  # tag of the rejects outputs
-UNCONDITIONAL = "unconditional"  # tag of RouteFn's unconditional output
+FEATURE_ROWS, UNCONDITIONAL_ROW = 0, 1  # partitions of the finished rows (`row_partition`)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors do not compare with ==
@@ -104,6 +104,12 @@ def finish_item(item: FeatureItem, storage_dtype: str) -> Union[dict, Reject]:
     return feature_row(item.id, item.hidden, storage_dtype, item.latent_mean, item.latent_std)
 
 
+def row_partition(row: Mapping, partitions: int) -> int:
+    """`beam.Partition` of finished rows: FEATURE_ROWS, or UNCONDITIONAL_ROW for the unconditional
+    item's row, the only row without latents (`finish_item`)."""
+    return UNCONDITIONAL_ROW if row["latent_mean"] is None else FEATURE_ROWS
+
+
 def count_reject(reject: Reject) -> None:
     """Count a reject in total and by stage and reason (`reject.features.<reason>`)."""
     beam.metrics.Metrics.counter(NAMESPACE, REJECTED).inc()
@@ -112,10 +118,7 @@ def count_reject(reject: Reject) -> None:
 
 class PrepareFn(beam.DoFn):
     """Shard row -> FeatureItem (main output) or Reject (output tagged `REJECTS`); the unconditional
-    item passes as it is.
-
-    Use: `beam.ParDo(PrepareFn(R, max_pixels)).with_outputs(REJECTS, main="items")`.
-    """
+    item passes as it is."""
 
     def __init__(self, resolution: int, max_pixels: int):
         self.resolution = resolution
@@ -137,12 +140,9 @@ class PrepareFn(beam.DoFn):
             yield result
 
 
-class RouteFn(beam.DoFn):
-    """Encoded FeatureItem -> feature row (main output), the unconditional row (tagged
-    `UNCONDITIONAL`) or Reject (tagged `REJECTS`).
-
-    Use: `beam.ParDo(RouteFn(storage_dtype)).with_outputs(UNCONDITIONAL, REJECTS, main="rows")`.
-    """
+class FinishFn(beam.DoFn):
+    """Encoded FeatureItem -> its row (main output: the feature rows and the unconditional row) or
+    Reject (output tagged `REJECTS`)."""
 
     def __init__(self, storage_dtype: str):
         self.storage_dtype = storage_dtype
@@ -155,8 +155,23 @@ class RouteFn(beam.DoFn):
         if isinstance(result, Reject):
             count_reject(result)
             yield beam.pvalue.TaggedOutput(REJECTS, result)
-        elif item.unconditional:
-            yield beam.pvalue.TaggedOutput(UNCONDITIONAL, result)
-        else:
+            return
+        if not item.unconditional:
             self.encoded.inc()
-            yield result
+        yield result
+
+
+class Prepare(DoFnStage):
+    """PCollection of shard rows and the unconditional item -> Staged(FeatureItems with their
+    training image, the `features` Rejects of rows that have none)."""
+
+    def __init__(self, resolution: int, max_pixels: int):
+        super().__init__(PrepareFn(resolution, max_pixels))
+
+
+class Finish(DoFnStage):
+    """PCollection of encoded FeatureItems -> Staged(feature rows and the unconditional row, the
+    `features` Rejects: a model stage refused the item, or a value is not finite in `storage_dtype`)."""
+
+    def __init__(self, storage_dtype: str):
+        super().__init__(FinishFn(storage_dtype))

@@ -43,7 +43,7 @@ DUPLICATES = "duplicates"
 
 WRITE = "write"
 ROWS = "rows"  # counter of rows committed; ROWS + "_files" counts the files
-REJECTS = "rejects"
+REJECT_ROWS = "rejects"  # counter of rejects committed; REJECT_ROWS + "_files" counts the files
 
 
 def reject_counter_name(stage: str, reason: str) -> str:

@@ -1,6 +1,6 @@
 """A model step of the pipeline: `RunInference` with one of our handlers, its rejects split off.
 
-    items ─► RunInference(handler) ─► item | Reject ─► SplitRejects ─► .items, .rejects
+    items ─► RunInference(handler) ─► item | Reject ─► SplitRejects ─► Staged(items, rejects)
 
 Items are WorkItems (grounding, segmentation) or the entity stage's requests.
 
@@ -16,10 +16,9 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from pipelines import metrics
+from pipelines.staged import REJECTS, DoFnStage
 from pipelines.work_item import WorkItem
 from unimo_g.records import Reject
-
-REJECTS = "rejects"
 
 
 class _SplitRejectsFn(beam.DoFn):
@@ -37,7 +36,7 @@ class _SplitRejectsFn(beam.DoFn):
 
 
 class RunModelStage(beam.PTransform):
-    """PCollection of items -> outputs `.items` (the model's results) and `.rejects` (PCollection[Reject])."""
+    """PCollection of items -> Staged(the model's results, its `model_error` Rejects)."""
 
     def __init__(self, handler: ModelHandler):
         super().__init__()
@@ -47,7 +46,5 @@ class RunModelStage(beam.PTransform):
         return (
             items
             | "RunInference" >> RunInference(self.handler)
-            | "SplitRejects" >> beam.ParDo(_SplitRejectsFn(self.handler.get_metrics_namespace())).with_outputs(
-                REJECTS, main="items"
-            )
+            | "SplitRejects" >> DoFnStage(_SplitRejectsFn(self.handler.get_metrics_namespace()))
         )

@@ -35,9 +35,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
-from pipelines.decode import REJECTS, CheckedSample, dedupe_rank
+from pipelines.decode import CheckedSample, dedupe_rank
 from pipelines.resume import FromWrittenShards
 from pipelines.sources import ReadSamples
+from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.images import ImageRejected, decode_image, hash_pixels, perceptual_hash
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.records import Reject
@@ -399,7 +400,7 @@ class _ApplyVerdictsFn(beam.DoFn):
 
 
 class RejectNearDuplicates(beam.PTransform):
-    """Checked samples -> outputs `.samples` (kept) and `.rejects` (`dedupe`/`near_duplicate`,
+    """Checked samples -> Staged(the kept samples, Rejects `dedupe`/`near_duplicate` and
     `exclude`/`eval_overlap`), told apart by a side input of the losers only, computed from the
     keys of `key_samples` (CheckedSamples of the key path; see `near_duplicate_keys`). `written`:
     `WrittenHashes` of the output folder with --resume. After expansion, `evaluation_summary` is
@@ -420,6 +421,5 @@ class RejectNearDuplicates(beam.PTransform):
     def expand(self, samples):
         keys = near_duplicate_keys(self.key_samples, self.config)
         verdicts = keys | "Verdicts" >> self.verdicts
-        return samples | "ApplyVerdicts" >> beam.ParDo(
-            _ApplyVerdictsFn(), verdicts=beam.pvalue.AsDict(verdicts)).with_outputs(REJECTS, main="samples")
+        return samples | "ApplyVerdicts" >> DoFnStage(_ApplyVerdictsFn(), verdicts=beam.pvalue.AsDict(verdicts))
 

@@ -11,7 +11,8 @@ from apache_beam.metrics import Metrics
 
 from grounding.phrases import extract_phrase_set, load_nlp
 from pipelines import metrics
-from pipelines.decode import REJECTS, DecodedSample
+from pipelines.decode import DecodedSample
+from pipelines.staged import REJECTS, DoFnStage
 from pipelines.work_item import WorkItem
 from unimo_g.captions import clean_caption
 from unimo_g.pipeline_config import CaptionConfig, PhraseConfig
@@ -42,8 +43,6 @@ class ExtractPhrasesFn(beam.DoFn):
     """DecodedSample -> WorkItem with the cleaned caption, `phrases` with their plural flags and the
     phrases set aside (main output), or a Reject (output tagged `REJECTS`)."""
 
-    REJECTS = REJECTS
-
     def __init__(self, config: PhraseConfig, captions: CaptionConfig | None = None):
         self._config = config
         self._captions = captions or CaptionConfig()
@@ -62,3 +61,11 @@ class ExtractPhrasesFn(beam.DoFn):
         item = phrase_item(sample, caption, self._nlp, self._config)
         self._phrases.update(len(item.phrases))
         yield item
+
+
+class ExtractPhrases(DoFnStage):
+    """PCollection[DecodedSample] -> Staged(WorkItems with the cleaned caption and its phrases, the
+    `empty_after_cleaning` Rejects)."""
+
+    def __init__(self, config: PhraseConfig, captions: CaptionConfig | None = None):
+        super().__init__(ExtractPhrasesFn(config, captions))

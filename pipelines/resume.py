@@ -52,6 +52,7 @@ from pipelines import metrics
 from pipelines.decode import duplicate_reject
 from pipelines.local_checks import LEASE_NAME, not_empty_message, output_is_file_message
 from pipelines.repair import repair
+from pipelines.staged import REJECTS, DoFnStage
 from pipelines.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,
     _is_local, reject_files_pattern, run_of_file, shard_files_pattern, write_table_file,
@@ -273,18 +274,18 @@ class _RejectWrittenIdsFn(beam.DoFn):
             yield sample
             return
         self.duplicates.inc()
-        yield beam.pvalue.TaggedOutput("rejects", duplicate_reject(sample, kept))
+        yield beam.pvalue.TaggedOutput(REJECTS, duplicate_reject(sample, kept))
 
 
 class SkipWrittenIds(beam.PTransform):
     """Samples whose id already has a row (from an earlier run) become `dedupe`/`duplicate` rejects.
-    Returns outputs with `.samples` and `.rejects`."""
+    Returns a `pipelines.staged.Staged`: the samples with no row yet, and those rejects."""
 
     def __init__(self, written: beam.PCollection):
         super().__init__()
         self.written = written
 
     def expand(self, samples):
-        return samples | "RejectWrittenIds" >> beam.ParDo(
-            _RejectWrittenIdsFn(), written=beam.pvalue.AsDict(self.written)).with_outputs("rejects", main="samples")
+        written = beam.pvalue.AsDict(self.written)
+        return samples | "RejectWrittenIds" >> DoFnStage(_RejectWrittenIdsFn(), written=written)
 

@@ -4,8 +4,9 @@
         ─► ExcludeEvalOverlap (side input: evaluation-image embeddings; without `exclude.clip_cosine`
            a plain Unwrap) ─► DecodedSample with computed_* set | Reject(exclude, eval_overlap)
 
-`ComputeScores` returns the scored DecodedSamples (`dataclasses.replace` of the input, so any step
-written for DecodedSamples, such as a filter on `computed_*`, can follow) and the stage's rejects.
+`ComputeScores` returns a `pipelines.staged.Staged`: the scored DecodedSamples (`dataclasses.replace`
+of the input, so any step written for DecodedSamples, such as a filter on `computed_*`, can follow)
+and the stage's rejects.
 The math lives in `unimo_g.models.clip_scorer` / `aesthetic_head`; the semantic evaluation overlap
 in `pipelines.eval_overlap_clip`.
 """
@@ -24,6 +25,7 @@ from pipelines.decode import DecodedSample
 from pipelines.eval_overlap_clip import EvalImageEmbeddings, ExcludeOverlapFn
 from pipelines.model_handlers import RuntimeHandler, record_load, run_isolated
 from pipelines.model_stage import RunModelStage
+from pipelines.staged import DoFnStage, Staged
 from unimo_g.models.aesthetic_head import HeadError, head_layout, load_head, load_state
 from unimo_g.models.clip_scorer import embed_images, load_clip_scorer, score_batch
 from unimo_g.pipeline_config import ExcludeConfig, ReadConfig, ScoresConfig
@@ -130,9 +132,9 @@ class _UnwrapFn(beam.DoFn):
 
 
 class ComputeScores(beam.PTransform):
-    """PCollection[DecodedSample] -> {"samples": PCollection[DecodedSample] with computed_* set,
-    "rejects": PCollection[Reject]} (model errors; with `exclude.images` and `exclude.clip_cosine`,
-    the inputs whose image is a semantic copy of an evaluation image)."""
+    """PCollection[DecodedSample] -> Staged(DecodedSamples with computed_* set, Rejects: model errors
+    and, with `exclude.images` and `exclude.clip_cosine`, the inputs whose image is a semantic copy
+    of an evaluation image)."""
 
     def __init__(self, config: ScoresConfig, exclude: ExcludeConfig = ExcludeConfig(),
                  read: ReadConfig = ReadConfig(), max_pixels: int = 64_000_000):
@@ -150,11 +152,10 @@ class ComputeScores(beam.PTransform):
     def expand(self, samples):
         scored = samples | "Score" >> RunModelStage(ScoreModelHandler(self.config))
         if not self.exclude.images or self.exclude.clip_cosine is None:
-            return {"samples": scored.items | "Unwrap" >> beam.ParDo(_UnwrapFn()), "rejects": scored.rejects}
+            return Staged(scored.samples | "Unwrap" >> beam.ParDo(_UnwrapFn()), scored.rejects)
         references = samples.pipeline | "EvalEmbeddings" >> EvalImageEmbeddings(
             self.exclude.images, ImageEmbeddingHandler(self.config), self.read, self.max_pixels)
-        kept = scored.items | "ExcludeEvalOverlap" >> beam.ParDo(
-            ExcludeOverlapFn(self.exclude.clip_cosine, self.config.score_decimals), beam.pvalue.AsList(references)
-        ).with_outputs(ExcludeOverlapFn.REJECTS, main="samples")
-        rejects = (scored.rejects, kept[ExcludeOverlapFn.REJECTS]) | "ScoreRejects" >> beam.Flatten()
-        return {"samples": kept.samples, "rejects": rejects}
+        kept = scored.samples | "ExcludeEvalOverlap" >> DoFnStage(
+            ExcludeOverlapFn(self.exclude.clip_cosine, self.config.score_decimals),
+            references=beam.pvalue.AsList(references))
+        return Staged(kept.samples, scored.rejects + kept.rejects)

@@ -17,10 +17,11 @@ does not (or the run's last step never wrote manifest.json), naming how many inp
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Optional, Sequence
 
-from unimo_g.usage import OneLineParser, UsageError
+from unimo_g.usage import UsageError, first_paragraph, run_job, spellings
 
 PROG = "python -m pipelines.verify"
 
@@ -132,29 +133,30 @@ def verify(output_dir: str, write: bool = False, input_path: Optional[str] = Non
     return (0 if ok else 1), lines
 
 
-def build_parser(prog: str = PROG) -> OneLineParser:
-    parser = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="output folder of a pipeline run")
     parser.add_argument("--input", help="the run's input: list its keys and name those with no row and no reject "
                                         "(default: the input manifest.json records, when it can be read)")
-    parser.add_argument("--input-format", default="auto", choices=("auto", "img2dataset", "folder", "jsonl", "parquet"),
+    parser.add_argument(*spellings("--input-format"), default="auto",
+                        choices=("auto", "img2dataset", "folder", "jsonl", "parquet"),
                         help="how to read --input (as the build did)")
     parser.add_argument("--repair", action="store_true",
                         help="first remove the outputs overlapping runs wrote twice for one input (one is kept)")
     parser.add_argument("--write", action="store_true", help="rewrite manifest.json from the files")
-    return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
-        args = build_parser(prog).parse_args(argv)
         code, lines = verify(args.output, args.write, args.input, args.input_format, args.repair)
-    except (UsageError, ValueError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # not an output folder, or an input that cannot be listed
+        raise UsageError(str(err)) from None
     for line in lines:
         print(line, file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_job(PROG, add_arguments, run, argv, first_paragraph(__doc__))
 
 
 if __name__ == "__main__":

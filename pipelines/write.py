@@ -1,4 +1,4 @@
-"""Writing sample shards and reject shards (Parquet, schema v1) under one output folder.
+"""Writing sample and reject shards (Parquet, schema v4: `unimo_g.schema.SCHEMA_VERSION`) under one output folder.
 
     OUTPUT/shards/RUN_DIGEST.parquet     one row per sample (`unimo_g.schema.shard_schema`)
     OUTPUT/rejects/RUN_DIGEST.parquet    one row per reject (`unimo_g.schema.reject_schema`)

@@ -1,4 +1,5 @@
-"""beam_runner's command line: unusable arguments exit 2 with one line naming the bad value."""
+"""The build job's command line (`python beam_runner.py`, `unimo-g build`): unusable arguments exit 2
+with one line naming the bad value."""
 
 import os
 import subprocess
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 import beam_runner
+from pipelines import build_command
+from pipelines.beam_options import unknown_beam_options
+from unimo_g.usage import job_parser, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "data" / "sample")
@@ -50,7 +54,7 @@ def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr  # one paragraph: what failed, what was committed, how to go on
-    errors = [line for line in result.stderr.splitlines() if " ERROR beam_runner: " in line]
+    errors = [line for line in result.stderr.splitlines() if " ERROR pipelines.build_command: " in line]
     assert len(errors) == 2 and "the run failed: " in errors[0] and "CUDA is not available" in errors[0]
     assert "continue with: python beam_runner.py" in errors[1] and "--resume" in errors[1]
     assert "--log-level DEBUG shows the traceback" in errors[1]
@@ -76,11 +80,12 @@ def test_a_model_that_cannot_load_is_refused_before_anything_is_written(tmp_path
 
 
 def test_underscore_spellings_stay_aliases():
-    args, rest = beam_runner.build_parser().parse_known_args(
-        ["--input", "i", "--output", "o", "--input_format", "folder", "--log_level", "debug", "--retry_rejects", "a,b"])
-    assert (args.input_format, args.log_level, args.retry_rejects, rest) == ("folder", "DEBUG", "a,b", [])
-    args, _ = beam_runner.build_parser().parse_known_args(["--input", "i", "--output", "o", "--input-format", "jsonl"])
-    assert args.input_format == "jsonl"
+    parser = job_parser("beam_runner.py", build_command.add_arguments)
+    args = parse(parser, ["--input", "i", "--output", "o", "--input_format", "folder", "--log_level", "debug",
+                          "--retry_rejects", "a,b", "--direct_num_workers=2"])
+    assert (args.input_format, args.log_level, args.retry_rejects) == ("folder", "DEBUG", "a,b")
+    assert args.passthrough == ["--direct_num_workers=2"]  # Beam's own options, in Beam's spelling
+    assert parse(parser, ["--input", "i", "--output", "o", "--input-format", "jsonl"]).input_format == "jsonl"
 
 
 def test_the_shipped_beam_flags_are_the_installed_beams():
@@ -93,10 +98,10 @@ def test_the_shipped_beam_flags_are_the_installed_beams():
     assert flags == live_flags()
     for argv in (["--runner=DirectRunner", "--direct_num_workers", "2", "--runer=X"], ["--no_auth", "stray"],
                  ["--experiments", "a", "--experiments=b", "--update_compatibility_version"], ["--bogus", "1"]):
-        assert unknown_options(argv, flags) == beam_runner.unknown_beam_options(argv), argv
+        assert unknown_options(argv, flags) == unknown_beam_options(argv), argv
 
 
 def test_beam_options_pass_and_only_unknown_ones_are_refused():
-    assert beam_runner.unknown_beam_options(["--runner=DirectRunner", "--direct_num_workers=2",
+    assert unknown_beam_options(["--runner=DirectRunner", "--direct_num_workers=2",
                                              "--direct_running_mode", "multi_processing"]) == []
-    assert beam_runner.unknown_beam_options(["--runer=DataflowRunner"]) == ["--runer=DataflowRunner"]
+    assert unknown_beam_options(["--runer=DataflowRunner"]) == ["--runer=DataflowRunner"]

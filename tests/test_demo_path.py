@@ -1,6 +1,7 @@
 """The README's demo path end to end on real pipeline output: the pipeline on the bundled sample (tiny
-preset) -> gallery -> stage 1 -> stage 2 from stage 1 -> generate, each through the entry point of the
-command the README gives (`main(argv)`, with the README's arguments; fewer steps), in a fresh folder."""
+preset) -> gallery -> stage 1 -> stage 2 from stage 1 -> generate, each through the job's own entry point
+(`main(argv)`, which takes the flags of the `unimo-g` command the README gives, with the README's arguments;
+fewer steps), in a fresh folder."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 PIPELINE_CONFIG = ROOT / "configs" / "tiny.yaml"
 TRAIN_CONFIG = ROOT / "configs" / "train_tiny.yaml"
-STEPS = 3  # per stage: the README trains 20; enough here to write checkpoints and meet entity images
+STEPS = 3  # per stage: the README trains 10 (20 from features); enough here to write checkpoints and meet entity images
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.time_limit(600)]
 
@@ -63,7 +64,7 @@ def test_pipeline_gallery_stage1_stage2_generate(tmp_path, monkeypatch):
     # 4. ... --stage 2 --data demo_output --output runs/s2 --init-from runs/s1 (main() runs exactly this, with no hook)
     seen = []
     args = train.parse_args([*common, "--stage", "2", "--output", "runs/s2", "--init-from", "runs/s1"])
-    train.run(args, on_batch=lambda step, batch: seen.extend(i for images in batch["entity_images"] for i in images))
+    train.run(args, on_batch=lambda step, batch: seen.extend(i for images in batch.entity_images for i in images))
     assert seen, "stage 2 met no entity image"
     pipeline_crops = {_rgb(crop) for crop in crops}
     for image in seen:  # the pipeline's own crops, substituted at load time

@@ -1,4 +1,6 @@
 """The training config: one frozen dataclass tree, loaded from a YAML preset plus `--set` overrides.
+A section's class lives beside the code it configures (`DataConfig` in trainers/data.py,
+`OptimConfig` in trainers/optim.py, `EMAConfig` in trainers/ema.py); `TrainConfig` gathers them.
 
 The stage (1: text-to-image pre-training, 2: multimodal instruction tuning) is a command-line
 argument, not a config key: one preset serves both stages, and only values that depend on the
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from trainers.data import DataConfig
+from trainers.ema import EMAConfig
+from trainers.optim import OptimConfig
 from unimo_g.checkpoint_format import ModelSpec
 from unimo_g.devices import check_device_name
 from unimo_g.diffusion.schedule import NoiseScheduleConfig
@@ -18,64 +22,7 @@ from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.pipeline_config import EntityImageConfig
 
-STAGE_LR = {1: 5e-5, 2: 1e-5}  # learning rate when optim.lr is not set
 MIXED_PRECISION = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warm-up to a constant learning rate.
-
-    lr: peak learning rate; None takes the stage's default (`STAGE_LR`: 5e-5 stage 1, 1e-5 stage 2).
-    warmup_steps: optimizer steps of linear warm-up from lr / warmup_steps to lr.
-    grad_clip: maximum global gradient norm; 0 turns clipping off.
-    grad_accum: micro-batches per optimizer step (effective batch = batch_size * grad_accum * world size).
-    """
-
-    lr: Optional[float] = None
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-
-    def __post_init__(self):
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0 or null, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"optim.betas must be in [0, 1), got {list(self.betas)}")
-        if self.eps <= 0:
-            raise ValueError(f"optim.eps must be > 0, got {self.eps!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if self.grad_clip < 0:
-            raise ValueError(f"optim.grad_clip must be >= 0 (0: off), got {self.grad_clip!r}")
-        if self.grad_accum < 1:
-            raise ValueError(f"optim.grad_accum must be >= 1, got {self.grad_accum!r}")
-
-    def lr_for(self, stage: int) -> float:
-        """The peak learning rate of `stage`: `lr` when set, else the stage's default."""
-        return self.lr if self.lr is not None else STAGE_LR[stage]
-
-
-@dataclass(frozen=True)
-class EMAConfig:
-    """Exponential moving average of the denoiser's weights (what the generator uses by default).
-
-    decay: the EMA decay; with `warmup`, update n uses min(decay, (1 + n) / (10 + n)) so that
-    short runs and early checkpoints are not dominated by the initial weights.
-    """
-
-    enabled: bool = True
-    decay: float = 0.9999
-    warmup: bool = True
-
-    def __post_init__(self):
-        if not 0.0 <= self.decay < 1.0:
-            raise ValueError(f"ema.decay must be in [0, 1), got {self.decay!r}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Training samples streamed from Parquet prompt shards (schema v1), for both training stages.
+"""Training samples streamed from Parquet prompt shards (the `unimo_g.schema` contract), for both training stages.
 
 One epoch is shared by U = world_size * num_workers "units", one per (rank, DataLoader worker).
 Its row groups are listed in one order, the same on every rank and worker: files in an order
@@ -31,14 +31,15 @@ num_workers batches of each rank in "rows" assignment, up to one row group more 
 "row_groups" assignment. Use `make_loader` (it sets num_workers from the config and
 persistent_workers=False, so `set_epoch` reaches new workers).
 
-Per sample (a dict): "id"; "caption"; "pixel_values" (3, R, R) float32 in [-1, 1]; "prompt", a
-tuple of PromptPart; "entity_images", PIL RGB images of the substituted entities;
-"entity_masks" (K, R, R) float32 in [0, 1], each entity's mask transformed exactly like the
-target image. Stage 1 prompts are the caption alone (K = 0).
+Rows are read column by column into typed records (`unimo_g.shard_rows.ShardRow`, with its
+`Entity`s and `Mask`s); each row becomes a `TrainingSample`, and the loader collates them into
+`SampleBatch`es. Stage 1 prompts are the caption alone (K = 0 entities).
 
 Feature files (`unimo_g.features`: pre-computed VAE posteriors and caption encodings) stream the
-same way, stage 1 only; their samples and batches are `trainers.feature_data`'s. The kind is read
-from the footers: all files of a stream are one kind.
+same way, stage 1 only; their rows, samples and batches are `unimo_g.feature_rows.FeatureRow`,
+`trainers.feature_data.FeatureSample` and `FeatureBatch`. The kind is read from the footers (all
+files of a stream are one kind) and picks how rows are read; from there on, code dispatches on
+the type of the row, sample or batch.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import posixpath
 import random
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import fsspec
 import numpy as np
@@ -70,20 +71,30 @@ from trainers.epoch_order import (
     row_group_order,
     unit_order,
 )
-from trainers.feature_data import FEATURE_COLUMNS, STAGE2_REFUSED, build_feature_sample, collate_features
+from trainers.feature_data import (
+    FEATURE_COLUMNS,
+    STAGE2_REFUSED,
+    FeatureBatch,
+    FeatureSample,
+    build_feature_sample,
+    collate_features,
+    pin_tensors,
+)
 from trainers.prompts import choose_entities, substituted_prompt
 from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
 from unimo_g.image_transforms import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
 from unimo_g.images import ImageRejected
 from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.config_tools import ConfigError, from_dict
-from unimo_g.records import PromptPart
+from unimo_g.feature_rows import FeatureRow, feature_rows
+from unimo_g.records import PromptPart, ShardRow
 from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version, lineage_of
+from unimo_g.shard_rows import ENTITIES_COLUMN, ROW_COLUMNS, shard_rows
 
 logger = logging.getLogger(__name__)
 
-STAGE_COLUMNS = {1: ["id", "image", "caption"], 2: ["id", "image", "caption", "entities"]}
+STAGE_COLUMNS = {1: list(ROW_COLUMNS), 2: [*ROW_COLUMNS, ENTITIES_COLUMN]}
 SAMPLES, FEATURES = "samples", "features"  # the two kinds of files a stream reads
 OPEN_FILES = 4  # Parquet files a worker keeps open at once
 LEGACY_IDENTITY = {"assignment": ROWS}  # what a resume state saved before "assignment" existed used
@@ -206,31 +217,69 @@ def entity_image_config(file: str) -> EntityImageConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoding and transforming one sample
+# Samples and batches
 
 
-def build_sample(row: dict, config: DataConfig, stage: int, rng: random.Random) -> dict:
+@dataclass(frozen=True)
+class TrainingSample:
+    """One training sample of a prompt shard row: `pixel_values` (3, R, R) float32 in [-1, 1], the
+    target image; `prompt` the interleaved prompt, whose `PromptPart(entity=k)` is `entity_images[k]`
+    (PIL RGB) with mask `entity_masks[k]` ((K, R, R) float32 in [0, 1], transformed exactly like
+    the target image). A text-only sample has K = 0."""
+
+    id: str
+    caption: str
+    pixel_values: torch.Tensor
+    prompt: tuple[PromptPart, ...]
+    entity_images: list
+    entity_masks: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """`TrainingSample`s collated (`collate`): `pixel_values` (B, 3, R, R); `entity_masks`
+    (B, Kmax, R, R) zero-padded, with `entity_valid` (B, Kmax) bool True at real entities; ids,
+    captions, prompts and entity images as lists of B."""
+
+    ids: list[str]
+    captions: list[str]
+    pixel_values: torch.Tensor
+    prompts: list[tuple[PromptPart, ...]]
+    entity_images: list[list]
+    entity_masks: torch.Tensor
+    entity_valid: torch.Tensor
+
+    def pin_memory(self) -> SampleBatch:
+        return pin_tensors(self)
+
+
+Batch = Union[SampleBatch, FeatureBatch]  # what the loader yields, by the stream's kind
+
+
+def build_sample(row: ShardRow, config: DataConfig, stage: int, rng: random.Random) -> TrainingSample:
     """One training sample from a shard row (`rng` draws the stage-2 substitutions)."""
-    image = open_image(row["image"], config.max_pixels)
+    image = open_image(row.image, config.max_pixels)
     resolution = config.resolution
-    caption = row["caption"]
-    sample = {"id": row["id"], "caption": caption, "pixel_values": transform_image(image, resolution)}
-    entities = (row.get("entities") or []) if stage == 2 else []
+    entities = row.entities if stage == 2 else ()
     chosen = choose_entities(len(entities), rng, config.substitute_prob, config.text_only_prob, config.max_entities)
-    spans = [(entity["start"], entity["end"]) for entity in entities]
-    prompt, kept = substituted_prompt(caption, spans, chosen, config.compose_mode)
+    spans = [(entity.start, entity.end) for entity in entities]
+    prompt, kept = substituted_prompt(row.caption, spans, chosen, config.compose_mode)
     masks = []
     for k in kept:
-        mask = entities[k]["mask"]
-        if tuple(mask["size"]) != (image.height, image.width):
+        mask = entities[k].mask
+        if tuple(mask.size) != (image.height, image.width):
             raise ValueError(
-                f"entity {k}: mask size {list(mask['size'])} differs from the image's [{image.height}, {image.width}]"
+                f"entity {k}: mask size {list(mask.size)} differs from the image's [{image.height}, {image.width}]"
             )
-        masks.append(transform_mask(decode_mask(mask["size"], mask["counts"]), resolution))
-    sample["prompt"] = prompt if prompt else (PromptPart(text=caption),)
-    sample["entity_images"] = [open_image(entities[k]["image"], config.max_pixels) for k in kept]
-    sample["entity_masks"] = torch.stack(masks) if masks else torch.zeros(0, resolution, resolution)
-    return sample
+        masks.append(transform_mask(decode_mask(mask.size, mask.counts), resolution))
+    return TrainingSample(
+        id=row.id,
+        caption=row.caption,
+        pixel_values=transform_image(image, resolution),
+        prompt=prompt if prompt else (PromptPart(text=row.caption),),
+        entity_images=[open_image(entities[k].image, config.max_pixels) for k in kept],
+        entity_masks=torch.stack(masks) if masks else torch.zeros(0, resolution, resolution),  # (K, R, R)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +436,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         groups = epoch_row_groups(self.row_groups, file_order, group_rng)
         return row_group_order(self.row_groups, groups, unit, self.units, buffer, rng)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[TrainingSample | FeatureSample]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         if workers != self.workers:
@@ -406,7 +455,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 try:
                     yield self._build(row)
                 except (ImageRejected, OSError, ValueError) as err:
-                    where = f"{self.files[key[0]]}: row {key[1]} (id {row['id']})"
+                    where = f"{self.files[key[0]]}: row {key[1]} (id {row.id})"
                     if not self.config.skip_corrupt:
                         raise ShardError(f"{where}: {err}") from err
                     logger.warning("skipping row %s: %s", where, err)
@@ -414,10 +463,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         finally:
             reader.close()
 
-    def _build(self, row: dict) -> dict:
-        if self.kind == FEATURES:
+    def _build(self, row: ShardRow | FeatureRow) -> TrainingSample | FeatureSample:
+        if isinstance(row, FeatureRow):
             return build_feature_sample(row, self.feature_spec, self.feature_layout)
-        rng = random.Random(derive_seed(self.seed, "sample", self.epoch, row["id"]))
+        rng = random.Random(derive_seed(self.seed, "sample", self.epoch, row.id))
         return build_sample(row, self.config, self.stage, rng)
 
 
@@ -443,22 +492,25 @@ def _one_kind(files: Sequence[str], footers: Sequence[Optional[tuple]]) -> str:
 class _RowReader:
     """Reads the rows of a unit's remaining order, one row group at a time, keeping only rows
     still to come and dropping each once taken (memory ~ the shuffle buffer's rows plus the
-    unit's rows of one row group: a whole row group in "row_groups" assignment)."""
+    unit's rows of one row group: a whole row group in "row_groups" assignment). Rows are typed
+    records of the stream's kind: `ShardRow`s, or `FeatureRow`s of a feature stream."""
 
     def __init__(self, stream: ShardStream, keys: Sequence[tuple[int, int]]):
         self.stream = stream
-        self.columns = FEATURE_COLUMNS if stream.kind == FEATURES else STAGE_COLUMNS[stream.stage]
+        features = stream.kind == FEATURES
+        self.columns = FEATURE_COLUMNS if features else STAGE_COLUMNS[stream.stage]
+        self.read_rows = feature_rows if features else shard_rows  # an Arrow table -> its typed rows
         self.starts = [np.cumsum([0, *counts]).tolist() for counts in stream.row_groups]  # row-group offsets
         self.wanted: dict[tuple[int, int], set[int]] = {}
         for file, row in keys:
             self.wanted.setdefault((file, self._group(file, row)), set()).add(row)
-        self.rows: dict[tuple[int, int], Optional[dict]] = {}
+        self.rows: dict[tuple[int, int], Optional[ShardRow | FeatureRow]] = {}
         self.handles: OrderedDict = OrderedDict()
 
     def _group(self, file: int, row: int) -> int:
         return bisect.bisect_right(self.starts[file], row) - 1
 
-    def take(self, key: tuple[int, int]) -> Optional[dict]:
+    def take(self, key: tuple[int, int]) -> Optional[ShardRow | FeatureRow]:
         if key not in self.rows:
             self._load(key[0], self._group(*key))
         return self.rows.pop(key)
@@ -469,7 +521,7 @@ class _RowReader:
             table = self._parquet(file).read_row_group(group, columns=self.columns)
             self.stream.stats["row_groups_read"] += 1
             self.stream.stats["rows_read"] += table.num_rows
-            taken = table.take(pa.array([row - self.starts[file][group] for row in rows])).to_pylist()
+            taken = self.read_rows(table.take(pa.array([row - self.starts[file][group] for row in rows])))
         except (pa.ArrowException, OSError) as err:
             if not self.stream.config.skip_corrupt:
                 raise ShardError(f"{self.stream.files[file]}: cannot read row group {group}: {err}") from err
@@ -497,37 +549,44 @@ class _RowReader:
 # Batching
 
 
-def collate(samples: Sequence[dict]) -> dict:
-    """A batch: pixel_values (B, 3, R, R); entity_masks (B, Kmax, R, R) zero-padded with
-    entity_valid (B, Kmax) bool; prompts, entity_images, ids and captions as lists."""
-    resolution = samples[0]["pixel_values"].shape[-1]
-    most = max(len(s["entity_images"]) for s in samples)
-    masks = torch.zeros(len(samples), most, resolution, resolution)
-    valid = torch.zeros(len(samples), most, dtype=torch.bool)
+def collate(samples: Sequence[TrainingSample]) -> SampleBatch:
+    """A `SampleBatch` of `samples`, entity masks zero-padded to the batch's most entities."""
+    resolution = samples[0].pixel_values.shape[-1]
+    most = max(len(s.entity_images) for s in samples)
+    masks = torch.zeros(len(samples), most, resolution, resolution)  # (B, Kmax, R, R)
+    valid = torch.zeros(len(samples), most, dtype=torch.bool)  # (B, Kmax)
     for b, sample in enumerate(samples):
-        count = sample["entity_masks"].shape[0]
-        masks[b, :count] = sample["entity_masks"]
+        count = sample.entity_masks.shape[0]
+        masks[b, :count] = sample.entity_masks
         valid[b, :count] = True
-    return {
-        "ids": [s["id"] for s in samples],
-        "captions": [s["caption"] for s in samples],
-        "pixel_values": torch.stack([s["pixel_values"] for s in samples]),
-        "prompts": [s["prompt"] for s in samples],
-        "entity_images": [s["entity_images"] for s in samples],
-        "entity_masks": masks,
-        "entity_valid": valid,
-    }
+    return SampleBatch(
+        ids=[s.id for s in samples],
+        captions=[s.caption for s in samples],
+        pixel_values=torch.stack([s.pixel_values for s in samples]),  # (B, 3, R, R)
+        prompts=[s.prompt for s in samples],
+        entity_images=[s.entity_images for s in samples],
+        entity_masks=masks,
+        entity_valid=valid,
+    )
+
+
+def collate_samples(samples: Sequence[TrainingSample] | Sequence[FeatureSample]) -> Batch:
+    """The batch of `samples`, by their type: a `SampleBatch`, or a `FeatureBatch` of `FeatureSample`s
+    (a stream yields one type)."""
+    if isinstance(samples[0], FeatureSample):
+        return collate_features(samples)
+    return collate(samples)
 
 
 def make_loader(stream: ShardStream, batch_size: int, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """The DataLoader the stream's resume arithmetic assumes (workers from the config, rebuilt each
-    iteration so that `set_epoch` / `load_state_dict` reach them), with the collate of its kind."""
+    iteration so that `set_epoch` / `load_state_dict` reach them), collating by the samples' type."""
     workers = stream.config.num_workers
     return torch.utils.data.DataLoader(
         stream,
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=collate_features if stream.kind == FEATURES else collate,
+        collate_fn=collate_samples,
         persistent_workers=False,
         pin_memory=pin_memory,
     )

@@ -6,10 +6,28 @@ attention-capture processors and DDP wrappers stay out of it), on the parameters
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """Exponential moving average of the denoiser's weights (what the generator uses by default).
+
+    decay: the EMA decay; with `warmup`, update n uses min(decay, (1 + n) / (10 + n)) so that
+    short runs and early checkpoints are not dominated by the initial weights.
+    """
+
+    enabled: bool = True
+    decay: float = 0.9999
+    warmup: bool = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"ema.decay must be in [0, 1), got {self.decay!r}")
 
 
 class EMA:

@@ -5,8 +5,9 @@ between each substituted entity's cross-attention map and its mask (captured onl
 A sample's condition is replaced by the empty prompt's encoding with probability `cond_dropout`;
 a dropped sample has no entities left, so it leaves the attention loss.
 
-A batch of pre-computed features (`trainers.feature_data.collate_features`, stage 1) holds the VAE
-posterior and the caption's encoder states instead of pixels and prompts: the step draws its
+A `FeatureBatch` of pre-computed features (`trainers.feature_data`, stage 1) holds the VAE
+posterior and the caption's encoder states instead of the pixels and prompts of a `SampleBatch`
+(`trainers.data`); `step_inputs` dispatches on the batch's type. The step draws its
 latents from the posterior with the same generator at the same point, so it computes what the
 step on the images and captions those features came from computes. Then neither the encoder
 nor the VAE is needed (`TrainState.encoder` and `.vae` are None).
@@ -18,6 +19,7 @@ uninterrupted one draws, and ranks draw differently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -29,13 +31,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from trainers.config import TrainConfig
+from trainers.data import Batch, SampleBatch
 from trainers.distributed import DistInfo
 from trainers.ema import EMA
+from trainers.feature_data import FeatureBatch
 from unimo_g.diffusion.conditioning import drop_conditions
 from unimo_g.diffusion.losses import attention_loss, attention_maps_per_entity, diffusion_loss, total_loss
 from unimo_g.models.attention import AttentionStore
 from unimo_g.models.denoiser import Denoiser
-from unimo_g.models.encoder import MultimodalEncoder
+from unimo_g.models.encoder import EncodedPrompt, MultimodalEncoder
 from unimo_g.models.vae import encode_images, sample_latents
 from unimo_g.pipeline_config import EntityImageConfig
 
@@ -94,27 +98,59 @@ def autocast(config: TrainConfig, device: torch.device):
     return nullcontext()
 
 
-def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Scalar losses of one micro-batch (a `trainers.data.collate` batch, or a
-    `trainers.feature_data.collate_features` one): LOSS_KEYS, of which "loss" carries the graph;
-    "loss_attn" is 0 when the attention loss is off or has no entity. "mix" holds the micro-batch's
-    MIX_KEYS counts, (4,) float on the CPU."""
+@dataclass
+class StepInputs:
+    """What a step takes of a micro-batch: `latents` (B, C, h, w) float32 drawn from the VAE
+    posterior, `hidden` (B, T, D) and `hidden_mask` (B, T) bool, its conditions, all on the device;
+    `prompt` the encoder's output (None for pre-computed features: they hold no entity tokens);
+    `entity_valid` (B, K) bool on the CPU, the data's entity images (K = 0 for features), and
+    `entity_masks` (B, K, R, R) their masks in the target image's frame (None for features)."""
+
+    latents: torch.Tensor
+    hidden: torch.Tensor
+    hidden_mask: torch.Tensor
+    entity_valid: torch.Tensor
+    prompt: Optional[EncodedPrompt] = None
+    entity_masks: Optional[torch.Tensor] = None
+
+
+@functools.singledispatch
+def step_inputs(batch: Batch, state: TrainState, generator: torch.Generator) -> StepInputs:
+    """The `StepInputs` of `batch`: a `SampleBatch` through the VAE and the encoder, a
+    `FeatureBatch` from its stored posterior and encoder states. The posterior draw comes first
+    either way, so both draw the same from `generator`."""
+    raise TypeError(f"not a training batch: {type(batch).__name__}")
+
+
+@step_inputs.register(SampleBatch)
+def _sample_inputs(batch: SampleBatch, state: TrainState, generator: torch.Generator) -> StepInputs:
     device = state.dist.device
-    encoded = None
-    if "latent_mean" in batch:  # pre-computed features: the posterior draw comes first, as in encode_images
-        mean, std = batch["latent_mean"].to(device), batch["latent_std"].to(device)
-        latents = sample_latents(mean, std, generator)  # (B, C, h, w)
-        hidden, hidden_mask = batch["hidden"].to(device), batch["hidden_mask"].to(device)  # (B, T, D), (B, T)
-    else:
-        with autocast(state.config, device):  # bf16 runs encode in bf16 too (fp32 convs would cost more than the UNet)
-            latents = encode_images(state.vae, batch["pixel_values"].to(device), generator)  # (B, C, h, w) float32
-        encoded = state.encoder(batch["prompts"], batch["entity_images"])
-        hidden, hidden_mask = encoded.hidden, encoded.attention_mask
-    latents = latents.contiguous()  # the VAE may return channels-last: one layout, the same numerics, for both
+    with autocast(state.config, device):  # bf16 runs encode in bf16 too (fp32 convs would cost more than the UNet)
+        latents = encode_images(state.vae, batch.pixel_values.to(device), generator)  # (B, C, h, w) float32
+    encoded = state.encoder(batch.prompts, batch.entity_images)
+    return StepInputs(latents, encoded.hidden, encoded.attention_mask, batch.entity_valid, encoded, batch.entity_masks)
+
+
+@step_inputs.register(FeatureBatch)
+def _feature_inputs(batch: FeatureBatch, state: TrainState, generator: torch.Generator) -> StepInputs:
+    device = state.dist.device
+    latents = sample_latents(batch.latent_mean.to(device), batch.latent_std.to(device), generator)  # (B, C, h, w)
+    no_entities = torch.zeros(len(batch.ids), 0, dtype=torch.bool)  # (B, 0): caption-only conditions
+    return StepInputs(latents, batch.hidden.to(device), batch.hidden_mask.to(device), no_entities)
+
+
+def compute_losses(state: TrainState, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Scalar losses of one micro-batch (a `SampleBatch` or a `FeatureBatch`): LOSS_KEYS, of which
+    "loss" carries the graph; "loss_attn" is 0 when the attention loss is off or has no entity.
+    "mix" holds the micro-batch's MIX_KEYS counts, (4,) float on the CPU."""
+    device = state.dist.device
+    inputs = step_inputs(batch, state, generator)
+    latents = inputs.latents.contiguous()  # the VAE may return channels-last: one layout, the same numerics, for both
     cond, cond_mask, dropped = drop_conditions(
-        hidden, hidden_mask, *state.uncond, state.config.cond_dropout, generator
+        inputs.hidden, inputs.hidden_mask, *state.uncond, state.config.cond_dropout, generator
     )  # (B, T', D), (B, T'), (B,)
     # features hold caption-only conditions: no entity tokens, no attention loss
+    encoded = inputs.prompt
     attend = state.store is not None and encoded is not None and encoded.entity_tokens.shape[1] > 0
     if state.store is not None:
         state.store.reset()
@@ -122,27 +158,27 @@ def compute_losses(state: TrainState, batch: dict, generator: torch.Generator) -
     with autocast(state.config, device):
         mse = diffusion_loss(state.model, latents, cond, cond_mask, state.noise_scheduler, generator)["loss_mse"]
     attn = None
-    images = batch.get("entity_valid", torch.zeros(len(batch["ids"]), 0, dtype=torch.bool))  # (B, K)
-    active = torch.zeros(len(batch["ids"]), dtype=torch.bool)
+    images = inputs.entity_valid  # (B, K)
+    active = torch.zeros(images.shape[0], dtype=torch.bool)
     if attend:
-        data_valid = batch["entity_valid"].to(device)  # (B, K)
+        data_valid = images.to(device)  # (B, K)
         if data_valid.shape != encoded.entity_valid.shape:
             raise ValueError(f"entity_valid {tuple(data_valid.shape)} != encoder's {tuple(encoded.entity_valid.shape)}")
         valid = encoded.entity_valid & data_valid & ~dropped[:, None]  # (B, K)
         maps = attention_maps_per_entity(state.store.maps(), encoded.entity_tokens, tuple(latents.shape[-2:]))
-        attn = attention_loss(maps, batch["entity_masks"].to(device), valid)
+        attn = attention_loss(maps, inputs.entity_masks.to(device), valid)
         active = valid.any(-1).cpu()
         state.store.reset()  # the loss holds the graph; the store need not
     loss = total_loss(mse, attn, state.config.lambda_attn if attn is not None else 0.0)
     zero = torch.zeros((), device=mse.device)
     mix = torch.tensor(
-        [len(batch["ids"]), int((~images.any(-1)).sum()), int(images.sum()), int(active.sum())], dtype=torch.float32
+        [images.shape[0], int((~images.any(-1)).sum()), int(images.sum()), int(active.sum())], dtype=torch.float32
     )
     return {"loss": loss, "loss_mse": mse.detach(), "loss_attn": attn.detach() if attn is not None else zero,
             "mix": mix}
 
 
-def train_step(state: TrainState, batches: Sequence[dict], step: int) -> StepResult:
+def train_step(state: TrainState, batches: Sequence[Batch], step: int) -> StepResult:
     """One optimizer step (0-based index `step`) over `batches`, the grad_accum micro-batches:
     accumulate, clip, AdamW, advance the LR schedule, update the EMA."""
     state.optimizer.zero_grad(set_to_none=True)

@@ -19,7 +19,6 @@ exit with code 2 and a one-line message.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -31,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
-from trainers.command_line import PROG, build_parser
+from trainers import command_line
 from trainers.config import TrainConfig
-from trainers.data import FEATURES, ShardError, ShardStream, entity_image_config, list_shards, make_loader
+from trainers.data import FEATURES, Batch, ShardError, ShardStream, entity_image_config, list_shards, make_loader
 from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, min_over_ranks, setup_distributed
 from trainers.ema import EMA
 from trainers.feature_data import feature_run_dir, read_unconditional
@@ -44,7 +43,6 @@ from trainers.reporting import (
     Reporters,
     build_reporters,
     check_available,
-    parse_report_to,
     sample_images,
 )
 from trainers.step import LOSS_KEYS, MIX_KEYS, TrainState, train_step
@@ -67,7 +65,7 @@ from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
 from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.presets import PresetNotFound, resolve_preset
-from unimo_g.usage import UsageError
+from unimo_g.usage import UsageError, job_parser, parse, run_job
 from unimo_g.schema import SchemaVersionError
 
 ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
@@ -79,29 +77,48 @@ FEATURE_SPEC_KEYS = {
     "resolution": "data.resolution",
 }
 
-OnBatch = Callable[[int, dict], None]
+OnBatch = Callable[[int, Batch], None]
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """One training run as asked for.
+
+    config: training YAML path or preset name; overrides: its `key=value` overrides.
+    max_steps: optimizer steps to train to, in place of the config's.
+    init_from: a checkpoint (or training output) whose denoiser the run starts from, its EMA
+      weights when `use_ema`, with a fresh optimizer.
+    resume: continue `output`'s latest checkpoint.
+    report_to: reporters beside `output`/metrics.jsonl (`trainers.reporting`).
+    """
+
+    config: str
+    stage: int
+    data: str
+    output: str
+    overrides: tuple[str, ...] = ()
+    max_steps: Optional[int] = None
+    init_from: Optional[str] = None
+    use_ema: bool = True
+    resume: bool = False
+    report_to: tuple[str, ...] = ()
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> TrainRequest:
+    """The request of a `python -m trainers.train` command line (for callers in Python)."""
+    return command_line.train_request(parse(job_parser(command_line.PROG, command_line.add_arguments), argv))
+
+
+def load_train_config(request: TrainRequest) -> TrainConfig:
+    """The preset with its overrides and max_steps."""
     try:
-        args.report_to = parse_report_to(args.report_to)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    return args
-
-
-def load_train_config(args: argparse.Namespace) -> TrainConfig:
-    """The preset with --set overrides and --max-steps."""
-    try:
-        path = resolve_preset(args.config)
+        path = resolve_preset(request.config)
     except PresetNotFound as err:
         raise UsageError(str(err)) from None
     try:
-        config = load_config(TrainConfig, path, args.set)
-        if args.max_steps is not None:
-            config = dataclasses.replace(config, max_steps=args.max_steps)
+        config = load_config(TrainConfig, path, request.overrides)
+        if request.max_steps is not None:
+            config = dataclasses.replace(config, max_steps=request.max_steps)
     except (ConfigError, ValueError) as err:
         raise UsageError(str(err)) from None
     return config
@@ -127,14 +144,16 @@ def build_frozen(
 
 
 def build_trainable(
-    config: TrainConfig, stage: int, encoder_width: int, args: argparse.Namespace, device: torch.device
+    config: TrainConfig, stage: int, encoder_width: int, device: torch.device, init_from: Optional[str] = None,
+    use_ema: bool = True,
 ) -> tuple[Denoiser, Optional[AttentionStore]]:
-    """The denoiser for conditions of width `encoder_width` (from --init-from when given) on
-    `device`, with cross-attention capture when the attention loss is on (stage 2, lambda_attn > 0)."""
+    """The denoiser for conditions of width `encoder_width` (from checkpoint `init_from`, its EMA
+    weights when `use_ema`) on `device`, with cross-attention capture when the attention loss is on
+    (stage 2, lambda_attn > 0)."""
     denoiser = build_denoiser(config.denoiser, encoder_width)
-    if args.init_from is not None:
-        kind = load_init_weights(denoiser, args.init_from, args.init_weights == "ema", config.encoder)
-        _say(f"initialised the denoiser from the {kind} weights of {args.init_from}")
+    if init_from is not None:
+        kind = load_init_weights(denoiser, init_from, use_ema, config.encoder)
+        _say(f"initialised the denoiser from the {kind} weights of {init_from}")
     denoiser.to(device).train()
     store = None
     if stage == 2 and config.lambda_attn > 0:
@@ -220,14 +239,15 @@ def open_features(stream: ShardStream, config: TrainConfig, data: str) -> Featur
 
 
 def build_state(
-    args: argparse.Namespace,
+    request: TrainRequest,
     config: TrainConfig,
     dist: DistInfo,
     encoder: Optional[MultimodalEncoder] = None,
     features: Optional[FeatureConditions] = None,
     stream: Optional[ShardStream] = None,
 ) -> TrainState:
-    """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule.
+    """Frozen parts, trainable denoiser (with capture in stage 2), EMA, optimizer and schedule, for
+    `request`'s stage and starting weights (`init_from`).
 
     `encoder` (on `dist.device`) replaces the config's, e.g. a random full-size layout in benchmarks.
     With `features` (training from a feature run) neither the encoder nor the VAE is built. The
@@ -240,14 +260,15 @@ def build_state(
     else:
         vae, width = None, features.hidden_size
         uncond = tuple(tensor.to(dist.device) for tensor in features.uncond)
-    denoiser, store = build_trainable(config, args.stage, width, args, dist.device)
+    stage = request.stage
+    denoiser, store = build_trainable(config, stage, width, dist.device, request.init_from, request.use_ema)
     from_shards = stream is not None and stream.kind != FEATURES
     entity_image = entity_image_config(stream.files[0]) if from_shards else EntityImageConfig()
     ema = EMA(denoiser, config.ema.decay, config.ema.warmup) if config.ema.enabled else None
-    optimizer = build_optimizer(denoiser.parameters(), config.optim, args.stage)
+    optimizer = build_optimizer(denoiser.parameters(), config.optim, stage)
     return TrainState(
         config=config,
-        stage=args.stage,
+        stage=stage,
         dist=dist,
         encoder=encoder,
         vae=vae,
@@ -322,7 +343,7 @@ class BatchFeed:
         self.dist = dist or DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
         self.per_epoch = stream.steps_per_epoch(batch_size)
         self.epoch, self.consumed = stream.epoch, consumed
-        self._batches: Optional[Iterator[dict]] = None
+        self._batches: Optional[Iterator[Batch]] = None
 
     def position(self) -> dict:
         """The stream position after the batches handed out so far (`ShardStream.state_dict`)."""
@@ -331,7 +352,7 @@ class BatchFeed:
     def _next_epoch(self) -> None:
         self.epoch, self.consumed, self._batches = self.epoch + 1, 0, None
 
-    def __next__(self) -> dict:
+    def __next__(self) -> Batch:
         while True:
             if self.consumed >= self.per_epoch:
                 self._next_epoch()
@@ -383,7 +404,7 @@ def train_loop(
                     on_batch(step, batch)
             result = train_step(state, batches, step)
             done = step + 1
-            meter.add(sum(len(batch["ids"]) for batch in batches) * dist.world_size)
+            meter.add(sum(len(batch.ids) for batch in batches) * dist.world_size)
             mix += result.mix
             progress.update(1)
             if done % config.log_every == 0 or done == config.max_steps:
@@ -427,12 +448,12 @@ def checkpoint(state: TrainState, feed: BatchFeed, step: int, output: Path) -> N
 # Entry points
 
 
-def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainState:
-    """Train as the arguments say; returns the final state (for callers in Python). `on_batch(step,
-    batch)` sees every micro-batch before its step."""
-    config = load_train_config(args)
+def run(request: TrainRequest, on_batch: Optional[OnBatch] = None) -> TrainState:
+    """Train as `request` says; returns the final state. `on_batch(step, batch)` sees every
+    micro-batch before its step."""
+    config = load_train_config(request)
     try:
-        check_available(args.report_to)  # before any model loads
+        check_available(request.report_to)  # before any model loads
     except ReporterUnavailable as err:
         raise UsageError(str(err)) from None
     try:
@@ -440,13 +461,13 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"device: {err}") from None
     try:
-        output = Path(args.output)
-        resume_from = prepare_output(output, args.resume, dist)
-        stream = build_stream(args.data, config, args.stage, dist)
-        features = open_features(stream, config, args.data) if stream.kind == FEATURES else None
+        output = Path(request.output)
+        resume_from = prepare_output(output, request.resume, dist)
+        stream = build_stream(request.data, config, request.stage, dist)
+        features = open_features(stream, config, request.data) if stream.kind == FEATURES else None
         if features is not None:
-            _say(f"training from the pre-computed features of {args.data}: no encoder or VAE is loaded")
-        state = build_state(args, config, dist, features=features, stream=stream)  # frozen, denoiser, EMA, optimizer
+            _say(f"training from the pre-computed features of {request.data}: no encoder or VAE is loaded")
+        state = build_state(request, config, dist, features=features, stream=stream)  # frozen, denoiser, EMA, optimizer
         start, consumed = resume(resume_from, state, stream, dist) if resume_from is not None else (0, 0)
         wrap_ddp(state)
         _warn_random_weights(config)
@@ -455,7 +476,7 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
             return state
         feed = BatchFeed(stream, config.batch_size, consumed, dist)
         try:
-            reporters = build_reporters(args.report_to, output, to_dict(config), args.stage, dist.is_main)
+            reporters = build_reporters(request.report_to, output, to_dict(config), request.stage, dist.is_main)
         except ReporterUnavailable as err:
             raise UsageError(str(err)) from None
         if reporters and config.sample_every and features is not None:
@@ -472,16 +493,8 @@ def run(args: argparse.Namespace, on_batch: Optional[OnBatch] = None) -> TrainSt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run(parse_args(argv))
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except ShardError as err:  # a row met during training that cannot be read; checkpoints so far stay
-        print(f"{PROG}: error: {shard_error_line(err)} (data.skip_corrupt=true skips such rows; --resume "
-              "continues from the last checkpoint)", file=sys.stderr)
-        return 1
-    return 0
+    """`python -m trainers.train`: the job of `trainers.command_line` on its own."""
+    return run_job(command_line.PROG, command_line.add_arguments, command_line.run, argv, command_line.DESCRIPTION)
 
 
 def shard_error_line(err: ShardError) -> str:

@@ -8,6 +8,7 @@ with a `ConfigError` that names the dotted key and the bad value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
+
+from unimo_g.presets import PresetNotFound, resolve_preset
 
 T = TypeVar("T")
 
@@ -73,9 +76,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+    if origin is typing.Literal:  # checked once, by the class (`check_choices` in its __post_init__)
         return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
@@ -142,6 +143,25 @@ def from_dict(cls: type[T], data: Mapping, prefix: str = "") -> T:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from None
 
 
+def check_choices(config, section: str) -> None:
+    """Refuse a `Literal` field of dataclass `config` whose value is not one of its choices, named
+    `section.field`. The one check of a `Literal` value: a config class calls it in `__post_init__`,
+    so values built in code are checked as loaded ones are (`from_dict` leaves them to it)."""
+    for name, choices in _literal_fields(type(config)).items():
+        value = getattr(config, name)
+        if value not in choices:
+            spelled = [str(choice) for choice in choices]
+            listed = spelled[0] if len(spelled) == 1 else f"{', '.join(spelled[:-1])} or {spelled[-1]}"
+            raise ValueError(f"{section}.{name} must be {listed}, got {value!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _literal_fields(cls: type) -> dict[str, tuple]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is typing.Literal}
+
+
 def to_dict(config) -> dict:
     """A dataclass config as plain JSON-able values (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
@@ -173,3 +193,12 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Iterable[str] 
     """Load `cls` from a YAML file (or its defaults when `path` is None) with `--set` overrides."""
     data = read_yaml(path) if path is not None else {}
     return from_dict(cls, deep_merge(data, parse_overrides(overrides)))
+
+
+def load_preset(cls: type[T], name: str, overrides: Iterable[str] = ()) -> T:
+    """`load_config` of a --config value: a YAML path or a bundled preset name (`unimo_g.presets`)."""
+    try:
+        path = resolve_preset(name)
+    except PresetNotFound as err:
+        raise ConfigError(str(err)) from None
+    return load_config(cls, path, overrides)

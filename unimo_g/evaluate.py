@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from unimo_g.usage import OneLineParser, UsageError, run_command
+from unimo_g.usage import UsageError, first_paragraph, job_parser, parse, run_job, spellings
 
 PROG = "python -m unimo_g.evaluate"
 SETTINGS_FILE = "evaluation.json"
@@ -119,8 +119,30 @@ class EvaluationConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """One evaluation as asked for: `model` on benchmark `bench` (or `coco` with `captions` and
+    `images`) into `out`; the subset (`subjects`, `prompts_per_subject`, `sample`, `seed`, then the
+    first `limit` cases); the EvaluationConfig YAML `config` (None: defaults) with `overrides`."""
+
+    model: str
+    bench: str
+    out: str
+    layout: str = "auto"
+    captions: Optional[str] = None
+    images: Optional[str] = None
+    subjects: Optional[int] = None
+    prompts_per_subject: Optional[int] = None
+    sample: Optional[int] = None
+    seed: int = 0
+    limit: Optional[int] = None
+    config: Optional[str] = None
+    overrides: tuple[str, ...] = ()
+    device: Optional[str] = None
+    raw_weights: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint, training output or export folder")
     parser.add_argument("--bench", required=True,
                         help="benchmark folder (DreamBench, the authors' MultiBench, or a custom benchmark.json), "
@@ -131,8 +153,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--captions", help="--bench coco: COCO captions file (captions_val2014.json)")
     parser.add_argument("--images", help="--bench coco: folder of the COCO images it names (val2014/)")
     parser.add_argument("--subjects", type=int, help="evaluate N subjects, drawn spread over the benchmark")
-    parser.add_argument("--prompts-per-subject", type=int, help="evaluate K prompts of each subject, spread over "
-                                                                "its templates")
+    parser.add_argument(*spellings("--prompts-per-subject"), type=int,
+                        help="evaluate K prompts of each subject, spread over its templates")
     parser.add_argument("--sample", type=int, help="evaluate N prompts spread over subjects and templates (--bench "
                                                    f"coco: N captions, default {FID_CAPTIONS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset or caption draw (default 0)")
@@ -140,12 +162,11 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--config", help="YAML with EvaluationConfig values")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
-    parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
-    return parser
+    parser.add_argument(*spellings("--raw-weights"), action="store_true", help="use the trained weights, not their EMA")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+def evaluate_request(args: argparse.Namespace) -> EvaluateRequest:
+    """The typed request of the arguments, refused (`UsageError`) before anything loads."""
     for name in ("subjects", "prompts_per_subject", "sample", "limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -160,7 +181,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if coco and (args.subjects or args.prompts_per_subject or args.layout != "auto"):
         raise UsageError("--bench coco takes --sample N (captions) and --seed, not --subjects, "
                          "--prompts-per-subject or --layout")
-    return args
+    return EvaluateRequest(
+        model=args.model, bench=args.bench, out=args.out, layout=args.layout, captions=args.captions,
+        images=args.images, subjects=args.subjects, prompts_per_subject=args.prompts_per_subject, sample=args.sample,
+        seed=args.seed, limit=args.limit, config=args.config, overrides=tuple(args.set), device=args.device,
+        raw_weights=args.raw_weights,
+    )
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> EvaluateRequest:
+    """The request of a `python -m unimo_g.evaluate` command line (for callers in Python)."""
+    return evaluate_request(parse(job_parser(PROG, add_arguments), argv))
 
 
 def image_seed(seed: int, case: str, index: int) -> int:
@@ -258,11 +289,11 @@ def score(cases, config: EvaluationConfig, images_dir: Path, metric_models) -> d
     return per_case
 
 
-def _load_config(args) -> "EvaluationConfig":
+def _load_config(request: EvaluateRequest) -> EvaluationConfig:
     from unimo_g.config_tools import ConfigError, load_config
 
     try:
-        return load_config(EvaluationConfig, args.config, args.set)
+        return load_config(EvaluationConfig, request.config, request.overrides)
     except (ConfigError, ValueError, OSError) as err:
         raise UsageError(str(err)) from None
 
@@ -280,16 +311,16 @@ def _prepare_out(out: Path, settings: dict) -> None:
     settings_path.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def _generate(args, cases, config, settings, device, images_per_prompt=None):
+def _generate(request: EvaluateRequest, cases, config, settings, device, images_per_prompt=None):
     """Load the model, make the missing images; (images made now, "ema" | "raw")."""
     from unimo_g.checkpoint_format import CheckpointError
     from unimo_g.export import ExportError
     from unimo_g.generation import PromptError, load_generation_models
 
-    out = Path(args.out)
+    out = Path(request.out)
     _prepare_out(out, settings)
     try:
-        models = load_generation_models(args.model, device, not args.raw_weights)
+        models = load_generation_models(request.model, device, not request.raw_weights)
         made = generate_images(models, cases, config, out / "images", settings["precision"], images_per_prompt)
         return made, models.weights
     except (CheckpointError, ExportError, PromptError, OSError) as err:
@@ -301,29 +332,35 @@ def _write_results(out: Path, results: dict, page: str) -> None:
     (out / RESULTS_MD).write_text(page, encoding="utf-8")
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> int:
+    print(evaluate(evaluate_request(args)))
+    return 0
+
+
+def evaluate(request: EvaluateRequest) -> str:
+    """Generate the benchmark's missing images, score them and write the results; a summary line."""
     import torch
 
     from unimo_g.config_tools import to_dict
     from unimo_g.devices import resolve_device
 
-    config = _load_config(args)
+    config = _load_config(request)
     try:
-        device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(request.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         precision = resolve_precision(config.precision, device)
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"--device: {err}") from None
-    settings = {"model": str(Path(args.model).resolve()), "raw_weights": args.raw_weights,
+    settings = {"model": str(Path(request.model).resolve()), "raw_weights": request.raw_weights,
                 **{k: v for k, v in to_dict(config).items() if k not in ("metrics", "fid", "batch_size")},
                 "precision": precision}
-    if args.bench == COCO:
+    if request.bench == COCO:
         from unimo_g.evaluate_fid import run_fid
 
-        return run_fid(args, config, settings, device)
-    return _run_subject_bench(args, config, settings, device)
+        return run_fid(request, config, settings, device)
+    return _run_subject_bench(request, config, settings, device)
 
 
-def _run_subject_bench(args, config: EvaluationConfig, settings: dict, device) -> str:
+def _run_subject_bench(request: EvaluateRequest, config: EvaluationConfig, settings: dict, device) -> str:
     from unimo_g.evaluation_bench import BenchmarkError, detect_layout, read_benchmark
     from unimo_g.evaluation_metrics import build_metric_models
     from unimo_g.evaluation_report import METRIC_NAMES, markdown, summarize
@@ -331,27 +368,28 @@ def _run_subject_bench(args, config: EvaluationConfig, settings: dict, device) -
     from unimo_g.paper_results import paper_tables
 
     try:
-        layout = detect_layout(args.bench) if args.layout == "auto" else args.layout
-        every = read_benchmark(args.bench, layout)
+        layout = detect_layout(request.bench) if request.layout == "auto" else request.layout
+        every = read_benchmark(request.bench, layout)
     except BenchmarkError as err:
         raise UsageError(str(err)) from None
-    cases = select_cases(every, args.subjects, args.prompts_per_subject, args.sample, args.seed)[: args.limit]
-    settings = {**settings, "layout": layout, "bench": str(Path(args.bench).resolve())}
-    made, weights = _generate(args, cases, config, settings, device)
+    subset = select_cases(every, request.subjects, request.prompts_per_subject, request.sample, request.seed)
+    cases = subset[: request.limit]
+    settings = {**settings, "layout": layout, "bench": str(Path(request.bench).resolve())}
+    made, weights = _generate(request, cases, config, settings, device)
     try:
         metric_models = build_metric_models(config.metrics, device)
     except OSError as err:  # a metric model the hub or disk does not have
         raise UsageError(f"metric models: {str(err).strip().splitlines()[0]}") from None
-    per_case = score(cases, config, Path(args.out) / "images", metric_models)
+    per_case = score(cases, config, Path(request.out) / "images", metric_models)
     paper = paper_tables().get(layout)
-    selection = {"cases": len(cases), "of": len(every), "subjects": args.subjects,
-                 "prompts_per_subject": args.prompts_per_subject, "sample": args.sample,
-                 "seed": args.seed if (args.subjects or args.prompts_per_subject or args.sample) else None,
-                 "limit": args.limit}
-    results = {"layout": layout, "model": args.model, "weights": weights, "settings": settings,
+    selection = {"cases": len(cases), "of": len(every), "subjects": request.subjects,
+                 "prompts_per_subject": request.prompts_per_subject, "sample": request.sample,
+                 "seed": request.seed if (request.subjects or request.prompts_per_subject or request.sample) else None,
+                 "limit": request.limit}
+    results = {"layout": layout, "model": request.model, "weights": weights, "settings": settings,
                "metrics": {"dino": config.metrics.dino, "clip": config.metrics.clip}, "selection": selection,
                **summarize(per_case, layout), "cases": per_case, "paper": paper.to_dict() if paper else None}
-    out = Path(args.out)
+    out = Path(request.out)
     _write_results(out, results, markdown(results))
     overall = results["overall"]
     summary = ", ".join(f"{METRIC_NAMES[m]} {overall[m]:.3f}" for m in METRICS)
@@ -361,7 +399,7 @@ def _run_subject_bench(args, config: EvaluationConfig, settings: dict, device) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(PROG, lambda: run(parse_args(argv)))
+    return run_job(PROG, add_arguments, run, argv, first_paragraph(__doc__))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ drawn in one colour per entity, the caption, the interleaved prompt with each en
 and rejects by stage and reason; a table lists the rejects.
 
 Coordinates: boxes are xyxy in pixels of the EXIF-transposed original image; masks are COCO
-compressed RLE at that size (schema v1, `unimo_g/schema.py`).
+compressed RLE at that size (the shard contract, `unimo_g/schema.py`).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import io
@@ -31,7 +32,7 @@ from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.overlay import draw_overlay, entity_color
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.schema import check_schema_version
-from unimo_g.usage import OneLineParser, UsageError
+from unimo_g.usage import UsageError, first_paragraph, run_job
 
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "JPG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -231,28 +232,25 @@ def build_gallery(output_dir: Path, limit: Optional[int] = 100, max_side: int = 
 PROG = "python -m unimo_g.gallery"
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", type=Path, help="pipeline output folder (shards/, rejects/, manifest.json)")
     parser.add_argument("--out", type=Path, default=None, help="HTML file to write (default OUTPUT_DIR/gallery.html)")
     parser.add_argument("--limit", type=int, default=100, help="show at most N samples (default 100)")
-    return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if not args.output_dir.is_dir():
-            raise UsageError(f"{args.output_dir} is not a folder")
-        if args.limit < 0:
-            raise UsageError(f"--limit must be >= 0, got {args.limit}")
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    if not args.output_dir.is_dir():
+        raise UsageError(f"{args.output_dir} is not a folder")
+    if args.limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
     out = args.out or args.output_dir / "gallery.html"
     out.write_text(build_gallery(args.output_dir, args.limit), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_job(PROG, add_arguments, run, argv, first_paragraph(__doc__))
 
 
 if __name__ == "__main__":

@@ -21,34 +21,53 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from unimo_g.usage import OneLineParser, UsageError, run_command
+from unimo_g.usage import UsageError, first_paragraph, job_parser, parse, run_job, spellings
 
 PROG = "python -m unimo_g.generate"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+@dataclass(frozen=True)
+class GenerateRequest:
+    """An image to generate (`prompt`, `out`) or a checkpoint to export (`export` or `export_unet`),
+    with the EMA weights when `use_ema`; `device` None: cuda when available, else cpu."""
+
+    checkpoint: str
+    prompt: Optional[str] = None
+    out: Optional[str] = None
+    force: bool = False
+    export: Optional[str] = None
+    export_unet: Optional[str] = None
+    steps: int = 50
+    guidance: float = 5.0
+    seed: int = 0
+    resolution: Optional[int] = None
+    device: Optional[str] = None
+    use_ema: bool = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory or training output directory")
     parser.add_argument("--prompt", help='text with inline entity images: "a <img>dog.png</img> on grass"')
     parser.add_argument("--out", help="PNG file to write (never an entity image of the prompt or a file of the "
                         "checkpoint; an existing file only with --force)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--export", metavar="OUT_DIR", help="write a folder that diffusers loads alone")
-    parser.add_argument("--export-unet", metavar="OUT_DIR", help="write the UNet alone as a diffusers model folder")
+    parser.add_argument(*spellings("--export-unet"), metavar="OUT_DIR",
+                        help="write the UNet alone as a diffusers model folder")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5.0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
     parser.add_argument("--resolution", type=int, help="image side in pixels (default: the training resolution)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
-    parser.add_argument("--raw-weights", action="store_true", help="use the trained weights, not their EMA")
-    return parser
+    parser.add_argument(*spellings("--raw-weights"), action="store_true", help="use the trained weights, not their EMA")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+def generate_request(args: argparse.Namespace) -> GenerateRequest:
+    """The typed request of the arguments, refused (`UsageError`) before any model or image loads."""
     exporting = [flag for flag, value in (("--export", args.export), ("--export-unet", args.export_unet)) if value]
     if not exporting and (args.prompt is None or args.out is None):
         raise UsageError("pass --prompt and --out to generate, or --export OUT_DIR (or --export-unet OUT_DIR)")
@@ -64,7 +83,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         raise UsageError(f"--out must name a .png file, got {args.out!r}")
     if args.out is not None:
         check_out(args.out, args.prompt, args.checkpoint, args.force)
-    return args
+    return GenerateRequest(
+        checkpoint=args.checkpoint, prompt=args.prompt, out=args.out, force=args.force, export=args.export,
+        export_unet=args.export_unet, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        resolution=args.resolution, device=args.device, use_ema=not args.raw_weights,
+    )
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> GenerateRequest:
+    """The request of a `python -m unimo_g.generate` command line (for callers in Python)."""
+    return generate_request(parse(job_parser(PROG, add_arguments), argv))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -102,8 +130,13 @@ def check_out(out: str, prompt: str, checkpoint: str, force: bool) -> None:
             raise UsageError(f"--out {out} exists; pass --force to replace it")
 
 
-def run(args: argparse.Namespace) -> str:
-    """Do what the arguments ask; return a one-line summary."""
+def run(args: argparse.Namespace) -> int:
+    print(generate_or_export(generate_request(args)))
+    return 0
+
+
+def generate_or_export(request: GenerateRequest) -> str:
+    """Do what `request` asks; return a one-line summary."""
     # torch, transformers and diffusers load only once the arguments are known to be usable (slow imports)
     import torch
     from PIL import Image
@@ -122,41 +155,41 @@ def run(args: argparse.Namespace) -> str:
         read_spec,
     )
 
-    use_ema = not args.raw_weights
     try:
-        device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(request.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except (RuntimeError, ValueError) as err:
         raise UsageError(f"--device: {err}") from None
     try:
-        checkpoint = Path(args.checkpoint) if is_export(args.checkpoint) else resolve_checkpoint(args.checkpoint)
-        if (args.export or args.export_unet) and is_export(checkpoint):
+        source = request.checkpoint
+        checkpoint = Path(source) if is_export(source) else resolve_checkpoint(source)
+        if (request.export or request.export_unet) and is_export(checkpoint):
             raise UsageError(f"{checkpoint} is an export already; export a checkpoint")
-        if args.export_unet is not None:
-            out_dir, weights = export_unet(checkpoint, args.export_unet, use_ema)
+        if request.export_unet is not None:
+            out_dir, weights = export_unet(checkpoint, request.export_unet, request.use_ema)
             return f"exported the {weights} UNet of {checkpoint} to {out_dir}"
-        if args.export is not None:
-            out_dir, weights = export_model(checkpoint, args.export, use_ema, device)
+        if request.export is not None:
+            out_dir, weights = export_model(checkpoint, request.export, request.use_ema, device)
             return f"exported the {weights} weights of {checkpoint} to {out_dir} (diffusers pipeline folder)"
-        prompt, paths = parse_prompt(args.prompt)
+        prompt, paths = parse_prompt(request.prompt)
         images = [load_entity_image(path, read_spec(checkpoint).entity_image) for path in paths]
     except (CheckpointError, ExportError, PromptError, OSError) as err:
         raise UsageError(str(err).strip().splitlines()[0]) from None
     try:
-        models = load_generation_models(checkpoint, device, use_ema)
+        models = load_generation_models(checkpoint, device, request.use_ema)
     except (CheckpointError, ExportError, OSError) as err:  # e.g. an encoder or VAE the hub or disk does not have
         raise UsageError(str(err).strip().splitlines()[0]) from None
     try:
-        pixels = generate(models, prompt, images, args.steps, args.guidance, args.seed, args.resolution)
+        pixels = generate(models, prompt, images, request.steps, request.guidance, request.seed, request.resolution)
     except ValueError as err:  # e.g. a resolution the VAE cannot produce, or a prompt the encoder refuses
         raise UsageError(str(err)) from None
-    out = Path(args.out)
+    out = Path(request.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(out, format="PNG")
     return f"wrote {out} ({pixels.shape[1]}x{pixels.shape[0]}, {models.weights} weights of {checkpoint})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(PROG, lambda: run(parse_args(argv)))
+    return run_job(PROG, add_arguments, run, argv, first_paragraph(__doc__))
 
 
 if __name__ == "__main__":

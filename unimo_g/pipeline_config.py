@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from unimo_g.config_tools import check_choices
 from unimo_g.device_names import check_device_name, check_dtype_name
-from unimo_g.filters import MISSING_POLICIES, PRESETS, Rule, RuleError, parse_rule
+from unimo_g.filters import PRESETS, Rule, RuleError, parse_rule
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -183,9 +184,6 @@ class PhraseConfig:
                 raise ValueError(f"phrases.{key} must be true or false, got {getattr(self, key)!r}")
 
 
-PREPROCESS_MODES = ("tensor", "processor")
-
-
 @dataclass(frozen=True)
 class ModelRuntimeConfig:
     """Where and how a model runs. A GPU device that is absent is an error, never a CPU fallback.
@@ -216,10 +214,7 @@ class ModelRuntimeConfig:
         _check_positive("runtime.model_copies", self.model_copies)
         if self.model_copies > 1 and self.share_model is False:
             raise ValueError(f"runtime.model_copies={self.model_copies} needs runtime.share_model true (or unset)")
-        if self.preprocess not in PREPROCESS_MODES:
-            raise ValueError(
-                f"runtime.preprocess must be one of {list(PREPROCESS_MODES)}, got {self.preprocess!r}"
-            )
+        check_choices(self, "runtime")
 
     @property
     def shares_model(self) -> bool:
@@ -229,7 +224,6 @@ class ModelRuntimeConfig:
         return self.device.startswith("cuda")
 
 
-ENTITY_SOURCES = ("spacy", "mllm", "llm")
 # Per source, the model when `entities.model` is unset. Qwen2-VL-2B-Instruct: Apache-2.0, a 2B
 # vision-language model that captions and follows a JSON reply format, in bf16 about 5 GB of GPU
 # memory. Qwen2.5-1.5B-Instruct: Apache-2.0, a text-only instruct model for listing entities.
@@ -296,14 +290,7 @@ class EntitiesConfig:
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
-        if self.source not in ENTITY_SOURCES:
-            raise ValueError(f"entities.source must be one of {list(ENTITY_SOURCES)}, got {self.source!r}")
-        if self.backend not in ("transformers", "vllm"):
-            raise ValueError(f"entities.backend must be transformers or vllm, got {self.backend!r}")
-        if self.forward not in ("image", "batch"):
-            raise ValueError(f"entities.forward must be image or batch, got {self.forward!r}")
-        if self.on_failure not in ("spacy", "reject"):
-            raise ValueError(f"entities.on_failure must be spacy or reject, got {self.on_failure!r}")
+        check_choices(self, "entities")
         _check_positive("entities.max_new_tokens", self.max_new_tokens)
         _check_positive("entities.max_image_side", self.max_image_side)
         if self.model is not None and not self.model:
@@ -345,7 +332,6 @@ class GroundingConfig:
     seed: int = 0
     box_threshold: float = 0.25
     text_threshold: float = 0.2
-    nms_iou: float = 0.5  # NMS across all phrases of an image
     min_box_area_ratio: float = 0.08  # box area / image area (Subject-Diffusion: 0.08-0.7)
     max_box_area_ratio: float = 0.7
     # Box width / height bounds. Subject-Diffusion keeps boxes whose aspect lies in about 0.3-3
@@ -380,6 +366,7 @@ class GroundingConfig:
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
+        check_choices(self, "grounding")
         _check_range("grounding.box_threshold", self.box_threshold, 0.0, 1.0)
         _check_range("grounding.text_threshold", self.text_threshold, 0.0, 1.0)
         _check_range("grounding.nms_iou", self.nms_iou, 0.0, 1.0)
@@ -397,8 +384,6 @@ class GroundingConfig:
         _check_positive("grounding.max_entities", self.max_entities)
         if not self.canvas_aspects or any(not 1.0 <= a for a in self.canvas_aspects):
             raise ValueError(f"grounding.canvas_aspects must be >= 1 (long / short side), got {self.canvas_aspects!r}")
-        if self.forward not in ("canvas", "image"):
-            raise ValueError(f"grounding.forward must be canvas or image, got {self.forward!r}")
         _check_range("grounding.min_box_area_ratio", self.min_box_area_ratio, 0.0, 1.0)
         _check_range("grounding.max_box_area_ratio", self.max_box_area_ratio, 0.0, 1.0)
         if self.min_box_area_ratio > self.max_box_area_ratio:
@@ -430,8 +415,7 @@ class SegmentationConfig:
     runtime: ModelRuntimeConfig = field(default_factory=lambda: ModelRuntimeConfig(batch_size=4))
 
     def __post_init__(self):
-        if self.forward not in ("batch", "image"):
-            raise ValueError(f"segmentation.forward must be batch or image, got {self.forward!r}")
+        check_choices(self, "segmentation")
         _check_range("segmentation.min_mask_score", self.min_mask_score, 0.0, 1.0)
         _check_range("segmentation.min_mask_area_ratio", self.min_mask_area_ratio, 0.0, 1.0)
         _check_range("segmentation.min_box_fill", self.min_box_fill, 0.0, 1.0)
@@ -465,6 +449,7 @@ class EntityImageConfig:
     png_compress_level: int = 1
 
     def __post_init__(self):
+        check_choices(self, "entity_image")
         _check_positive("entity_image.size", self.size)
         _check_range("entity_image.margin", self.margin, 0.0, 1.0)
         _check_range("entity_image.webp_quality", self.webp_quality, 1, 100)
@@ -477,6 +462,9 @@ class ComposeConfig:
     format); `append` keeps the phrase and follows it with the entity."""
 
     mode: Literal["replace", "append"] = "replace"
+
+    def __post_init__(self):
+        check_choices(self, "compose")
 
 
 @dataclass(frozen=True)
@@ -497,8 +485,7 @@ class DedupeConfig:
     method: Literal["reread", "single_read", "none"] = "reread"
 
     def __post_init__(self):
-        if self.method not in ("reread", "single_read", "none"):
-            raise ValueError(f"dedupe.method must be reread, single_read or none, got {self.method!r}")
+        check_choices(self, "dedupe")
 
 
 @dataclass(frozen=True)
@@ -524,8 +511,7 @@ class FiltersConfig:
     def __post_init__(self):
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"filters.preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        if self.missing not in MISSING_POLICIES:
-            raise ValueError(f"filters.missing must be keep or reject, got {self.missing!r}")
+        check_choices(self, "filters")
         try:
             parsed = self.parsed_rules
         except RuleError as err:
@@ -653,8 +639,7 @@ class ScoresConfig:
             raise ValueError(f"scores.enabled must be true or false, got {self.enabled!r}")
         if self.aesthetic_head is not None and not self.aesthetic_head:
             raise ValueError("scores.aesthetic_head must be a file path or unset")
-        if self.forward not in ("image", "batch"):
-            raise ValueError(f"scores.forward must be image or batch, got {self.forward!r}")
+        check_choices(self, "scores")
         _check_range("scores.score_decimals", self.score_decimals, 0, 8)
 
 
@@ -671,6 +656,7 @@ class WriteConfig:
     rows_per_file: int = 1024
 
     def __post_init__(self):
+        check_choices(self, "write")
         if self.num_shards < 0:
             raise ValueError(f"write.num_shards must be >= 0, got {self.num_shards!r}")
         _check_positive("write.row_group_rows", self.row_group_rows)

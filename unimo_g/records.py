@@ -108,6 +108,18 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class ShardRow:
+    """The columns of a shard row that training reads (`unimo_g.shard_rows`): `image` the encoded
+    image as received, `caption` the cleaned caption that entity spans index, `entities` in the
+    row's order (empty when the `entities` column was not read, as in stage 1)."""
+
+    id: str
+    image: bytes
+    caption: str
+    entities: tuple[Entity, ...] = ()
+
+
+@dataclass(frozen=True)
 class Reject:
     """An input that did not become a row, with the stage that refused it and why.
 

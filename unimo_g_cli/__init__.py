@@ -1,4 +1,4 @@
-"""`unimo-g`: the toolkit's one command, dispatching to each job's own entry point.
+"""`unimo-g`: the toolkit's one command, an argparse subcommand per job (`add_arguments`, `run`).
 
 The core (`unimo_g/`) never imports this package; see `unimo_g_cli.commands` for the table of
 subcommands.

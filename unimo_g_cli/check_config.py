@@ -7,23 +7,23 @@ YAML with its hash. A config that does not validate exits with code 2 and one li
 
 from __future__ import annotations
 
-import sys
-from typing import Optional, Sequence
+import argparse
 
 import yaml
 
 from unimo_g.config_tools import ConfigError, config_hash, deep_merge, load_config, parse_overrides, read_yaml, to_dict
 from unimo_g.presets import PresetNotFound, resolve_preset
-from unimo_g.usage import OneLineParser, UsageError
-
-PROG = "unimo-g check-config"
+from unimo_g.usage import UsageError
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="preset name or YAML path")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    print(resolved_config(args.config, args.set))
+    return 0
 
 
 def config_class(raw: dict):
@@ -37,22 +37,13 @@ def config_class(raw: dict):
     return TrainConfig
 
 
-def run(argv: Sequence[str]) -> str:
-    args = build_parser().parse_args(argv)
+def resolved_config(name: str, overrides: list[str]) -> str:
+    """The config as YAML under a line naming its class, file and hash."""
     try:
-        path = resolve_preset(args.config)
-        kind = config_class(deep_merge(read_yaml(path), parse_overrides(args.set)))
-        config = load_config(kind, path, args.set)
+        path = resolve_preset(name)
+        kind = config_class(deep_merge(read_yaml(path), parse_overrides(overrides)))
+        config = load_config(kind, path, overrides)
     except (PresetNotFound, ConfigError, ValueError, TypeError) as err:
         raise UsageError(str(err).strip().splitlines()[0]) from None
     body = yaml.safe_dump(to_dict(config), sort_keys=False).rstrip("\n")
     return f"# {kind.__name__} from {path}; config hash {config_hash(config)}\n{body}"
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        print(run(sys.argv[1:] if argv is None else argv))
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    return 0

@@ -3,48 +3,38 @@ directory: ten real photos (`unimo_g.sample_data`) through every stage with the 
 (random-weight models, offline) on the DirectRunner, then the report, OUT/report.html.
 
 The same as `unimo-g build --input <bundled sample> --output OUT --config tiny
---runner=DirectRunner` followed by `unimo-g report OUT`; extra arguments go to the build.
+--runner=DirectRunner` followed by `unimo-g report OUT`; Beam options go to the build.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from typing import Optional, Sequence
+import argparse
 
-from unimo_g.usage import OneLineParser, UsageError
-
-PROG = "unimo-g demo"
+from unimo_g.usage import UsageError
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="output folder of the demo run (refused when not empty, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the shards, rejects, ledger and manifest of an earlier demo in OUTPUT")
-    return parser
+    parser.add_argument_group("Beam pipeline options", "Beam's own options (e.g. --direct_num_workers=2) go to the "
+                                                       "build (`unimo-g build --help`).")
+    parser.set_defaults(passthrough=[])
 
 
-def _job(target: str):
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`unimo-g build` on the bundled sample, then `unimo-g report`: the two commands as typed."""
     from unimo_g.sample_data import sample_dir
+    from unimo_g_cli.main import dispatch
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args, build_options = build_parser().parse_known_args(argv)
         sample = sample_dir()
-    except (UsageError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    if not any(a == "--runner" or a.startswith("--runner=") for a in build_options):
-        build_options.append("--runner=DirectRunner")
-    build = ["--input", str(sample), "--output", args.output, "--config", "tiny",
-             *(["--overwrite"] if args.overwrite else []), *build_options]
-    code = _job("beam_runner:main")(build)  # loaded by name: the command layer imports no job module
-    if code != 0:
-        return code
-    return _job("pipelines.report.main:main")([args.output])
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    beam_options = list(args.passthrough)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_options):
+        beam_options.append("--runner=DirectRunner")
+    build = ["build", "--input", str(sample), "--output", args.output, "--config", "tiny",
+             *(["--overwrite"] if args.overwrite else []), *beam_options]
+    code = dispatch(build)
+    return code if code != 0 else dispatch(["report", args.output])

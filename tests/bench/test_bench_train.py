@@ -17,7 +17,7 @@ from bench.train_inputs import replicate_rows, rows_needed
 from bench.train_loops import time_frozen, time_trainer
 from trainers import train
 from tests.trainers.shard_fixtures import write_dataset
-from trainers.data import ShardStream, list_shards
+from trainers.data import SampleBatch, ShardStream, list_shards
 from trainers.distributed import DistInfo
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.records import PromptPart
@@ -103,14 +103,20 @@ def test_random_llava_layout_and_entity_tokens():
 
 def test_full_encoder_flops_match_the_7b_layout():
     image = Image.new("RGB", (64, 48), (20, 200, 20))
-    batch = {
-        "prompts": [
-            [PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a park")],
-            [PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a large green park with old trees")],
-            [PromptPart(text="a red cube and a blue ball")],
+    side = 8  # only prompts and entity images are counted; the tensors just fill the batch
+    batch = SampleBatch(
+        ids=["a", "b", "c"],
+        captions=["", "", ""],
+        pixel_values=torch.zeros(3, 3, side, side),
+        prompts=[
+            (PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a park")),
+            (PromptPart(text="a "), PromptPart(entity=0), PromptPart(text=" in a large green park with old trees")),
+            (PromptPart(text="a red cube and a blue ball"),),
         ],
-        "entity_images": [[image], [image], []],
-    }
+        entity_images=[[image], [image], []],
+        entity_masks=torch.zeros(3, 1, side, side),
+        entity_valid=torch.tensor([[True], [True], [False]]),
+    )
     full = full_encoder_flops([batch], max_length=2048)
     assert full["images_per_sample"] == 2 / 3
     assert full["tokens_per_sample"] > 576 * 2 / 3  # 576 visual tokens per 336-px image
@@ -132,21 +138,21 @@ def test_options_defaults_and_refusals():
     cuda, _ = bench.parse_args(["--preset", "sd15", "--device", "cuda", "--dtype", "bf16"])
     assert cpu.encoder_kind() == "tiny" and cuda.encoder_kind() == "random-full"
     assert cuda.peak_flops() == 989e12 and cuda.warmup_steps == 3 and cpu.warmup_steps == 1
-    config = train.load_train_config(train.parse_args(bench.bench_argv(cpu, 2, "unused")))
+    config = train.load_train_config(bench.bench_request(cpu, 2, "unused"))
     assert (config.encoder.model, config.denoiser.vae, config.denoiser.size) == ("tiny", "sd15", "sd15")
     assert config.denoiser.cross_attention_dim == 768 and config.device == "cpu" and config.lambda_attn > 0
-    config = train.load_train_config(train.parse_args(bench.bench_argv(cuda, 2, "unused")))
+    config = train.load_train_config(bench.bench_request(cuda, 2, "unused"))
     assert (config.device, config.mixed_precision, config.encoder.dtype) == ("cuda:0", "bf16", "bf16")
 
 
 def test_trainer_with_a_random_llava_encoder(shards, tmp_path):
     """The `random-full` path (a LLaVA layout built here) at a test size: the state trains a step."""
     options = bench.BenchOptions(preset="tiny", batch_size=2, resolution=32, encoder="random-full")
-    args = train.parse_args(bench.bench_argv(options, 2, str(shards)))
-    config = train.load_train_config(args)
+    request = bench.bench_request(options, 2, str(shards))
+    config = train.load_train_config(request)
     dist = DistInfo(0, 1, 0, torch.device("cpu"))
     encoder = build_random_llava(EncoderConfig(model="random-full"), dist.device, SMALL_VISION, SMALL_TEXT)
-    state = train.build_state(args, config, dist, encoder)
+    state = train.build_state(request, config, dist, encoder)
     assert state.encoder is encoder and state.denoiser.encoder_width == SMALL_TEXT["hidden_size"]
     feed = train.BatchFeed(train.build_stream(str(shards), config, 2, dist), config.batch_size)
     timing, kept = time_trainer(state, feed, steps=1, warmup=1)
@@ -154,7 +160,7 @@ def test_trainer_with_a_random_llava_encoder(shards, tmp_path):
     frozen = time_frozen(state, kept)
     assert frozen["encoder_flops_per_sample"] > 0 and frozen["vae_flops_per_image"] > 0
     # its features: a feature run the trainer accepts for this config, with the random encoder's width
-    config1 = train.load_train_config(train.parse_args(bench.bench_argv(options, 1, str(shards))))
+    config1 = train.load_train_config(bench.bench_request(options, 1, str(shards)))
     run_dir = str(write_feature_run(state, list_shards(str(shards)), tmp_path / "features-run", batch_size=3))
     stream = train.build_stream(run_dir, config1, 1, dist)
     conditions = train.open_features(stream, config1, run_dir)

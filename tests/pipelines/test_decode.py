@@ -12,9 +12,10 @@ from PIL import Image
 
 from pipelines import metrics
 from pipelines.decode import (
+    Check,
     CheckFn,
+    Decode,
     DecodedSample,
-    DecodeFn,
     DedupeById,
     check_sample,
     decode_sample,
@@ -91,9 +92,9 @@ def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
         RawSample("dup-of-a", PNG, "dup"), RawSample("dup-of-b", PNG, "dup"), RawSample("blank", PNG, ""),
     ])
     inputs = (raw, extra) | beam.Flatten()
-    checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
+    checked = inputs | Check(100)
     unique = checked.samples | DedupeById(dedupe_ranks(inputs | "KeyPath" >> beam.FlatMap(passing_check, 100)))
-    decoded = unique.samples | beam.ParDo(DecodeFn(CONFIG)).with_outputs(DecodeFn.REJECTS, main="samples")
+    decoded = unique.samples | Decode(CONFIG)
     assert_that(
         decoded.samples | "Rows" >> beam.Map(lambda s: (s.source_key, s.image_format, s.pixels.shape[2], s.caption)),
         equal_to([
@@ -104,7 +105,7 @@ def test_decode_and_dedupe_in_a_pipeline_on_real_img2dataset_output():
         ]),
         label="Samples",
     )
-    rejects = (checked[CheckFn.REJECTS], unique.rejects, decoded[DecodeFn.REJECTS]) | "AllRejects" >> beam.Flatten()
+    rejects = (*checked.rejects, *unique.rejects, *decoded.rejects) | "AllRejects" >> beam.Flatten()
     assert_that(
         rejects | "Reasons" >> beam.Map(lambda r: (r.source, r.stage, r.reason)),
         equal_to([
@@ -133,11 +134,11 @@ def test_dedupe_keeps_one_of_identical_entries_and_passes_unique_ids():
                 RawSample("j", PNG, "cap", origin=(1, 0)), RawSample("u", other, "something else", origin=(1, 1))]
     pipeline = BeamTestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
     inputs = pipeline | beam.Create(elements)
-    checked = inputs | beam.ParDo(CheckFn(100)).with_outputs(CheckFn.REJECTS, main="samples")
+    checked = inputs | Check(100)
     unique = checked.samples | DedupeById(dedupe_ranks(inputs | "KeyPath" >> beam.FlatMap(passing_check, 100)))
     assert_that(unique.samples | "Keys" >> beam.Map(lambda s: s.source_key), equal_to(["j", "u"]), label="Kept")
     assert_that(
-        unique.rejects | "Reasons" >> beam.Map(lambda r: (r.source, r.reason, r.detail)),
+        unique.rejects | "Rejects" >> beam.Flatten() | "Reasons" >> beam.Map(lambda r: (r.source, r.reason, r.detail)),
         equal_to([("k", "duplicate", "same id as j"), ("k", "duplicate", "same id as j")]),
         label="Rejected",
     )

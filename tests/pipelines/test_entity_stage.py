@@ -52,8 +52,8 @@ def run_stage(config: EntitiesConfig, inputs, check_items, check_rejects) -> Non
     """ListEntities over `inputs`; `check_*(elements)` assert on each output (they run in the pipeline)."""
     with BeamTestPipeline() as pipeline:
         out = pipeline | beam.Create(inputs) | ListEntities(config, PHRASES, CaptionConfig())
-        assert_that(out["items"], check_items, label="items")
-        assert_that(out["rejects"], check_rejects, label="rejects")
+        assert_that(out.samples, check_items, label="items")
+        assert_that(out.rejects | "AllRejects" >> beam.Flatten(), check_rejects, label="rejects")
 
 
 def none(elements):

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.decode import CheckFn, DecodeFn
+from pipelines.decode import Check, Decode
 from pipelines.ledger import Ledger
 from pipelines.manifest import WriteManifest, build_lineage, collect_counts, read_manifest, write_manifest
 from pipelines.sources import ReadSamples
@@ -148,12 +148,12 @@ def test_read_decode_write_and_manifest_account_for_every_input(tmp_path):
     checked = (
         pipeline
         | ReadSamples(str(I2D / "webdataset"), ledger=Ledger(out, RUN))
-        | beam.ParDo(CheckFn(config.phrases.max_caption_chars)).with_outputs(CheckFn.REJECTS, main="samples")
+        | Check(config.phrases.max_caption_chars)
     )
-    decoded = checked.samples | beam.ParDo(DecodeFn(config.decode)).with_outputs(DecodeFn.REJECTS, main="samples")
+    decoded = checked.samples | Decode(config.decode)
     rows = decoded.samples | beam.Map(_to_sample) | "Rows" >> WriteRolling(
         out, SHARDS_DIR, shard_schema(lineage), config.write, RUN, "rows")
-    rejects = (checked[CheckFn.REJECTS], decoded[DecodeFn.REJECTS]) | beam.Flatten() | "Rej" >> WriteRolling(
+    rejects = (*checked.rejects, *decoded.rejects) | beam.Flatten() | "Rej" >> WriteRolling(
         out, REJECTS_DIR, reject_schema(lineage), config.write, RUN, "rejects")
     run = {"id": RUN, "runner": "DirectRunner", "input": {"path": str(I2D / "webdataset"), "format": "auto"}}
     _ = pipeline | WriteManifest(out, lineage, run, [rows, rejects])

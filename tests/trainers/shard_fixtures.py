@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from unimo_g.prompt import compose_prompt
-from unimo_g.records import Entity, Phrase, Sample
+from unimo_g.records import Entity, Phrase, Sample, ShardRow
 from unimo_g.rle import encode_mask
 from unimo_g.schema import VERSION_KEY, prompt_text, sample_id, shard_schema
+from unimo_g.shard_rows import shard_rows
 
 # phrase, RGB colour, rectangle as fractions (x0, y0, x1, y1) of the image
 OBJECTS = (
@@ -90,6 +91,11 @@ def make_row(
         prompt=prompt,
         prompt_text=prompt_text(prompt),
     ).to_row()
+
+
+def shard_row(row: dict) -> ShardRow:
+    """`row` (a `make_row` dict) as the trainer reads it: through an Arrow table of the contract's schema."""
+    return shard_rows(pa.Table.from_pylist([row], schema=shard_schema()))[0]
 
 
 def write_shard(path: Path, rows: list[dict], row_group_size: int = 2, version: Optional[int] = None) -> str:

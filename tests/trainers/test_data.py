@@ -9,7 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.trainers.shard_fixtures import OBJECTS, encode_image, make_row, rectangle, write_dataset, write_shard
+from tests.trainers.shard_fixtures import (
+    OBJECTS,
+    encode_image,
+    make_row,
+    rectangle,
+    shard_row,
+    write_dataset,
+    write_shard,
+)
 from trainers import data as data_module
 from trainers.data import DataConfig, ShardError, ShardStream, build_sample, collate, list_shards, make_loader
 from trainers.epoch_order import (
@@ -23,7 +31,7 @@ from trainers.epoch_order import (
     unit_order,
 )
 from unimo_g.image_transforms import resize_crop_box
-from unimo_g.records import PromptPart
+from unimo_g.records import PromptPart, ShardRow
 from unimo_g.rle import encode_mask
 from unimo_g.schema import SchemaVersionError
 
@@ -69,7 +77,7 @@ def group_of(file: str, row: int) -> tuple[str, int]:
 
 def all_ids(files) -> set[str]:
     stream = ShardStream(files, dataclasses.replace(CONFIG, shuffle_buffer=0), stage=1)
-    return {sample["id"] for sample in stream}
+    return {sample.id for sample in stream}
 
 
 def loader_ids(stream: ShardStream, batch_size: int, steps=None) -> list[str]:
@@ -77,7 +85,7 @@ def loader_ids(stream: ShardStream, batch_size: int, steps=None) -> list[str]:
     for step, batch in enumerate(make_loader(stream, batch_size)):
         if steps is not None and step == steps:
             break
-        ids.extend(batch["ids"])
+        ids.extend(batch.ids)
     return ids
 
 
@@ -146,7 +154,7 @@ def test_order_is_deterministic_and_seeded(dataset):
     def order(seed, epoch):
         stream = ShardStream(dataset, CONFIG, stage=2, seed=seed)
         stream.set_epoch(epoch)
-        return [(s["id"], s["prompt"]) for s in stream]
+        return [(s.id, s.prompt) for s in stream]
 
     first = order(3, 0)
     assert first == order(3, 0)
@@ -327,13 +335,13 @@ def test_resume_mid_epoch_gives_the_rest(layouts, mode):
 
 def test_resume_replays_without_decoding(dataset, monkeypatch):
     stream = ShardStream(dataset, CONFIG, stage=1, seed=2)
-    full = [s["id"] for s in stream]
+    full = [s.id for s in stream]
     decoded = []
     real_open = data_module.open_image
     monkeypatch.setattr(data_module, "open_image", lambda *a: decoded.append(1) or real_open(*a))
     resumed = ShardStream(dataset, CONFIG, stage=1, seed=2)
     resumed.load_state_dict(stream.state_dict(3, 3))  # 9 samples consumed
-    assert [s["id"] for s in resumed] == full[9:]
+    assert [s.id for s in resumed] == full[9:]
     assert len(decoded) == len(full) - 9
 
 
@@ -343,7 +351,7 @@ def test_resume_point_is_dropped_for_another_epoch(dataset):
     resumed.load_state_dict(stream.state_dict(2, 2))
     resumed.set_epoch(1)
     stream.set_epoch(1)
-    assert [s["id"] for s in resumed] == [s["id"] for s in stream]
+    assert [s.id for s in resumed] == [s.id for s in stream]
 
 
 def test_resume_refuses_a_changed_stream(dataset):
@@ -397,7 +405,7 @@ def test_undecodable_row_names_file_and_row(tmp_path):
     with pytest.raises(ShardError, match=rf"bad.parquet: row 1 \(id {rows[1]['id']}\)"):
         list(ShardStream([file], CONFIG, stage=1))
     stream = ShardStream([file], dataclasses.replace(CONFIG, skip_corrupt=True), stage=1)
-    assert {s["id"] for s in stream} == {rows[0]["id"], rows[2]["id"]}
+    assert {s.id for s in stream} == {rows[0]["id"], rows[2]["id"]}
     assert stream.stats["skipped_rows"] == 1
 
 
@@ -417,7 +425,7 @@ def test_future_schema_version_is_refused(tmp_path):
 # -- samples ------------------------------------------------------------------------------------------
 
 
-def red_left_row(width: int, height: int, red_width: int, orientation: int = 1) -> dict:
+def red_left_row(width: int, height: int, red_width: int, orientation: int = 1) -> ShardRow:
     """A target whose left `red_width` columns are red (as displayed), with their mask as entity 0.
 
     With EXIF orientation 6 the stored pixels are rotated; the mask is in the displayed frame.
@@ -436,7 +444,7 @@ def red_left_row(width: int, height: int, red_width: int, orientation: int = 1) 
     row = make_row(0, num_entities=1, width=width, height=height)
     row["image"] = target
     row["entities"][0]["mask"] = dataclasses.asdict(encode_mask(mask))
-    return row
+    return shard_row(row)
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
@@ -445,7 +453,7 @@ def test_mask_transformed_like_the_image(size, orientation):
     width, height, red_width = size
     config = DataConfig(resolution=32, substitute_prob=1.0, text_only_prob=0.0, num_workers=0)
     sample = build_sample(red_left_row(width, height, red_width, orientation), config, 2, random.Random(0))
-    pixels, masks = sample["pixel_values"], sample["entity_masks"]
+    pixels, masks = sample.pixel_values, sample.entity_masks
     assert pixels.shape == (3, 32, 32) and pixels.dtype == torch.float32
     assert -1.0 <= pixels.min() and pixels.max() <= 1.0
     assert masks.shape == (1, 32, 32) and 0.0 <= masks.min() and masks.max() <= 1.0
@@ -460,20 +468,20 @@ def test_mask_transformed_like_the_image(size, orientation):
 
 def test_stage1_is_the_caption_alone(dataset):
     for sample in ShardStream(dataset[:1], CONFIG, stage=1):
-        assert sample["prompt"] == (PromptPart(text=sample["caption"]),)
-        assert sample["entity_images"] == [] and sample["entity_masks"].shape == (0, 16, 16)
+        assert sample.prompt == (PromptPart(text=sample.caption),)
+        assert sample.entity_images == [] and sample.entity_masks.shape == (0, 16, 16)
 
 
 def test_stage2_text_only_share(tmp_path):
     files = write_dataset(tmp_path, [60], num_entities=2, width=16, height=16)
     config = DataConfig(resolution=8, substitute_prob=1.0, text_only_prob=0.25, shuffle_buffer=0, num_workers=0)
     samples = list(ShardStream(files, config, stage=2, seed=0))
-    text_only = [s for s in samples if not s["entity_images"]]
+    text_only = [s for s in samples if not s.entity_images]
     assert 6 <= len(text_only) <= 24  # 15 expected of 60
-    assert all(s["prompt"] == (PromptPart(text=s["caption"]),) for s in text_only)
-    assert all(len(s["entity_images"]) == 2 for s in samples if s["entity_images"])
+    assert all(s.prompt == (PromptPart(text=s.caption),) for s in text_only)
+    assert all(len(s.entity_images) == 2 for s in samples if s.entity_images)
     none = list(ShardStream(files, dataclasses.replace(config, text_only_prob=0.0), stage=2, seed=0))
-    assert all(len(s["entity_images"]) == 2 for s in none)
+    assert all(len(s.entity_images) == 2 for s in none)
 
 
 def test_stage2_substitution_renumbers_entities(tmp_path):
@@ -482,9 +490,9 @@ def test_stage2_substitution_renumbers_entities(tmp_path):
     config = DataConfig(resolution=40, substitute_prob=0.5, text_only_prob=0.0, shuffle_buffer=0, num_workers=0)
     seen_partial = False
     for sample in ShardStream(files, config, stage=2, seed=1):
-        parts = sample["prompt"]
+        parts = sample.prompt
         references = [p.entity for p in parts if p.entity is not None]
-        assert references == list(range(len(sample["entity_images"])))  # 0..K-1 in order
+        assert references == list(range(len(sample.entity_images)))  # 0..K-1 in order
         # which objects were substituted: their phrases are gone from the text
         text = "".join(p.text for p in parts if p.text is not None)
         kept = [k for k, (name, _, _) in enumerate(OBJECTS) if name not in text]
@@ -492,9 +500,9 @@ def test_stage2_substitution_renumbers_entities(tmp_path):
         seen_partial |= 0 < len(kept) < 3 and kept != list(range(len(kept)))
         for j, k in enumerate(kept):
             name, colour, frac = OBJECTS[k]
-            assert np.asarray(sample["entity_images"][j]).reshape(-1, 3)[0].tolist() == list(colour)
+            assert np.asarray(sample.entity_images[j]).reshape(-1, 3)[0].tolist() == list(colour)
             x0, y0, x1, y1 = rectangle(width, height, frac)
-            mask = sample["entity_masks"][j]  # same size: resize is the identity
+            mask = sample.entity_masks[j]  # same size: resize is the identity
             assert mask[y0:y1, x0:x1].min() > 0.99 and mask.sum() == pytest.approx((x1 - x0) * (y1 - y0), abs=0.5)
     assert seen_partial  # some sample substituted a later entity without the earlier ones
 
@@ -502,7 +510,7 @@ def test_stage2_substitution_renumbers_entities(tmp_path):
 def test_stage2_samples_repeat_for_a_seed_and_epoch(dataset):
     def prompts(stream, epoch):
         stream.set_epoch(epoch)
-        return {s["id"]: s["prompt"] for s in stream}
+        return {s.id: s.prompt for s in stream}
 
     first = prompts(ShardStream(dataset, CONFIG, stage=2, seed=9), 0)
     assert any(part.entity is not None for parts in first.values() for part in parts)  # substitutions drawn
@@ -518,13 +526,23 @@ def test_collate_pads_entities(dataset):
     samples = list(ShardStream(dataset[:1], config, stage=2))[:2]
     stage1 = list(ShardStream(dataset[:1], config, stage=1))[:1]
     batch = collate(samples + stage1)
-    assert batch["pixel_values"].shape == (3, 3, 16, 16)
-    assert batch["entity_masks"].shape == (3, 2, 16, 16)
-    assert batch["entity_valid"].tolist() == [[True, True], [True, True], [False, False]]
-    assert (batch["entity_masks"][2] == 0).all()
-    assert torch.equal(batch["entity_masks"][0], samples[0]["entity_masks"])
-    assert batch["ids"] == [s["id"] for s in samples + stage1]
-    assert len(batch["prompts"]) == len(batch["entity_images"]) == 3
+    assert batch.pixel_values.shape == (3, 3, 16, 16)
+    assert batch.entity_masks.shape == (3, 2, 16, 16)
+    assert batch.entity_valid.tolist() == [[True, True], [True, True], [False, False]]
+    assert (batch.entity_masks[2] == 0).all()
+    assert torch.equal(batch.entity_masks[0], samples[0].entity_masks)
+    assert batch.ids == [s.id for s in samples + stage1]
+    assert len(batch.prompts) == len(batch.entity_images) == 3
+
+
+def test_pinning_a_batch_pins_its_tensors_and_keeps_the_rest(dataset, monkeypatch):
+    batch = collate(list(ShardStream(dataset[:1], CONFIG, stage=2))[:2])
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda tensor: pinned.append(tensor) or tensor.clone())
+    copy = batch.pin_memory()  # what DataLoader(pin_memory=True) calls
+    assert type(copy) is type(batch) and len(pinned) == 3  # pixel_values, entity_masks, entity_valid
+    assert torch.equal(copy.pixel_values, batch.pixel_values) and copy.pixel_values is not batch.pixel_values
+    assert copy.ids is batch.ids and copy.entity_images is batch.entity_images
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def _worker(rank: int, port: int, argv: list, scratch: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     seen = []
-    state = train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append([step, batch["ids"]]))
+    state = train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append([step, batch.ids]))
     scratch = Path(scratch)
     (scratch / f"ids-{rank}.json").write_text(json.dumps(seen))
     weights = {k: v.contiguous() for k, v in state.denoiser.state_dict().items()}

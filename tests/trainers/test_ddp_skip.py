@@ -63,7 +63,7 @@ def _rank(rank: int, store_file: str, argv: list, scratch: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=WORLD)
     seen = []
     try:
-        train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append(batch["ids"]))
+        train.run(train.parse_args(argv), on_batch=lambda step, batch: seen.append(batch.ids))
         code = 0
     except Exception as err:  # the parent reports what went wrong in this rank
         (Path(scratch) / f"error-{rank}.txt").write_text(repr(err))

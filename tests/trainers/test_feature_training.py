@@ -17,7 +17,7 @@ from tests.trainers.shard_fixtures import make_row, write_shard
 from trainers import train
 from trainers.data import FEATURES, SAMPLES, DataConfig, ShardError, ShardStream, list_shards, make_loader
 from trainers.distributed import DistInfo
-from trainers.feature_data import collate_features, feature_run_dir, read_unconditional
+from trainers.feature_data import FeatureSample, collate_features, feature_run_dir, read_unconditional
 from trainers.step import train_step
 from unimo_g import generate
 from unimo_g.checkpoint_format import (
@@ -92,17 +92,17 @@ def test_a_step_from_features_equals_the_step_on_images_and_captions(runs):
     assert (live_stream.kind, feature_stream.kind) == (SAMPLES, FEATURES)
     live_batch = next(train.BatchFeed(live_stream, config.batch_size))
     # the job writes rows in its own order: the feature batch takes the live batch's rows, in its order
-    by_id = {sample["id"]: sample for sample in feature_stream}
-    feature_batch = collate_features([by_id[i] for i in live_batch["ids"]])
-    assert not feature_batch["hidden_mask"].all()  # captions of different lengths: padded like the encoder pads
+    by_id = {sample.id: sample for sample in feature_stream}
+    feature_batch = collate_features([by_id[i] for i in live_batch.ids])
+    assert not feature_batch.hidden_mask.all()  # captions of different lengths: padded like the encoder pads
 
     live = train.build_state(args, config, CPU)
     state = train.build_state(args, config, CPU, features=train.open_features(feature_stream, config, str(features)))
     assert state.encoder is None and state.vae is None
     assert state.denoiser.encoder_width == live.encoder.hidden_size
-    encoded = live.encoder(live_batch["prompts"], live_batch["entity_images"])
-    assert torch.equal(feature_batch["hidden"], encoded.hidden)
-    assert torch.equal(feature_batch["hidden_mask"], encoded.attention_mask)
+    encoded = live.encoder(live_batch.prompts, live_batch.entity_images)
+    assert torch.equal(feature_batch.hidden, encoded.hidden)
+    assert torch.equal(feature_batch.hidden_mask, encoded.attention_mask)
     before = {n: p.detach().clone() for n, p in state.denoiser.named_parameters()}
 
     # README: with fp32 storage a step equals the step on the images and captions bit for bit
@@ -254,19 +254,20 @@ def test_feature_stream_lists_decodes_and_collates(runs):
     assert stream.feature_spec.resolution == 32 and stream.feature_spec.storage_dtype == "fp32"
     assert stream.feature_layout == FeatureLayout((4, 8, 8), 32)
     batch = next(iter(make_loader(stream, 3)))
-    assert set(batch) == {"ids", "latent_mean", "latent_std", "hidden", "hidden_mask"}
-    assert batch["latent_mean"].shape == batch["latent_std"].shape == (3, 4, 8, 8)
-    assert (batch["latent_std"] > 0).all()
-    lengths = batch["hidden_mask"].sum(1)
-    assert batch["hidden"].shape == (3, int(lengths.max()), 32) and len(set(lengths.tolist())) > 1
+    fields = {field.name for field in dataclasses.fields(batch)}
+    assert fields == {"ids", "latent_mean", "latent_std", "hidden", "hidden_mask"}
+    assert batch.latent_mean.shape == batch.latent_std.shape == (3, 4, 8, 8)
+    assert (batch.latent_std > 0).all()
+    lengths = batch.hidden_mask.sum(1)
+    assert batch.hidden.shape == (3, int(lengths.max()), 32) and len(set(lengths.tolist())) > 1
     for b, length in enumerate(lengths.tolist()):
-        assert not batch["hidden_mask"][b, length:].any() and not batch["hidden"][b, length:].any()
+        assert not batch.hidden_mask[b, length:].any() and not batch.hidden[b, length:].any()
 
-    samples = [{"id": str(t), "hidden": torch.ones(t, 2), "latent_mean": torch.zeros(1, 2, 2),
-                "latent_std": torch.ones(1, 2, 2)} for t in (1, 3)]
+    samples = [FeatureSample(id=str(t), hidden=torch.ones(t, 2), latent_mean=torch.zeros(1, 2, 2),
+                             latent_std=torch.ones(1, 2, 2)) for t in (1, 3)]
     padded = collate_features(samples)
-    assert padded["hidden_mask"].tolist() == [[True, False, False], [True, True, True]]
-    assert padded["hidden"][0].sum() == 2 and padded["hidden"][1].sum() == 6
+    assert padded.hidden_mask.tolist() == [[True, False, False], [True, True, True]]
+    assert padded.hidden[0].sum() == 2 and padded.hidden[1].sum() == 6
 
 
 def test_feature_files_must_share_spec_and_layout(tmp_path, runs):

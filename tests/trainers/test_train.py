@@ -9,7 +9,8 @@ from PIL import Image
 
 from tests.trainers.shard_fixtures import make_row, write_dataset, write_shard
 from trainers import train
-from trainers.config import STAGE_LR, OptimConfig, TrainConfig
+from trainers.config import TrainConfig
+from trainers.optim import STAGE_LR, OptimConfig
 from unimo_g import generate
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
@@ -83,11 +84,13 @@ def test_init_from_loads_the_ema_weights_and_raw_on_request(tmp_path, data):
     key = "unet.conv_in.weight"
     assert not torch.equal(ema[key], raw[key])
     for weights, expected in (("ema", ema[key]), ("raw", raw[key])):
-        args = train.parse_args(["--config", TINY, "--stage", "2", "--data", str(data), "--output",
-                                 str(tmp_path / weights), "--init-from", str(stage1), "--init-weights", weights])
-        config = train.load_train_config(args)
+        request = train.parse_args(["--config", TINY, "--stage", "2", "--data", str(data), "--output",
+                                    str(tmp_path / weights), "--init-from", str(stage1), "--init-weights", weights])
+        assert (request.init_from, request.use_ema) == (str(stage1), weights == "ema")
+        config = train.load_train_config(request)
         encoder, _ = train.build_frozen(config, torch.device("cpu"))
-        denoiser, store = train.build_trainable(config, 2, encoder.hidden_size, args, torch.device("cpu"))
+        denoiser, store = train.build_trainable(config, 2, encoder.hidden_size, torch.device("cpu"),
+                                                request.init_from, request.use_ema)
         assert torch.equal(denoiser.state_dict()[key], expected)
         assert store is not None and not store.enabled
 

@@ -64,7 +64,7 @@ def test_attention_loss_off_at_lambda_zero_and_for_dropped_conditions(data):
     assert plain.store is None  # λ = 0: no capture, ε-MSE alone
     plain_losses, plain_grads = _grads(plain, batch)
     assert plain_losses["loss_attn"] == 0 and plain_losses["loss"] == plain_losses["loss_mse"]
-    assert batch["entity_valid"].any()
+    assert batch.entity_valid.any()
 
     attended, _ = _state_and_batch(data, 2, "lambda_attn=0.5", "cond_dropout=0.0")
     losses, grads = _grads(attended, batch)

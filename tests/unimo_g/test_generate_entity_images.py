@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from segmentation.entity_image import entity_image
-from tests.trainers.shard_fixtures import make_row
+from tests.trainers.shard_fixtures import make_row, shard_row
 from trainers import train
 from trainers.data import DataConfig, build_sample
 from unimo_g.checkpoint_format import read_latest, read_model_spec
@@ -46,7 +46,7 @@ def _training_path(config: EntityImageConfig) -> Image.Image:
     row = make_row(0, num_entities=1)
     row["entities"][0]["image"] = entity_image(pixels, mask, BOX, config)
     data = DataConfig(resolution=16, substitute_prob=1.0, text_only_prob=0.0)
-    return build_sample(row, data, 2, random.Random(0))["entity_images"][0]
+    return build_sample(shard_row(row), data, 2, random.Random(0)).entity_images[0]
 
 
 def _user_file(tmp_path) -> str:

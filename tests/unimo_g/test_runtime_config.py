@@ -13,7 +13,7 @@ def test_preprocess_defaults_to_tensor_for_both_models():
 
 def test_preprocess_is_validated():
     assert ModelRuntimeConfig(preprocess="processor").preprocess == "processor"
-    with pytest.raises(ValueError, match="preprocess must be one of"):
+    with pytest.raises(ValueError, match="runtime.preprocess must be tensor or processor"):
         ModelRuntimeConfig(preprocess="pil")
     with pytest.raises(ConfigError, match="preprocess"):
         from_dict(PipelineConfig, {"grounding": {"runtime": {"preprocess": "fast"}}})

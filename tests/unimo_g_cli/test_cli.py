@@ -1,5 +1,5 @@
 """`unimo-g`: help with an example per command, --version, one-line errors with exit 2, flag
-spellings, presets and check-config, delegation to each job's own entry point."""
+spellings, presets and check-config, each command's arguments and run from its own job."""
 
 import os
 import subprocess
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from unimo_g.usage import OneLineParser, spellings
 from unimo_g_cli import __version__, commands
-from unimo_g.usage import respell_flags
-from unimo_g_cli.main import command_parser, main
+from unimo_g_cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "data" / "sample")
@@ -26,7 +26,7 @@ def test_help_lists_every_command_with_an_example(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for name, command in commands.COMMANDS.items():
-        assert f"\n  {name} " in out
+        assert f"\n    {name} " in out or f"\n    {name}\n" in out
         assert f"$ {command.example}" in out and command.example.startswith(f"unimo-g {name}")
 
 
@@ -34,8 +34,9 @@ def test_help_lists_every_command_with_an_example(capsys):
 def test_each_command_help_shows_its_example_and_options(name, capsys):
     assert main([name, "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"unimo-g {name}: ") and f"$ {commands.COMMANDS[name].example}" in out
-    assert f"usage: unimo-g {name}" in out  # the job's own usage, under this command's name
+    command = commands.COMMANDS[name]
+    assert out.startswith(f"usage: unimo-g {name}")  # the job's own arguments, under this command's name
+    assert f"\n{command.summary}\n" in out and f"$ {command.example}" in out
 
 
 def test_build_help_spells_flags_in_kebab_case(capsys):
@@ -50,7 +51,7 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("argv, named", [([], "a command is required"), (["bogus"], "'bogus'"),
-                                         (["--bogus"], "'--bogus'")])
+                                         (["--bogus"], "--bogus")])
 def test_dispatcher_errors_are_one_line_exit_2(argv, named, capsys):
     assert main(argv) == 2
     assert named in one_error_line(capsys, "unimo-g: error:")
@@ -76,28 +77,42 @@ def test_generate_usage_error(capsys, tmp_path):
     assert ".png" in one_error_line(capsys, "unimo-g generate: error:")
 
 
-def test_underscore_spellings_are_read_as_the_kebab_case_flags():
-    known = {"--input-format", "--max-steps", "--set"}
-    argv = ["--input_format=folder", "--max_steps", "3", "--direct_num_workers=2", "--set", "a_b=1", "--",
-            "--input_format"]
-    assert respell_flags(argv, known) == ["--input-format=folder", "--max-steps", "3", "--direct_num_workers=2",
-                                          "--set", "a_b=1", "--", "--input_format"]
+def test_underscore_spellings_are_argparse_aliases_of_the_kebab_case_flags():
+    assert spellings("--max-steps") == ("--max-steps", "--max_steps") and spellings("--set") == ("--set",)
+    parser = OneLineParser(prog="p")
+    parser.add_argument(*spellings("--input-format"), default="auto")
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args(["--input_format=folder", "--set", "a_b=1"])
+    assert (args.input_format, args.set) == ("folder", ["a_b=1"])
+    assert "--input-format INPUT_FORMAT" in parser.format_help() and "--input_format" not in parser.format_help()
+
+
+def _command_parser(name: str):
+    """The subparser of `unimo-g NAME`, its job's arguments added."""
+    subcommands = next(a for a in build_parser(name)._actions if a.dest == "command")
+    return subcommands.choices[name]
 
 
 @pytest.mark.parametrize("name", sorted(commands.COMMANDS))
 def test_every_flag_shows_once_with_help_text(name, capsys):
-    parser = command_parser(commands.COMMANDS[name])
+    """Each command's --help comes from its own parser and shows every flag once, in its kebab-case
+    spelling (an underscore spelling is an alias, left out)."""
+    parser = _command_parser(name)
     assert main([name, "--help"]) == 0
     out = capsys.readouterr().out
+    assert out == parser.format_help()
     # the invocation part of each option line of the help: "-h, --help", "--input-format {auto,...}"
-    invocations = [line.strip().split("  ")[0] for line in out[out.index("options:"):].splitlines()
-                   if line.lstrip().startswith("-")]
+    options = out[out.index("options:"):]
+    invocations = [line.strip().split("  ")[0] for line in options.splitlines() if line.lstrip().startswith("-")]
     shown = [token.rstrip(",") for line in invocations for token in line.split() if token.startswith("-")]
+    assert len(shown) == len(set(shown)), invocations
     for action in parser._actions:
         assert action.help, f"unimo-g {name}: {action.option_strings or action.dest} has no help text"
-        for flag in action.option_strings:
-            assert "_" not in flag, f"{flag}: flags are kebab-case"
-            assert shown.count(flag) == 1, (flag, invocations)
+        flags = [flag for flag in action.option_strings if "_" not in flag]
+        aliases = [flag for flag in action.option_strings if "_" in flag]
+        assert all(shown.count(flag) == 1 for flag in flags), (action.option_strings, invocations)
+        assert not any(alias in shown for alias in aliases), (aliases, invocations)
+        assert all("--" + alias[2:].replace("_", "-") in flags for alias in aliases), f"{aliases}: flags are kebab-case"
 
 
 @pytest.mark.parametrize("argv", [
@@ -124,9 +139,27 @@ def test_usage_errors_answer_before_torch_or_beam_is_imported(argv, tmp_path):
     assert line.startswith(f"unimo-g {argv[0]}: error:")
 
 
+HELP_OF_EVERY_COMMAND = """
+import contextlib, io, sys
+from unimo_g_cli.commands import COMMANDS
+from unimo_g_cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):
+    codes = {main([name, "--help"]) for name in COMMANDS}
+heavy = [m for m in ("torch", "apache_beam") if m in sys.modules]
+print(codes, ",".join(heavy) or "none")
+"""
+
+
+def test_every_command_help_answers_without_torch_or_beam(tmp_path):
+    """In a fresh interpreter: `unimo-g COMMAND --help` of every command loads neither torch nor Beam."""
+    result = subprocess.run([sys.executable, "-c", HELP_OF_EVERY_COMMAND], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert result.stdout.strip() == "{0} none", result.stderr
+
+
 def test_register_refuses_a_second_command_of_one_name():
     with pytest.raises(ValueError, match="twice"):
-        commands.register("build", "beam_runner:main", "again", "unimo-g build", "beam_runner:build_parser")
+        commands.register("build", "pipelines.build_command", "again", "unimo-g build")
 
 
 def test_presets_list_show_path(capsys):
