@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from pipelines.runner_support import refusal
 from unimo_g.usage import UsageError
 
 HELP = """\
@@ -57,7 +58,7 @@ def unknown_beam_options(beam_args: Sequence[str]) -> list[str]:
 
 def pipeline_options(beam_args: Sequence[str]):
     """Beam `PipelineOptions` of `beam_args` (DirectRunner unless one is named); an option Beam does
-    not know, or a malformed one, is a `UsageError`."""
+    not know, a malformed one, or a runner the jobs refuse (pipelines.runner_support) is a `UsageError`."""
     from apache_beam.options.pipeline_options import PipelineOptions  # Beam is slow to import
 
     beam_args = with_default_runner(beam_args)
@@ -69,4 +70,8 @@ def pipeline_options(beam_args: Sequence[str]):
         options.get_all_options(retain_unknown_options=False)
     except (SystemExit, ValueError) as err:
         raise UsageError(f"bad Beam pipeline option in {' '.join(beam_args)}: {err}") from None
+    runner = options.get_all_options()["runner"]
+    why = refusal(runner) if isinstance(runner, str) else None
+    if why:
+        raise UsageError(f"--runner={runner}: {why}")
     return options

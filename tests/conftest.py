@@ -23,6 +23,11 @@ def pytest_configure(config):
         "time_limit(seconds): fail the test when its setup, call or teardown runs longer (for tests that wait on "
         "other processes: a hung worker must end the test, not the suite)",
     )
+    config.addinivalue_line(
+        "markers",
+        "cluster: starts engines as processes of their own (Beam job service and worker pool, Spark, Flink, Dask; "
+        "tests/cluster); `-m 'not cluster'` runs the rest alone",
+    )
 
 
 def _time_limited(phase: str):

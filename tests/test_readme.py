@@ -41,8 +41,9 @@ NOT_RUN: dict[Key, str] = {
     ("docs/pipeline/runners.md", None): "examples on /data and gs:// paths, Dataflow with GPUs",
     ("docs/evaluation.md", None): "needs the benchmark folders (DreamBench, MultiBench, COCO) and a trained model",
     ("docs/runbooks/dataflow-gpu.md", None): "docker, a Dataflow project and GPU workers",
-    ("docs/runbooks/flink.md", None): "a Flink cluster with GPU hosts",
-    ("docs/runbooks/spark.md", None): "a Spark cluster with GPU hosts",
+    ("docs/runbooks/flink.md", None): "a Flink cluster with GPU hosts (tests/cluster starts one on loopback)",
+    ("docs/runbooks/spark.md", None): "a Spark cluster with GPU hosts (tests/cluster starts one on loopback)",
+    ("docs/runbooks/dask.md", None): "a refused run: tests/cluster/test_dask.py runs it and checks the refusal",
 }
 TEST_COMMAND = "python -m pytest -q"
 PIP = re.compile(r'^pip install -c constraints\.txt -e "\.\[(\w+)\]"$')
