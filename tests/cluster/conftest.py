@@ -7,8 +7,8 @@
     flink_cluster      a Flink standalone session cluster: a JobManager and a TaskManager with two slots
     dask_cluster       a dask.distributed scheduler and two single-threaded workers
 
-Each is session-scoped (started on first use, stopped at the end of the session, by pid, pass or
-fail), waits for readiness with a bounded timeout, and logs to a file under the session's temp folder
+Each is package-scoped (started on first use, stopped by pid once the last test of tests/cluster has
+run, pass or fail: the engines' processes and their memory do not outlive the tests that use them), waits for readiness with a bounded timeout, and logs to a file under the session's temp folder
 that a readiness failure prints (tests/cluster/engines.py, beam_services.py). Where a tool is missing,
 `require` fails the test under CI=true and skips it elsewhere; an artifact Maven Central does not serve
 skips with Maven's answer.
@@ -47,12 +47,12 @@ def require(find: Callable[[], T]) -> T:
         pytest.skip(str(error))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cluster")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def beam_worker_pool(cluster_dir) -> WorkerPool:
     service, pool = start_worker_pool(cluster_dir / "worker_pool")
     with running(service):
@@ -60,7 +60,7 @@ def beam_worker_pool(cluster_dir) -> WorkerPool:
         yield pool
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def larger_input(cluster_dir) -> Path:
     """LARGER_INPUTS image-caption pairs, folder layout: the sample photos at six sizes, and BROKEN_INPUTS
     pairs that end as rejects (bytes that are no image, an empty caption)."""
@@ -72,13 +72,13 @@ def larger_input(cluster_dir) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def larger_direct(larger_input, cluster_dir) -> Path:
     """The DirectRunner's output for the larger input: what every other engine must write."""
     return run_build(larger_input, cluster_dir / "larger_direct", "--runner=DirectRunner", *LARGER_SETTINGS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def beam_job_service(cluster_dir) -> str:
     """The job endpoint (host:port) of a Beam job service process."""
     service, endpoint = start_job_service(cluster_dir / "job_service")
@@ -87,7 +87,7 @@ def beam_job_service(cluster_dir) -> str:
         yield endpoint
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def spark_cluster(cluster_dir) -> SparkCluster:
     require(distributions.spark_home)
     require(distributions.java)
@@ -95,7 +95,7 @@ def spark_cluster(cluster_dir) -> SparkCluster:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def flink_cluster(cluster_dir) -> FlinkCluster:
     require(distributions.flink_home)
     require(distributions.java)
@@ -103,21 +103,21 @@ def flink_cluster(cluster_dir) -> FlinkCluster:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dask_cluster(cluster_dir) -> DaskCluster:
     require(distributions.dask_distributed)
     with dask_distributed(cluster_dir / "dask") as cluster:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def spark_job_server_jar() -> Path:
     """Beam's Spark 3 job server at the installed Beam version (first in a test's arguments: a skip
     for a jar Maven Central does not serve then comes before any other fixture's work)."""
     return require(lambda: distributions.job_server_jar("spark"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def flink_job_server_jar() -> Path:
     """Beam's Flink job server for distributions.FLINK_JOB_SERVER_MINOR at the installed Beam version."""
     return require(lambda: distributions.job_server_jar("flink"))
