@@ -6,7 +6,7 @@
         --direct_num_workers=2 --direct_running_mode=multi_processing]
     python beam_runner.py verify DIR [--write]
 
-The same job as `unimo-g build` (and `unimo-g verify`); the job is `pipelines.build_command`.
+The same job as `unimo-g build` (and `unimo-g verify`); the job is `pipelines.prompts.command`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build_command, verify
+from pipelines.outputs import verify
+from pipelines.prompts import command as build_command
 from unimo_g.usage import first_paragraph, job_parser, parse, run_job
 
 PROG = "beam_runner.py"

@@ -6,14 +6,14 @@
         [any Beam pipeline option, e.g. --runner=DirectRunner --direct_num_workers=2
         --direct_running_mode=multi_processing]
 
-The same job as `unimo-g features`; the job is `pipelines.features_command`.
+The same job as `unimo-g features`; the job is `pipelines.features.command`.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from pipelines import features_command
+from pipelines.features import command as features_command
 from unimo_g.usage import first_paragraph, job_parser, parse, run_job
 
 PROG = "features_runner.py"
@@ -26,7 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     """The job for callers in Python: run it on a command line and return the manifest it wrote.
     Raises `UsageError` for unusable arguments."""
-    from pipelines.features_job import run_features
+    from pipelines.features.job import run_features
 
     args = parse(job_parser(PROG, features_command.add_arguments), argv)
     return run_features(features_command.features_request(args))

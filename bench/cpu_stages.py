@@ -15,12 +15,6 @@ not change the cost. The models are the preset's (`full`: Grounding DINO-T / SAM
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import dataclasses
 import datetime
@@ -38,12 +32,12 @@ from bench.pipeline import PRESETS
 from bench.results import write_json
 from grounding.detect import Grounding
 from grounding.models import load_grounding_model
-from grounding.phrases import extract_phrase_set, load_nlp
+from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
 from grounding.preprocess import image_canvas
 from grounding.preprocess import preprocess_images as grounding_tensors
-from pipelines.assemble import assemble_sample
-from pipelines.decode import DecodedSample, decode_sample
-from pipelines.work_item import WorkItem
+from pipelines.prompts.assemble import assemble_sample
+from pipelines.prompts.decode import DecodedSample, decode_sample
+from pipelines.prompts.work_item import WorkItem
 from segmentation.models import load_segmentation_model
 from segmentation.preprocess import canvas_of, mask_logits_at_original_size
 from segmentation.preprocess import preprocess_images as sam_tensors

@@ -14,12 +14,6 @@ logits and mask logits crowd near the thresholds: an upper bound for real weight
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import dataclasses
 import sys
@@ -33,7 +27,7 @@ import numpy as np
 from bench.inputs import make_inputs
 from bench.loops import ground_items, load_models, prepare_items, segment_items
 from bench.results import write_json
-from pipelines.assemble import assemble_sample
+from pipelines.prompts.assemble import assemble_sample
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.rle import decode_mask

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from grounding.entity_lists import EntityResult, replies_with_retry, resolve
 from grounding.entity_models import generate_replies, load_entity_model
-from grounding.phrases import load_nlp
+from grounding.phrases.noun_phrases import load_nlp
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, ModelRuntimeConfig, PhraseConfig
 
 Spans = list[list[tuple[int, int]]]

@@ -11,12 +11,6 @@ the figures are the usual "model FLOPs" that MFU is defined on.
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import sys
 from dataclasses import replace
@@ -32,7 +26,7 @@ from bench.loops import Models, boxes_of
 from bench.results import write_json
 from grounding.detect import ground_batch
 from grounding.models import GroundingModel, load_grounding_model
-from pipelines.work_item import WorkItem
+from pipelines.prompts.work_item import WorkItem
 from segmentation.segment import segment_batch
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import GroundingConfig, PipelineConfig

@@ -1,9 +1,9 @@
 """The two baselines the Beam pipeline is measured against, as plain Python loops.
 
 Both do the pipeline's work on the same inputs with the same functions: read the folder
-(`pipelines.source_formats`), check and decode (`pipelines.decode`), with `scores.enabled` the CLIP
-scores (`pipelines.score_stage.score_samples`, one sample per forward), phrases (`grounding.phrases`),
-Grounding DINO (`ground_batch`), SAM (`segment_batch`), assemble (`pipelines.assemble.assemble_sample`)
+(`pipelines.io.source_formats`), check and decode (`pipelines.prompts.decode`), with `scores.enabled` the CLIP
+scores (`pipelines.prompts.score_stage.score_samples`, one sample per forward), phrases (`grounding.phrases.noun_phrases`),
+Grounding DINO (`ground_batch`), SAM (`segment_batch`), assemble (`pipelines.prompts.assemble.assemble_sample`)
 and write one Parquet shard with the shard schema. They differ only in how the models are called:
 
 - `plain_loop`: the pipeline's batches, without Beam: `ground_batch` on `grounding.runtime.batch_size`
@@ -31,13 +31,13 @@ import pyarrow.parquet as pq
 
 from grounding.detect import ground_batch_with_reasons
 from grounding.models import GroundingModel, load_grounding_model
-from grounding.phrases import load_nlp
-from pipelines.assemble import assemble_sample
-from pipelines.decode import check_sample, decode_checked
-from pipelines.source_formats import group_folder_files, read_folder_group
-from pipelines.phrase_stage import clean_sample, phrase_item
-from pipelines.score_stage import ScoreRunner, score_samples
-from pipelines.work_item import WorkItem
+from grounding.phrases.noun_phrases import load_nlp
+from pipelines.prompts.assemble import assemble_sample
+from pipelines.prompts.decode import check_sample, decode_checked
+from pipelines.io.source_formats import group_folder_files, read_folder_group
+from pipelines.prompts.phrase_stage import clean_sample, phrase_item
+from pipelines.prompts.score_stage import ScoreRunner, score_samples
+from pipelines.prompts.work_item import WorkItem
 from segmentation.models import SegmentationModel, load_segmentation_model
 from segmentation.segment import segment_batch
 from unimo_g.pipeline_config import PipelineConfig

@@ -16,12 +16,6 @@ the device.
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import dataclasses
 import tempfile
@@ -38,11 +32,11 @@ from PIL import Image
 from bench.inputs import make_inputs
 from bench.pipeline import PRESETS
 from bench.results import write_json
-from pipelines.decode import decode_sample
-from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
-from pipelines.phrase_stage import ExtractPhrasesFn
-from pipelines.source_formats import group_folder_files, read_folder_group
-from pipelines.work_item import WorkItem
+from pipelines.prompts.decode import decode_sample
+from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
+from pipelines.prompts.phrase_stage import ExtractPhrasesFn
+from pipelines.io.source_formats import group_folder_files, read_folder_group
+from pipelines.prompts.work_item import WorkItem
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 

@@ -7,7 +7,7 @@ set: DreamBench's or MultiBench's folder), the bench builds, per photo, transfor
 (`TRANSFORMS`: resize 0.5, crop 90%, JPEG quality 30, PNG re-encode, brightness +10%, a small text
 overlay, horizontal flip, rotation by 5 and by 90 degrees) and unrelated images (each photo's four
 quadrants, resized to the photo's size: other pictures of the same style). Then, through the
-pipeline's own transforms (read, check, exact de-duplication, `pipelines.near_duplicates.RejectNearDuplicates`,
+pipeline's own transforms (read, check, exact de-duplication, `pipelines.prompts.near_duplicates.RejectNearDuplicates`,
 decode) on the DirectRunner, at the default config:
 
 - near-duplicates: inputs = originals + copies + unrelated. Recall per transform: copies rejected as
@@ -23,12 +23,6 @@ decode) on the DirectRunner, at the default config:
 """
 
 from __future__ import annotations
-
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import dataclasses
@@ -47,7 +41,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from bench.inputs import sample_photos
 from bench.results import write_json
-from unimo_g.images import hash_distance, perceptual_hash
+from unimo_g.images.decoding import hash_distance, perceptual_hash
 from unimo_g.pipeline_config import ExcludeConfig, NearDuplicateConfig, PipelineConfig
 from unimo_g.schema import sample_id
 
@@ -115,7 +109,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 def folder_photos(folder: Path) -> list[Image.Image]:
     """Every image under `folder` (sorted by path), upright RGB with transparency on white."""
-    from unimo_g.images import decode_image
+    from unimo_g.images.decoding import decode_image
     from unimo_g.pipeline_config import DecodeConfig
 
     limits = DecodeConfig(min_side=1, max_aspect_ratio=float("inf"))
@@ -158,10 +152,10 @@ def write_folder(images: Sequence[TestImage], folder: Path) -> Path:
 def run_pre_model(input_dir: Path, config: PipelineConfig) -> list[dict]:
     """Read, check, de-duplicate (exact, near, evaluation), decode the inputs of `input_dir` on the
     DirectRunner; returns the rejects as dicts (stage, reason, source, detail)."""
-    from pipelines.build import deduplicate
-    from pipelines.decode import Check, Decode
-    from pipelines.near_duplicates import RejectNearDuplicates, uses_hash_keys
-    from pipelines.sources import ReadSamples
+    from pipelines.prompts.graph import deduplicate
+    from pipelines.prompts.decode import Check, Decode
+    from pipelines.prompts.near_duplicates import RejectNearDuplicates, uses_hash_keys
+    from pipelines.io.sources import ReadSamples
     from pipelines.staged import passed
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,7 +219,7 @@ def score(images: Sequence[TestImage], rejects: Sequence[dict], reason: str, id_
 def pair_stats(images: Sequence[TestImage], config: PipelineConfig) -> dict:
     """Exhaustive hash distances: pairs of different photos (or unrelated) within each threshold, and
     pairs of one photo within `max_distance` that share an LSH band."""
-    from pipelines.near_duplicates import band_values, hash_value, mirrored_hash
+    from pipelines.prompts.near_duplicates import band_values, hash_value, mirrored_hash
 
     near = config.near_duplicates
     hashes = {image.key: perceptual_hash(image.data, config.decode) for image in images}

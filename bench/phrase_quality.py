@@ -11,12 +11,6 @@ recaptions the image, so a caption set cannot score it. Scoring: `bench.phrase_l
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import dataclasses
 import sys
@@ -25,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 from bench.phrase_labels import LABELS, LabelledCaption, Score, load_labels
 from bench.results import write_json
-from grounding.phrases import extract_phrase_set, load_nlp
+from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
 from unimo_g.captions import clean_caption
 from unimo_g.pipeline_config import CaptionConfig, PhraseConfig
 

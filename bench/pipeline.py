@@ -18,12 +18,6 @@ the pipeline's overhead over the plain loop (beam seconds / plain seconds - 1).
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import datetime
 import json
@@ -197,11 +191,11 @@ def _batch_summary(record: dict) -> str:
 def _peak(device: str, dtype: str) -> Optional[float]:
     import torch
 
-    from unimo_g.devices import DTYPES
+    from unimo_g.devices import torch_dtype
 
     if not device.startswith("cuda") or not torch.cuda.is_available():
         return None
-    return peak_flops(torch.device(device), DTYPES[dtype])
+    return peak_flops(torch.device(device), torch_dtype(dtype))
 
 
 def _fmt(value, spec: str, missing: str = "n/a") -> str:

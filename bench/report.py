@@ -1,7 +1,6 @@
 """Does `unimo-g report` run in bounded memory? Peak RSS and rows/s over N and over FACTOR x N rows.
 
     python -m bench.report [--n 1000] [--factor 10] [--image-kib 32] [--json FILE]
-    python bench/report.py ...                       (the same)
 
 Writes a synthetic pipeline output of N rows and one of FACTOR x N rows (real schema-v2 shards:
 images of about --image-kib KiB of incompressible pixels, 0 to 5 entities with masks and entity
@@ -12,12 +11,6 @@ imported (what the report itself adds). Printed: both peaks, their ratio (target
 """
 
 from __future__ import annotations
-
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import datetime
@@ -154,7 +147,7 @@ def write_synthetic_output(root: Path, rows: int, rejects: int = 0, image_kib: i
 
 def child(output_dir: str) -> dict:
     """Report one output in this process; its peak RSS, seconds and rows/s."""
-    from pipelines.report.main import build_report
+    from pipelines.outputs.report.main import build_report
 
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RUSAGE_UNIT / _MIB  # libraries loaded
     started = time.perf_counter()

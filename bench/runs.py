@@ -19,12 +19,6 @@ The result is written as JSON to `--result`.
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import gc
 import hashlib
@@ -49,7 +43,7 @@ from bench.loops import (
 )
 from bench.results import write_json
 from bench.rss import PeakRss, rusage_peaks
-from pipelines.manifest import build_lineage
+from pipelines.outputs.manifest import build_lineage
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 
@@ -109,7 +103,7 @@ def timed_model_stages():
     The handlers' methods are wrapped (the wrapper calls the original) and restored on exit. Only
     calls in this process are seen: the in-memory runner's, not multi_processing workers'.
     """
-    from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
+    from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
 
     timings: dict[str, list[tuple[float, int]]] = {"ground": [], "segment": []}
     originals = {}

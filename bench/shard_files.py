@@ -13,12 +13,6 @@ both as ratios against the largest size, read in this same process.
 
 from __future__ import annotations
 
-if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
-    import os
-    import sys
-
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import glob
 import json

@@ -1,6 +1,6 @@
 """Pre-computed features for the training benchmark, made in this process from the benchmarked
-state's own encoder and VAE with the feature job's batch functions (`pipelines.features_handlers`,
-`pipelines.features_stages`), so that a random full-size encoder no config can name gets features
+state's own encoder and VAE with the feature job's batch functions (`pipelines.features.handlers`,
+`pipelines.features.stages`), so that a random full-size encoder no config can name gets features
 too. The folder has the layout of a feature run (`unimo_g.features`) and passes the trainer's checks.
 """
 
@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipelines.features_handlers import caption_states, latent_moments, unconditional_states
-from pipelines.features_stages import FeatureItem, finish_item, prepare_input
+from pipelines.features.handlers import caption_states, latent_moments, unconditional_states
+from pipelines.features.stages import FeatureItem, finish_item, prepare_input
 from trainers.step import TrainState
 from unimo_g.config_tools import to_dict
 from unimo_g.features import (

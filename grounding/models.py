@@ -1,4 +1,4 @@
-"""Loading Grounding DINO: a registry of backends and the loaded-model record.
+"""Loading Grounding DINO through transformers, and the loaded-model record.
 
 `GroundingConfig.model` is a hub id, a local directory, or a random-weight preset built offline
 (`tiny`, or `random-grounding-dino-tiny` with the published model's dimensions; see `grounding.tiny`).
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
+from unimo_g.config_tools import check_backend
 from unimo_g.devices import resolve_device, resolve_dtype
 from unimo_g.pipeline_config import GroundingConfig
 
@@ -108,22 +109,16 @@ def _load_transformers(config: GroundingConfig, device: torch.device, dtype: tor
     return model, processor.image_processor, processor.tokenizer
 
 
-GROUNDING_BACKENDS: dict[str, Callable[[GroundingConfig, torch.device, torch.dtype], tuple[Any, Any, Any]]] = {
-    "transformers": _load_transformers,
-}
-
-
 def load_grounding_model(config: GroundingConfig) -> GroundingModel:
     """Load the model named by `config` on `config.runtime.device` in `config.runtime.dtype`, in eval mode.
 
     Raises RuntimeError when the device is a GPU that is not there (no CPU fallback), ValueError
     for an unknown backend or a tokenizer whose delimiter ids do not match the model.
     """
-    if config.backend not in GROUNDING_BACKENDS:
-        raise ValueError(f"grounding.backend {config.backend!r} is not one of {sorted(GROUNDING_BACKENDS)}")
+    check_backend("grounding", config.backend)
     device = resolve_device(config.runtime.device)
     dtype = resolve_dtype(config.runtime.dtype, device)
-    model, image_processor, tokenizer = GROUNDING_BACKENDS[config.backend](config, device, dtype)
+    model, image_processor, tokenizer = _load_transformers(config, device, dtype)
     model = model.to(device=device, dtype=dtype).eval()
     _check_model(model, tokenizer, config, config.model)
     resize, canvases = canvas_buckets(image_processor.size, config.canvas_aspects)

@@ -4,7 +4,7 @@ Equal to `model.image_processor(images, size=model.resize, do_pad=True, pad_size
 backend of `GroundingDinoImageProcessor`): the same resized size (the published shortest edge 800 /
 longest edge 1333), Pillow's bilinear resize reproduced byte for byte, the processor's rescale and
 mean/std, zero padding to the image's canvas (`image_canvas`) and the same pixel mask (see
-`unimo_g.image_batch`).
+`unimo_g.images.model_batches`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from transformers.image_transforms import get_size_with_aspect_ratio
 from transformers.image_utils import get_image_size_for_max_height_width
 
 from grounding.models import GroundingModel, canvas_for
-from unimo_g.image_batch import batch_images, processor_value_table
+from unimo_g.images.model_batches import batch_images, processor_value_table
 
 
 def resized_size(height: int, width: int, resize: Mapping[str, int]) -> tuple[int, int]:

@@ -61,7 +61,7 @@ def unknown_options(argv: Sequence[str], flags: dict[str, str]) -> list[str]:
 def beam_options_parser():
     """The parser Beam builds in `get_all_options`: every registered `PipelineOptions` class's flags
     (with the job's modules imported, so that every options class the job registers is seen)."""
-    import pipelines.build  # noqa: F401
+    import pipelines.prompts.graph  # noqa: F401
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
     parser = _BeamArgumentParser(allow_abbrev=False)

@@ -1,7 +1,7 @@
 """Refusals of local paths that the launcher makes before it imports Beam (about 2 s) or torch.
 
-The same checks run again once Beam is imported, for every filesystem (`pipelines.resume.check_output`,
-`pipelines.sources.plan_read`); for local paths these answer at once, with the same words.
+The same checks run again once Beam is imported, for every filesystem (`pipelines.io.resume.check_output`,
+`pipelines.io.sources.plan_read`); for local paths these answer at once, with the same words.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import glob
 import os
 
 GLOB_CHARS = "*?["
-LEASE_NAME = ".lease"  # held by the run writing the folder (`pipelines.lease`); not content of its own
+LEASE_NAME = ".lease"  # held by the run writing the folder (`pipelines.io.lease`); not content of its own
 
 
 def is_local_path(path: str) -> bool:

@@ -1,7 +1,7 @@
 """Names of the pipeline's Beam metrics, and reading them back from a finished run.
 
 Counters are for monitoring (a Dataflow, Flink or Spark UI shows them as NAMESPACE/NAME); the
-manifest's counts come from the written files (`pipelines.manifest`), which are exact on every
+manifest's counts come from the written files (`pipelines.outputs.manifest`), which are exact on every
 runner. What a UI user sees:
 
     read/inputs                  inputs read this run (each becomes one row or one reject)
@@ -13,7 +13,7 @@ runner. What a UI user sees:
     filter/passed                inputs that passed the `filters` rules
     filter/reject.filter.TOKEN   inputs a filter rule rejected (TOKEN: `unimo_g.filters.Rule.token`)
     dedupe/duplicates            inputs whose content id another input already has
-    dedupe/near_duplicates       inputs rejected as near-duplicates (perceptual hash, `pipelines.near_duplicates`)
+    dedupe/near_duplicates       inputs rejected as near-duplicates (perceptual hash, `pipelines.prompts.near_duplicates`)
     dedupe/eval_overlaps         inputs rejected as copies of an evaluation image (`exclude.images`)
     dedupe/near_duplicate_bucket_overflow  hashes of crowded band values compared with the first `max_bucket` only
     write/rows, write/rejects    rows and rejects committed to files; *_files: files committed

@@ -4,7 +4,7 @@ A thread in the launching process polls OUTPUT every few seconds and logs one st
 something changed: inputs read (of how many, when the input's size is known; and skipped by
 --resume), rows and rejects committed, inputs/s and an ETA. It reads only Parquet footers and the
 ledger's small columns, each file once. Inputs read move in steps of ledger parts (committed
-every 2 s of reading at most, `pipelines.ledger`), rows and rejects in steps of committed files
+every 2 s of reading at most, `pipelines.io.ledger`), rows and rejects in steps of committed files
 (`write.rows_per_file`).
 """
 
@@ -19,8 +19,8 @@ from typing import Callable, Optional
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.ledger import ledger_files, run_of_ledger_file
-from pipelines.write import reject_files_pattern, run_of_file, shard_files_pattern
+from pipelines.io.ledger import ledger_files, run_of_ledger_file
+from pipelines.io.write import reject_files_pattern, run_of_file, shard_files_pattern
 
 LOGGER = logging.getLogger(__name__)
 INTERVAL_S = 5.0  # at most one status line per interval
@@ -38,7 +38,7 @@ class Progress(threading.Thread):
         super().__init__(name="progress", daemon=True)
         self.output_dir = output_dir
         self.run_id = run_id
-        self.total = total  # inputs the run lists, when known before reading (`pipelines.sources.planned_inputs`)
+        self.total = total  # inputs the run lists, when known before reading (`pipelines.io.sources.planned_inputs`)
         self.interval_s = interval_s
         self.emit = emit or LOGGER.info
         self._stop_event = threading.Event()

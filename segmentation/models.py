@@ -1,4 +1,4 @@
-"""SAM loading: a registry of backends, each turning a `SegmentationConfig` into a ready model.
+"""SAM loading through transformers: a `SegmentationConfig` turned into a ready model.
 
 `config.model` is a hub id or a local directory (weights through `from_pretrained`, pinned by
 `config.revision`), or a random-weight preset built from a config with `config.seed` (its masks are
@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
+from unimo_g.config_tools import check_backend
 from unimo_g.devices import resolve_device, resolve_dtype
 from unimo_g.pipeline_config import SegmentationConfig
 
@@ -160,17 +161,9 @@ def _load_transformers(config: SegmentationConfig) -> SegmentationModel:
     return SegmentationModel(model=model, processor=processor, device=device, dtype=dtype)
 
 
-SEGMENTATION_BACKENDS: dict[str, Callable[[SegmentationConfig], SegmentationModel]] = {
-    "transformers": _load_transformers,
-}
 
 
 def load_segmentation_model(config: SegmentationConfig) -> SegmentationModel:
     """The model named by `config.backend` / `config.model`, on `config.runtime.device` in its dtype."""
-    try:
-        loader = SEGMENTATION_BACKENDS[config.backend]
-    except KeyError:
-        raise ValueError(
-            f"unknown segmentation backend {config.backend!r}; known: {sorted(SEGMENTATION_BACKENDS)}"
-        ) from None
-    return loader(config)
+    check_backend("segmentation", config.backend)
+    return _load_transformers(config)

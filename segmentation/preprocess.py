@@ -2,7 +2,7 @@
 
 `preprocess_images` equals `SamImageProcessor` (PIL backend): longest side resized to
 `size["longest_edge"]` (Pillow's bilinear resize reproduced byte for byte, see
-`unimo_g.image_batch`), rescaled and normalised with the processor's values, zero-padded to its
+`unimo_g.images.model_batches`), rescaled and normalised with the processor's values, zero-padded to its
 `pad_size`. `mask_logits_at_original_size` is `SamImageProcessor.post_process_masks` before the
 threshold, written out so that only the thresholded boolean mask leaves the device.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from segmentation.models import SegmentationModel
-from unimo_g.image_batch import batch_images, processor_value_table
+from unimo_g.images.model_batches import batch_images, processor_value_table
 
 
 def resized_size(height: int, width: int, longest_edge: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import beam_runner
-from pipelines import build_command
+from pipelines.prompts import command as build_command
 from pipelines.beam_options import unknown_beam_options
 from unimo_g.usage import job_parser, parse
 
@@ -55,7 +55,7 @@ def test_gpu_that_is_not_there_is_an_error_not_a_cpu_run(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr  # one paragraph: what failed, what was committed, how to go on
-    errors = [line for line in result.stderr.splitlines() if " ERROR pipelines.build_command: " in line]
+    errors = [line for line in result.stderr.splitlines() if " ERROR pipelines.prompts.command: " in line]
     assert len(errors) == 2 and "the run failed: " in errors[0] and "CUDA is not available" in errors[0]
     assert "continue with: python beam_runner.py" in errors[1] and "--resume" in errors[1]
     assert "--log-level DEBUG shows the traceback" in errors[1]

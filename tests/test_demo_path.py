@@ -16,7 +16,8 @@ from PIL import Image
 
 import beam_runner
 from trainers import train
-from unimo_g import gallery, generate
+from pipelines.outputs import gallery
+from unimo_g_apps import generate
 from unimo_g.checkpoint_format import read_latest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_pipeline_gallery_stage1_stage2_generate(tmp_path, monkeypatch):
     crops = [entity["image"] for row in rows for entity in row["entities"]]
     assert rows and crops, "the demo's shards must hold rows with entities"
 
-    # 2. python -m unimo_g.gallery demo_output: every row's entity crops, inline
+    # 2. python -m pipelines.outputs.gallery demo_output: every row's entity crops, inline
     assert gallery.main(["demo_output"]) == 0
     page = Path("demo_output/gallery.html").read_text(encoding="utf-8")
     for crop in crops:
@@ -72,7 +73,7 @@ def test_pipeline_gallery_stage1_stage2_generate(tmp_path, monkeypatch):
     assert read_latest("runs/s2").name == f"step-{STEPS:07d}"
     assert any(r["loss_attn"] > 0 for r in _metrics(Path("runs/s2")))  # the attention loss saw the SAM masks
 
-    # 5. python -m unimo_g.generate --checkpoint runs/s2 --prompt "a <img>...</img> on a sofa" --out ... (a crop of the run)
+    # 5. python -m unimo_g_apps.generate --checkpoint runs/s2 --prompt "a <img>...</img> on a sofa" --out ... (a crop of the run)
     Path("cat.png").write_bytes(crops[0])
     assert generate.main(["--checkpoint", "runs/s2", "--prompt", "a <img>cat.png</img> on a sofa",
                           "--out", "cat_on_sofa.png", "--steps", "2", "--guidance", "5.0", "--device", "cpu"]) == 0

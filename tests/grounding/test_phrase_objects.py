@@ -1,12 +1,12 @@
 """Phrases that name objects, with the real English model: the filters, the tag repair and the
-mention merge of `grounding.phrases.extract_phrase_set` on the captions of issue 20."""
+mention merge of `grounding.phrases.noun_phrases.extract_phrase_set` on the captions of issue 20."""
 
 import dataclasses
 
 import pytest
 import spacy
 
-from grounding.phrases import extract_phrase_set, extract_phrases, load_nlp
+from grounding.phrases.noun_phrases import extract_phrase_set, extract_phrases, load_nlp
 from unimo_g.pipeline_config import PhraseConfig
 from unimo_g.schema import PHRASE_OUTCOMES
 

@@ -3,7 +3,7 @@ import unicodedata
 
 import pytest
 
-from grounding.phrases import (
+from grounding.phrases.noun_phrases import (
     caption_too_long,
     clean_spans,
     extract_phrases,

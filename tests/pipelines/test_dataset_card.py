@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bench.report import write_synthetic_output
-from pipelines.dataset_card import card_header, feature_of, features_of, write_dataset_card
+from pipelines.outputs.card import card_header, feature_of, features_of, write_dataset_card
 from unimo_g.schema import PHRASE_OUTCOMES, shard_schema
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from pipelines import metrics
-from pipelines.decode import (
+from pipelines.prompts.decode import (
     Check,
     CheckFn,
     Decode,
@@ -24,7 +24,7 @@ from pipelines.decode import (
     key_id,
     passing_check,
 )
-from pipelines.sources import ReadSamples
+from pipelines.io.sources import ReadSamples
 from tests.pipelines.test_end_to_end import read_rows, run_job
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.records import RawSample, Reject

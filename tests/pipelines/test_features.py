@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import features_runner
-from pipelines.features_handlers import EncoderHandler
-from pipelines.features_read import row_group_units
-from pipelines.features_stages import FeatureItem, finish_item, unconditional_item
+from pipelines.features.handlers import EncoderHandler
+from pipelines.features.read import row_group_units
+from pipelines.features.stages import FeatureItem, finish_item, unconditional_item
 from tests.trainers.shard_fixtures import make_row, write_shard
 from unimo_g.checkpoint_format import build_vae
 from unimo_g.config_tools import read_yaml
@@ -28,8 +28,8 @@ from unimo_g.features import (
     read_feature_metadata,
     spec_from_train_config,
 )
-from unimo_g.generation import encode_unconditional
-from unimo_g.image_transforms import open_image, transform_image
+from unimo_g.inference import encode_unconditional
+from unimo_g.images.training_geometry import open_image, transform_image
 from unimo_g.models.encoder import build_encoder
 from unimo_g.models.vae import encode_moments
 from unimo_g.records import PromptPart

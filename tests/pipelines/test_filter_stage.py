@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import beam_runner
-from pipelines.verify import verify
+from pipelines.outputs.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny.yaml")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.input_keys import unit_keys
-from pipelines.ledger import item_key
-from pipelines.source_formats import read_unit
-from pipelines.sources import plan_read
+from pipelines.io.input_keys import unit_keys
+from pipelines.io.ledger import item_key
+from pipelines.io.source_formats import read_unit
+from pipelines.io.sources import plan_read
 
 ROOT = Path(__file__).resolve().parents[2]
 I2D = ROOT / "tests" / "data" / "img2dataset"

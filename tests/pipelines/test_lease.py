@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import beam_runner
-from pipelines.lease import LEASE_NAME, Lease, LeaseHeld, LeaseKeeper, acquire, read_lease, release, renew
-from pipelines.verify import verify
+from pipelines.io.lease import LEASE_NAME, Lease, LeaseHeld, LeaseKeeper, acquire, read_lease, release, renew
+from pipelines.outputs.verify import verify
 from tests.pipelines.test_resume import ONE_AT_A_TIME, ROOT, TINY, make_folder, outputs
 from tests.processes import launched
 

@@ -2,7 +2,7 @@
 
 On the DirectRunner a GroupByKey, or a Flatten of a shuffled branch with the main stream, buffers its
 whole input, and a side input is materialised whole: memory stays flat only if none of them carries
-image data. The graph `pipelines.build.build_pipeline` builds is walked for every GroupByKey and Flatten
+image data. The graph `pipelines.prompts.graph.build_pipeline` builds is walked for every GroupByKey and Flatten
 (CoGroupByKey, Reshuffle and CombinePerKey expand to them) and every side input; each of those inputs
 gets a probe branch, and the job runs on a few sample photos. A probe records the largest image-sized
 value in any element: bytes, arrays, tensors or images of at least `IMAGE_SIZED` bytes anywhere in
@@ -28,8 +28,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 from PIL import Image
 
-from pipelines.build import build_pipeline
-from pipelines.write import WriteRolling
+from pipelines.prompts.graph import build_pipeline
+from pipelines.io.write import WriteRolling
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 

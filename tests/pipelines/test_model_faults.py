@@ -2,7 +2,7 @@
 `model_error` reject of its stage; the other inputs of its batch are rows, as if it were not there.
 
 The poison is a real failure of the real model code: an image so thin that the processors resize
-its short side to 0 pixels (`unimo_g.image_batch.batch_images` raises ValueError). At 16 x 8000 it
+its short side to 0 pixels (`unimo_g.images.model_batches.batch_images` raises ValueError). At 16 x 8000 it
 fails Grounding DINO's preprocessing (canvas 192); at 16 x 5000 Grounding DINO still runs (192 x
 0.6 rounds to 1) and finds boxes, and SAM's preprocessing fails (canvas 128: 0.4 rounds to 0).
 """
@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.decode import CheckedSample, decode_checked
-from pipelines.model_handlers import GroundingModelHandler, SegmentationModelHandler
-from pipelines.phrase_stage import ExtractPhrasesFn
-from pipelines.work_item import WorkItem
+from pipelines.prompts.decode import CheckedSample, decode_checked
+from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
+from pipelines.prompts.phrase_stage import ExtractPhrasesFn
+from pipelines.prompts.work_item import WorkItem
 from tests.pipelines.test_end_to_end import ROOT, read_rows, run_job
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.model_handlers import LOAD_LOG_ENV, GroundingModelHandler, SegmentationModelHandler
+from pipelines.prompts.model_handlers import LOAD_LOG_ENV, GroundingModelHandler, SegmentationModelHandler
 from tests.pipelines.test_end_to_end import read_rows, run_job
 from unimo_g.pipeline_config import GroundingConfig, ModelRuntimeConfig, SegmentationConfig
 

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 import beam_runner
-from pipelines.decode import CheckedSample, decode_checked
-from pipelines.verify import verify
+from pipelines.prompts.decode import CheckedSample, decode_checked
+from pipelines.outputs.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
-from pipelines.near_duplicates import (
+from pipelines.prompts.near_duplicates import (
     EvaluationHashes,
     _BucketEdgesFn,
     _written_hashes,
@@ -28,7 +28,7 @@ from pipelines.near_duplicates import (
     mirrored_hash,
     resolve,
 )
-from unimo_g.images import ImageRejected, hash_distance, perceptual_hash
+from unimo_g.images.decoding import ImageRejected, hash_distance, perceptual_hash
 from unimo_g.pipeline_config import DecodeConfig, ExcludeConfig, NearDuplicateConfig, PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[2]

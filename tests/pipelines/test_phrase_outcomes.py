@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from grounding.detect import Grounding
-from grounding.phrase_set import PhraseSet, SetAside, row_phrases
-from grounding.phrases import extract_phrase_set, load_nlp
-from pipelines.assemble import assemble_sample
-from pipelines.decode import DecodedSample
-from pipelines.work_item import WorkItem
+from grounding.phrases.phrase_set import PhraseSet, SetAside, row_phrases
+from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
+from pipelines.prompts.assemble import assemble_sample
+from pipelines.prompts.decode import DecodedSample
+from pipelines.prompts.work_item import WorkItem
 from segmentation.segment import MaskPrediction
 from unimo_g.pipeline_config import PhraseConfig, PipelineConfig
 from unimo_g.records import Phrase

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.decode import CheckedSample, check_sample
-from pipelines.source_formats import load_entry, read_unit
-from pipelines.sources import plan_read
+from pipelines.prompts.decode import CheckedSample, check_sample
+from pipelines.io.source_formats import load_entry, read_unit
+from pipelines.io.sources import plan_read
 from unimo_g.provenance import (
     DROPPED_KEYS_KEY,
     MAX_METADATA_KEYS,
@@ -246,10 +246,10 @@ def test_parquet_manifest_other_columns_but_no_second_binary_column(tmp_path):
 def test_rejects_of_every_stage_carry_the_provenance():
     import numpy as np
 
-    from pipelines.decode import decode_checked, duplicate_reject
-    from pipelines.model_handlers import model_error_reject
-    from pipelines.phrase_stage import clean_sample
-    from pipelines.work_item import WorkItem
+    from pipelines.prompts.decode import decode_checked, duplicate_reject
+    from pipelines.prompts.model_handlers import model_error_reject
+    from pipelines.prompts.phrase_stage import clean_sample
+    from pipelines.prompts.work_item import WorkItem
     from unimo_g.pipeline_config import CaptionConfig, DecodeConfig
     from unimo_g.records import RawSample
 

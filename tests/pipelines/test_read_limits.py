@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.read_guard import ReadRefused, fetch_http, is_public
-from pipelines.source_formats import ReadUnit, load_entry, read_unit, read_webdataset
-from pipelines.sources import plan_read
+from pipelines.io.read_guard import ReadRefused, fetch_http, is_public
+from pipelines.io.source_formats import ReadUnit, load_entry, read_unit, read_webdataset
+from pipelines.io.sources import plan_read
 from tests.pipelines.test_end_to_end import run_job
 from unimo_g.pipeline_config import ReadConfig
 
@@ -87,7 +87,7 @@ def test_allowed_roots_open_more_folders(layout):
 
 
 def test_remote_manifest_relative_paths_stay_in_its_bucket():
-    from pipelines.source_formats import resolve
+    from pipelines.io.source_formats import resolve
 
     assert resolve("gs://b/run/m", "x/../y.png") == "gs://b/run/m/y.png"
     assert resolve("gs://b/run/m", "../../../../etc/y.png") == "gs://b/etc/y.png"  # cannot leave the bucket

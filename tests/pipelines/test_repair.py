@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import beam_runner
-from pipelines.repair import surplus_outputs
-from pipelines.verify import main as verify_main
-from pipelines.verify import verify
+from pipelines.outputs.repair import surplus_outputs
+from pipelines.outputs.verify import main as verify_main
+from pipelines.outputs.verify import verify
 from tests.pipelines.test_resume import TINY, make_folder, outputs
 
 

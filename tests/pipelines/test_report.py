@@ -18,15 +18,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from bench.report import ENTITY_PATTERN, MISSED_OUTCOMES, REJECT_REASONS, write_synthetic_output
-from pipelines.report import collect as collect_module
-from pipelines.report import files
-from pipelines.report import page as page_module
-from unimo_g.overlay import draw_overlay, label_rects
-from pipelines.report.collect import collect
-from pipelines.report.main import main
-from pipelines.report.stats import UNIT, Histogram
-from pipelines.shard_stats import ENTITY_BINS, entity_bin, summarize_shards
-from unimo_g.gallery import entity_color
+from pipelines.outputs.report import collect as collect_module
+from pipelines.outputs.report import files
+from pipelines.outputs.report import page as page_module
+from pipelines.outputs.overlay import draw_overlay, label_rects
+from pipelines.outputs.report.collect import collect
+from pipelines.outputs.report.main import main
+from pipelines.outputs.report.stats import UNIT, Histogram
+from pipelines.outputs.shard_stats import ENTITY_BINS, entity_bin, summarize_shards
+from pipelines.outputs.gallery import entity_color
 from unimo_g.schema import FIELDS_SINCE_V2, OUTCOME_ENTITY, VERSION_KEY
 
 ROWS, REJECTS = 45, 7
@@ -116,7 +116,7 @@ def test_image_bytes_are_read_only_from_row_groups_of_sampled_rows(output, monke
             yield Recording(path, parquet)
 
     monkeypatch.setattr(collect_module.files, "open_parquet", recording)
-    monkeypatch.setattr("pipelines.report.sample.open_parquet", recording)
+    monkeypatch.setattr("pipelines.outputs.report.sample.open_parquet", recording)
     collected = collect(str(output), per_bucket=1, per_reason=1)
     shard_reads = [r for r in reads if "/shards/" in r[0]]
     stats_reads = [r for r in shard_reads if r[2] is not None]
@@ -201,7 +201,7 @@ def test_usage_errors(argv, named, output, capsys):
 
 def test_report_and_card_of_an_object_store_output(output, tmp_path, monkeypatch, capsys):
     """Through Beam's FileSystems only: an `objtest://` URL, where folders do not exist by themselves."""
-    from pipelines.dataset_card import write_dataset_card
+    from pipelines.outputs.card import write_dataset_card
     from tests.pipelines.object_store import ObjectStoreForTests
 
     bucket = tmp_path / "bucket"
@@ -371,7 +371,7 @@ def test_an_output_whose_inputs_were_all_rejected_shows_no_data_not_empty_axes(t
 
 
 def test_counts_are_singular_for_one():
-    from unimo_g.gallery import counted
+    from pipelines.outputs.gallery import counted
 
     assert counted(1, "shard file") == "1 shard file" and counted(0, "reject file") == "0 reject files"
     assert counted(2048, "row") == "2,048 rows" and counted(1, "entity", "entities") == "1 entity"

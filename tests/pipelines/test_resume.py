@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import beam_runner
-from pipelines.ledger import read_ledgers
-from pipelines.write import run_of_file
+from pipelines.io.ledger import read_ledgers
+from pipelines.io.write import run_of_file
 from tests.processes import launched
 
 ROOT = Path(__file__).resolve().parents[2]

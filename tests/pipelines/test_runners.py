@@ -32,7 +32,7 @@ def test_the_graph_translates_for_dataflow_runner_v2():
     from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.runners.runner import PipelineState
 
-    from pipelines.build import build_pipeline
+    from pipelines.prompts.graph import build_pipeline
     from unimo_g.config_tools import load_config
     from unimo_g.pipeline_config import PipelineConfig
 

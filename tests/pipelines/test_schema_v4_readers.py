@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.report import write_synthetic_output
-from pipelines.features_read import read_row_group, row_group_units
-from pipelines.manifest import collect_counts
-from pipelines.report.collect import collect
-from pipelines.report.main import main as report_main
+from pipelines.features.read import read_row_group, row_group_units
+from pipelines.outputs.manifest import collect_counts
+from pipelines.outputs.report.collect import collect
+from pipelines.outputs.report.main import main as report_main
 from trainers.data import DataConfig, ShardStream
-from unimo_g.gallery import build_gallery
+from pipelines.outputs.gallery import build_gallery
 from unimo_g.records import Sample
 from unimo_g.schema import FIELDS_SINCE_V4, SCHEMA_VERSION, VERSION_KEY, check_schema_version, shard_schema
 

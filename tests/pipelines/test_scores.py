@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 import beam_runner
-from pipelines.eval_overlap_clip import closest_reference
-from unimo_g.images import decode_image
+from pipelines.prompts.eval_overlap_clip import closest_reference
+from unimo_g.images.decoding import decode_image
 from unimo_g.models.aesthetic_head import load_head
 from unimo_g.models.clip_scorer import embed_images, load_clip_scorer, score_batch
 from unimo_g.pipeline_config import DecodeConfig, ScoresConfig

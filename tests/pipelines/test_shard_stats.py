@@ -6,13 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from grounding.detect import Grounding
-from pipelines.assemble import assemble_sample
-from pipelines.decode import decode_sample
-from pipelines.phrase_stage import clean_sample
-from pipelines.shard_stats import summarize_shards
-from pipelines.work_item import WorkItem
+from pipelines.prompts.assemble import assemble_sample
+from pipelines.prompts.decode import decode_sample
+from pipelines.prompts.phrase_stage import clean_sample
+from pipelines.outputs.shard_stats import summarize_shards
+from pipelines.prompts.work_item import WorkItem
 from segmentation.segment import MaskPrediction
-from unimo_g.images import encode_image
+from unimo_g.images.decoding import encode_image
 from unimo_g.pipeline_config import CaptionConfig, DecodeConfig, PipelineConfig
 from unimo_g.records import Entity, Mask, Phrase, PromptPart, RawSample, Reject, Sample
 from unimo_g.schema import SHARD_FIELDS, VERSION_KEY, SchemaVersionError, check_schema_version, shard_schema

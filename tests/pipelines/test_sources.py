@@ -15,8 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from pipelines import metrics
-from pipelines.source_formats import read_unit
-from pipelines.sources import ReadSamples, plan_read
+from pipelines.io.source_formats import read_unit
+from pipelines.io.sources import ReadSamples, plan_read
 from unimo_g.pipeline_config import ReadConfig
 
 I2D = Path(__file__).resolve().parents[1] / "data" / "img2dataset"
@@ -42,7 +42,7 @@ def _summary(sample):
 
 def _read_all(input_path, input_format="auto", config=ReadConfig(), **kwargs):
     """Every RawSample of a plan, read without Beam (the functions the DoFns wrap)."""
-    from pipelines.source_formats import load_entry
+    from pipelines.io.source_formats import load_entry
 
     plan = plan_read(str(input_path), input_format, **kwargs)
     samples = []

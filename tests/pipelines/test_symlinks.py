@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import beam_runner
-from pipelines.features_build import resolve_inputs
+from pipelines.features.graph import resolve_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = sorted((ROOT / "data" / "sample" / "00000").glob("*.jpg"))

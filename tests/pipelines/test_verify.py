@@ -13,8 +13,8 @@ import pytest
 
 import beam_runner
 from pipelines.progress import Progress
-from pipelines.verify import main as verify_main
-from pipelines.verify import verify
+from pipelines.outputs.verify import main as verify_main
+from pipelines.outputs.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -86,7 +86,7 @@ def test_an_extra_row_file_is_caught(finished, tmp_path, capsys):
 
 
 def test_command_lines(finished, tmp_path):
-    for command in ([sys.executable, "-m", "pipelines.verify", str(finished)],
+    for command in ([sys.executable, "-m", "pipelines.outputs.verify", str(finished)],
                     [sys.executable, "beam_runner.py", "verify", str(finished)]):
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "10 inputs -> 10 rows + 0 rejects" in result.stdout, result.stderr

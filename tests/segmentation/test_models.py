@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from segmentation.models import (
-    SEGMENTATION_BACKENDS,
     SegmentationModel,
     load_segmentation_model,
     tiny_sam_processor,
@@ -20,7 +19,7 @@ def tiny_model() -> SegmentationModel:
 
 
 def test_tiny_model_is_ready_for_inference(tiny_model):
-    assert set(SEGMENTATION_BACKENDS) == {"transformers"}
+    assert TINY.backend == "transformers"
     assert tiny_model.device == torch.device("cpu") and tiny_model.dtype == torch.float32
     assert not tiny_model.model.training
     assert all(not p.requires_grad for p in tiny_model.model.parameters())

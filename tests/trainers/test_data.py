@@ -30,7 +30,7 @@ from trainers.epoch_order import (
     row_group_order,
     unit_order,
 )
-from unimo_g.image_transforms import resize_crop_box
+from unimo_g.images.training_geometry import resize_crop_box
 from unimo_g.records import PromptPart, ShardRow
 from unimo_g.rle import encode_mask
 from unimo_g.schema import SchemaVersionError

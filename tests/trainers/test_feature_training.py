@@ -19,7 +19,7 @@ from trainers.data import FEATURES, SAMPLES, DataConfig, ShardError, ShardStream
 from trainers.distributed import DistInfo
 from trainers.feature_data import FeatureSample, collate_features, feature_run_dir, read_unconditional
 from trainers.step import train_step
-from unimo_g import generate
+from unimo_g_apps import generate
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
     load_ema_weights,

@@ -11,7 +11,7 @@ from tests.trainers.shard_fixtures import make_row, write_dataset, write_shard
 from trainers import train
 from trainers.config import TrainConfig
 from trainers.optim import STAGE_LR, OptimConfig
-from unimo_g import generate
+from unimo_g_apps import generate
 from unimo_g.checkpoint_format import (
     CHECKPOINTS_DIR,
     load_ema_weights,

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from transformers import GroundingDinoImageProcessorPil
 
-from unimo_g.image_batch import (
+from unimo_g.images.model_batches import (
     PRECISION_BITS,
     batch_images,
     bilinear_taps,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimo_g.images import DecodedImage, ImageRejected, decode_image, encode_image
+from unimo_g.images.decoding import DecodedImage, ImageRejected, decode_image, encode_image
 from unimo_g.pipeline_config import DecodeConfig
 
 CONFIG = DecodeConfig(max_pixels=1_000_000, min_side=1, max_aspect_ratio=8.0)

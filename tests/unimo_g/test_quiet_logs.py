@@ -64,6 +64,6 @@ def test_library_tracebacks_are_dropped_but_their_line_kept():
         import sys
 
         beam = logging.LogRecord("apache_beam.runners.common", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
-        ours = logging.LogRecord("pipelines.build_job", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+        ours = logging.LogRecord("pipelines.prompts.job", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
     assert keep.filter(beam) and beam.exc_info is None and beam.getMessage() == "boom"
     assert keep.filter(ours) and ours.exc_info is not None

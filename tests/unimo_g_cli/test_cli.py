@@ -159,7 +159,7 @@ def test_every_command_help_answers_without_torch_or_beam(tmp_path):
 
 def test_register_refuses_a_second_command_of_one_name():
     with pytest.raises(ValueError, match="twice"):
-        commands.register("build", "pipelines.build_command", "again", "unimo-g build")
+        commands.register("build", "pipelines.prompts.command", "again", "unimo-g build")
 
 
 def test_presets_list_show_path(capsys):
@@ -193,10 +193,10 @@ def test_report_of_a_folder_that_is_not_an_output(capsys, tmp_path):
 
 def test_python_dash_m_and_old_entry_points_still_work():
     """`python -m unimo_g_cli` is the command; the scripts it delegates to still run on their own
-    (`python -m trainers.train` and `python -m unimo_g.generate` are run by their own tests' `main`)."""
+    (`python -m trainers.train` and `python -m unimo_g_apps.generate` are run by their own tests' `main`)."""
     new = subprocess.run([sys.executable, "-m", "unimo_g_cli", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert new.returncode == 0 and new.stdout.startswith("unimo-g ")
-    for old in (["beam_runner.py", "--help"], ["-m", "unimo_g.gallery", "--help"]):
+    for old in (["beam_runner.py", "--help"], ["-m", "pipelines.outputs.gallery", "--help"]):
         result = subprocess.run([sys.executable, *old], capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0 and "usage:" in result.stdout, (old, result.stderr)
 

@@ -26,6 +26,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, C
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from unimo_g.config_tools import check_backend
 from unimo_g.devices import resolve_device, resolve_dtype
 from unimo_g.pipeline_config import ScoresConfig
 
@@ -207,19 +208,13 @@ def _load_transformers(config: ScoresConfig, dtype: torch.dtype) -> tuple[Any, A
     return model, processor.image_processor, processor.tokenizer
 
 
-CLIP_BACKENDS: dict[str, Callable[[ScoresConfig, torch.dtype], tuple[Any, Any, Any]]] = {
-    "transformers": _load_transformers,
-}
-
-
 def load_clip_scorer(config: ScoresConfig) -> ClipScorer:
     """Load the CLIP model named by `config` on `config.runtime.device` in `config.runtime.dtype`, in
     eval mode. Raises RuntimeError for an absent GPU (no CPU fallback), ValueError for an unknown backend."""
-    if config.backend not in CLIP_BACKENDS:
-        raise ValueError(f"scores.backend {config.backend!r} is not one of {sorted(CLIP_BACKENDS)}")
+    check_backend("scores", config.backend)
     device = resolve_device(config.runtime.device)
     dtype = resolve_dtype(config.runtime.dtype, device)
-    model, image_processor, tokenizer = CLIP_BACKENDS[config.backend](config, dtype)
+    model, image_processor, tokenizer = _load_transformers(config, dtype)
     model = model.to(device=device, dtype=dtype).eval()
     context = min(CLIP_CONTEXT_TOKENS, int(model.config.text_config.max_position_embeddings))
     return ClipScorer(model=model, image_processor=image_processor, tokenizer=tokenizer, device=device, dtype=dtype,

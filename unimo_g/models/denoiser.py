@@ -113,7 +113,7 @@ class ConditionProjection(nn.Module):
     The normalisation comes first (as in Lumina-Next's caption embedder, RMSNorm then Linear): an
     LLM's hidden states carry a few huge activations, and a per-token normalisation before the
     projection tames them. It also lets an export fold the LayerNorm's affine part into the Linear,
-    which diffusers holds as the UNet's own `encoder_hid_proj` (`unimo_g.export`), leaving only a
+    which diffusers holds as the UNet's own `encoder_hid_proj` (`unimo_g.export_format`), leaving only a
     parameter-free layer norm on the encoder side.
     """
 

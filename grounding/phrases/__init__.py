@@ -1,0 +1,1 @@
+"""Caption -> entity phrases with spaCy: noun chunks, tagger repairs, object filters, repeated mentions."""
