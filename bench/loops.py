@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 from grounding.detect import ground_batch_with_reasons
 from grounding.models import GroundingModel, load_grounding_model
 from grounding.phrases.noun_phrases import load_nlp
+from pipelines.io.source_formats import group_folder_files, read_folder_group
 from pipelines.prompts.assemble import assemble_sample
 from pipelines.prompts.decode import check_sample, decode_checked
-from pipelines.io.source_formats import group_folder_files, read_folder_group
 from pipelines.prompts.phrase_stage import clean_sample, phrase_item
 from pipelines.prompts.score_stage import ScoreRunner, score_samples
 from pipelines.prompts.work_item import WorkItem

@@ -32,10 +32,10 @@ from PIL import Image
 from bench.inputs import make_inputs
 from bench.pipeline import PRESETS
 from bench.results import write_json
+from pipelines.io.source_formats import group_folder_files, read_folder_group
 from pipelines.prompts.decode import decode_sample
 from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.prompts.phrase_stage import ExtractPhrasesFn
-from pipelines.io.source_formats import group_folder_files, read_folder_group
 from pipelines.prompts.work_item import WorkItem
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig

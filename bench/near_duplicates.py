@@ -152,10 +152,10 @@ def write_folder(images: Sequence[TestImage], folder: Path) -> Path:
 def run_pre_model(input_dir: Path, config: PipelineConfig) -> list[dict]:
     """Read, check, de-duplicate (exact, near, evaluation), decode the inputs of `input_dir` on the
     DirectRunner; returns the rejects as dicts (stage, reason, source, detail)."""
-    from pipelines.prompts.graph import deduplicate
-    from pipelines.prompts.decode import Check, Decode
-    from pipelines.prompts.near_duplicates import RejectNearDuplicates, uses_hash_keys
     from pipelines.io.sources import ReadSamples
+    from pipelines.prompts.decode import Check, Decode
+    from pipelines.prompts.graph import deduplicate
+    from pipelines.prompts.near_duplicates import RejectNearDuplicates, uses_hash_keys
     from pipelines.staged import passed
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,8 @@ from spacy.tokens import Doc
 
 from grounding.entity_replies import Failure, Listed, entity_spans, parse_llm_reply, parse_mllm_reply
 from grounding.phrases.items import is_determiner
-from grounding.phrases.phrase_set import PhraseSet, SetAside
 from grounding.phrases.noun_phrases import extract_phrase_set, is_plural, trim_span
+from grounding.phrases.phrase_set import PhraseSet, SetAside
 from unimo_g.captions import clean_caption
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
 from unimo_g.records import Phrase

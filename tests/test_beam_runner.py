@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import beam_runner
-from pipelines.prompts import command as build_command
 from pipelines.beam_options import unknown_beam_options
+from pipelines.prompts import command as build_command
 from unimo_g.usage import job_parser, parse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 import beam_runner
-from trainers import train
 from pipelines.outputs import gallery
-from unimo_g_apps import generate
+from trainers import train
 from unimo_g.checkpoint_format import read_latest
+from unimo_g_apps import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"

@@ -81,12 +81,12 @@ from trainers.feature_data import (
     pin_tensors,
 )
 from trainers.prompts import choose_entities, substituted_prompt
-from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
-from unimo_g.images.training_geometry import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
-from unimo_g.images.decoding import ImageRejected
-from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.feature_rows import FeatureRow, feature_rows
+from unimo_g.features import FEATURES_DIR, FeatureLayout, FeatureSpec, is_feature_file, read_feature_metadata
+from unimo_g.images.decoding import ImageRejected
+from unimo_g.images.training_geometry import DEFAULT_RESOLUTION, open_image, transform_image, transform_mask
+from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.records import PromptPart, ShardRow
 from unimo_g.rle import decode_mask
 from unimo_g.schema import check_schema_version, lineage_of

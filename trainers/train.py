@@ -29,8 +29,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers import command_line
+from trainers.checkpoint import check_resumable, load_checkpoint, prune_checkpoints, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data import FEATURES, Batch, ShardError, ShardStream, entity_image_config, list_shards, make_loader
 from trainers.distributed import DistInfo, cleanup_distributed, mean_over_ranks, min_over_ranks, setup_distributed
@@ -65,8 +65,8 @@ from unimo_g.models.denoiser import Denoiser, build_denoiser
 from unimo_g.models.encoder import EncoderConfig, MultimodalEncoder, build_encoder
 from unimo_g.pipeline_config import EntityImageConfig
 from unimo_g.presets import PresetNotFound, resolve_preset
-from unimo_g.usage import UsageError, job_parser, parse, run_job
 from unimo_g.schema import SchemaVersionError
+from unimo_g.usage import UsageError, job_parser, parse, run_job
 
 ENCODER_IDENTITY = ("family", "model", "revision", "layer", "seed")  # what the conditions mean
 # FeatureSpec settings by their training-config names (the encoder's keep theirs: encoder.*)

@@ -27,12 +27,12 @@ from unimo_g.checkpoint_format import (
     resolve_checkpoint,
 )
 from unimo_g.diffusion.sampler import ddim_sample, decode_latents
-from unimo_g.images.decoding import ImageRejected, decode_image
 from unimo_g.export_format import fold_projection, is_export, read_export, read_export_spec, write_export
+from unimo_g.images.decoding import ImageRejected, decode_image
+from unimo_g.images.training_geometry import open_image
 from unimo_g.models.denoiser import Denoiser
 from unimo_g.models.encoder import MultimodalEncoder, build_encoder
 from unimo_g.models.vae import vae_scale_factor
-from unimo_g.images.training_geometry import open_image
 from unimo_g.pipeline_config import DecodeConfig, EntityImageConfig
 from unimo_g.records import PromptPart
 

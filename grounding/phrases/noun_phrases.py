@@ -19,11 +19,11 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from grounding.phrases import tag_alternatives
-from grounding.phrases.mentions import mention_key, mention_of
 from grounding.phrases.items import items
+from grounding.phrases.mentions import mention_key, mention_of
+from grounding.phrases.phrase_set import PhraseSet, SetAside
 from grounding.phrases.repair import PLURAL_TAGS as _REPAIRED_PLURAL_TAGS
 from grounding.phrases.repair import candidates
-from grounding.phrases.phrase_set import PhraseSet, SetAside
 from unimo_g.pipeline_config import PhraseConfig
 from unimo_g.records import Phrase
 from unimo_g.schema import OUTCOME_MENTION

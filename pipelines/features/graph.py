@@ -28,12 +28,12 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.features.handlers import EncoderHandler, VaeMomentsHandler
-from pipelines.features.stages import INPUTS, READ_COLUMNS, Finish, Prepare, row_partition
 from pipelines.features.read import ReadShardRows, row_group_units
-from pipelines.outputs.manifest import count_rejects, library_versions, matching_files
+from pipelines.features.stages import INPUTS, READ_COLUMNS, Finish, Prepare, row_partition
 from pipelines.io.read_guard import inside_folder
-from pipelines.staged import passed
 from pipelines.io.write import FILE_SUFFIX, REJECTS_DIR, SHARDS_DIR, WriteParquetRows, WriteRejects
+from pipelines.outputs.manifest import count_rejects, library_versions, matching_files
+from pipelines.staged import passed
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.devices import check_device_name
 from unimo_g.features import (

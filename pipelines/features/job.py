@@ -77,8 +77,8 @@ def run_features(request: FeaturesRequest) -> dict:
         resolve_inputs,
     )
     from pipelines.features.stages import NAMESPACE
-    from pipelines.outputs.manifest import write_manifest
     from pipelines.io.write import earlier_output, prepare_output_dir
+    from pipelines.outputs.manifest import write_manifest
     from unimo_g.devices import resolve_dtype
 
     spec, job, output = request.config.spec, request.config.job, request.output

@@ -24,8 +24,8 @@ import torch
 from pipelines.metrics import reject_counter_name
 from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.features import STORAGE_DTYPES, UNCONDITIONAL_ID, feature_row
-from unimo_g.images.training_geometry import open_image, transform_image
 from unimo_g.images.decoding import ImageRejected
+from unimo_g.images.training_geometry import open_image, transform_image
 from unimo_g.records import Reject
 
 STAGE = "features"  # stage of every reject of the feature job

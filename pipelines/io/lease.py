@@ -29,8 +29,8 @@ from typing import Callable, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.local_checks import LEASE_NAME
 from pipelines.io.read_guard import scheme_of
+from pipelines.local_checks import LEASE_NAME
 
 LOGGER = logging.getLogger(__name__)
 RENEW_S = 10.0

@@ -49,9 +49,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
-from pipelines.prompts.decode import duplicate_reject
 from pipelines.local_checks import LEASE_NAME, not_empty_message, output_is_file_message
 from pipelines.outputs.repair import repair
+from pipelines.prompts.decode import duplicate_reject
 from pipelines.staged import REJECTS, DoFnStage
 from pipelines.io.write import (
     LEDGER_DIR, MANIFEST_NAME, REJECTS_DIR, SHARDS_DIR, TEMP_PREFIX, TEMP_SUFFIX, _delete_tree,

@@ -31,8 +31,8 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipelines import metrics
 from pipelines.io.ledger import Ledger, unit_items
-from pipelines.local_checks import input_not_found_message
 from pipelines.io.read_guard import inside_folder
+from pipelines.local_checks import input_not_found_message
 from pipelines.io.source_formats import (
     I2D_IMAGE_COLUMNS,
     ReadUnit,

@@ -28,8 +28,8 @@ from typing import Iterator, Mapping, Optional, Sequence
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from unimo_g.config_tools import ConfigError, from_dict
 from pipelines.outputs.overlay import draw_overlay, entity_color
+from unimo_g.config_tools import ConfigError, from_dict
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.schema import check_schema_version
 from unimo_g.usage import UsageError, first_paragraph, run_job

@@ -28,11 +28,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.outputs.card import write_dataset_card
 from pipelines.io.lease import release
 from pipelines.io.ledger import listed_times, read_ledgers
-from pipelines.outputs.shard_stats import summarize_shards
 from pipelines.io.write import MANIFEST_NAME, matching_files, reject_files_pattern, run_of_file, shard_files_pattern
+from pipelines.outputs.card import write_dataset_card
+from pipelines.outputs.shard_stats import summarize_shards
 from unimo_g.config_tools import config_hash, to_dict
 from unimo_g.schema import SCHEMA_VERSION, check_schema_version
 

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.io.ledger import listed_times, read_ledgers
-from pipelines.outputs.manifest import output_key_columns
 from pipelines.io.write import commit, temporary_path
+from pipelines.outputs.manifest import output_key_columns
 
 def surplus_outputs(output_dir: str) -> dict[str, list[int]]:
     """{file path: row positions to remove} so that each key keeps the outputs it is due."""

@@ -31,8 +31,8 @@ COMPARED = ("inputs", "rows", "rejects", "rejects_by_reason", "accounted")  # wh
 def _stored_manifest(output_dir: str) -> Optional[dict]:
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.outputs.manifest import read_manifest
     from pipelines.io.write import MANIFEST_NAME
+    from pipelines.outputs.manifest import read_manifest
 
     if not FileSystems.exists(FileSystems.join(output_dir, MANIFEST_NAME)):
         return None
@@ -43,8 +43,8 @@ def _lineage(output_dir: str, stored: Optional[dict]) -> dict:
     """The lineage to rewrite a manifest with: the stored manifest's, else a shard footer's."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.outputs.manifest import matching_files
     from pipelines.io.write import shard_files_pattern
+    from pipelines.outputs.manifest import matching_files
     from unimo_g.schema import lineage_of
 
     if stored is not None:
@@ -74,8 +74,8 @@ def unprocessed_inputs(output_dir: str, input_path: str, input_format: str = "au
     """(inputs `input_path` holds, the sorted keys of those with neither a row nor a reject in
     `output_dir`); keys are listed without reading an image (`pipelines.io.input_keys`)."""
     from pipelines.io.input_keys import unit_keys
-    from pipelines.outputs.manifest import output_keys
     from pipelines.io.sources import plan_read
+    from pipelines.outputs.manifest import output_keys
 
     listed = {key for unit in plan_read(input_path, input_format).units for key in unit_keys(unit)}
     return len(listed), sorted(listed - set(output_keys(output_dir)))
@@ -87,9 +87,9 @@ def verify(output_dir: str, write: bool = False, input_path: Optional[str] = Non
     not an output folder (or an input that cannot be listed)."""
     from apache_beam.io.filesystems import FileSystems  # Beam is slow to import: only once the arguments are usable
 
-    from pipelines.outputs.manifest import build_run_manifest, collect_counts, summary_line, write_run_manifest
     from pipelines.io.resume import leftover_files
     from pipelines.io.write import MANIFEST_NAME
+    from pipelines.outputs.manifest import build_run_manifest, collect_counts, summary_line, write_run_manifest
 
     if not FileSystems.exists(output_dir):
         raise ValueError(f"no such output folder: {output_dir!r}")

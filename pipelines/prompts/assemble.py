@@ -10,14 +10,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from grounding.phrases.phrase_set import row_phrases
-from pipelines.staged import Staged
 from pipelines.prompts.work_item import WorkItem
+from pipelines.staged import Staged
 from segmentation.entity_image import entity_image
 from segmentation.geometry import box_fill, mask_filter_reason
-from unimo_g.rle import encode_mask
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.prompt import compose_prompt
 from unimo_g.records import Entity, Sample
+from unimo_g.rle import encode_mask
 from unimo_g.schema import OUTCOME_ENTITY, prompt_text
 
 

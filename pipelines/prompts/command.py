@@ -17,8 +17,8 @@ import sys
 from typing import Optional
 
 from pipelines.beam_options import add_beam_options
-from pipelines.prompts.job import INPUT_FORMATS, LOCAL_RUNNERS, BuildRequest, committed_line, release, run_build
 from pipelines.interrupt import StopOnSignals, resume_command
+from pipelines.prompts.job import INPUT_FORMATS, LOCAL_RUNNERS, BuildRequest, committed_line, release, run_build
 from unimo_g.usage import UsageError, spellings
 
 LOGGER = logging.getLogger(__name__)

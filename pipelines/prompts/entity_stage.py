@@ -27,8 +27,8 @@ from pipelines.prompts.decode import DecodedSample
 from pipelines.prompts.model_handlers import IsolatingHandler, record_load
 from pipelines.prompts.model_stage import RunModelStage
 from pipelines.prompts.phrase_stage import clean_sample
-from pipelines.staged import REJECTS, DoFnStage, Staged
 from pipelines.prompts.work_item import WorkItem
+from pipelines.staged import REJECTS, DoFnStage, Staged
 from unimo_g.pipeline_config import CaptionConfig, EntitiesConfig, PhraseConfig
 from unimo_g.records import Reject
 

@@ -26,21 +26,21 @@ from typing import Optional
 import apache_beam as beam
 
 from pipelines import metrics
+from pipelines.io.ledger import Ledger
+from pipelines.io.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
+from pipelines.io.sources import ReadPlan, ReadSamples
+from pipelines.io.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
+from pipelines.outputs.manifest import WriteManifest
 from pipelines.prompts.assemble import Assemble
 from pipelines.prompts.decode import Check, Decode, DedupeById, dedupe_ranks, passing_check
 from pipelines.prompts.entity_stage import ListEntities
 from pipelines.prompts.filter_stage import Filter, passes_all
-from pipelines.io.ledger import Ledger
-from pipelines.outputs.manifest import WriteManifest
 from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.prompts.model_stage import RunModelStage
 from pipelines.prompts.near_duplicates import RejectNearDuplicates, WrittenHashes, uses_hash_keys
 from pipelines.prompts.phrase_stage import ExtractPhrases
-from pipelines.io.resume import DoneKeys, SkipWrittenIds, WrittenIds, new_run_id
 from pipelines.prompts.score_stage import ComputeScores
-from pipelines.io.sources import ReadPlan, ReadSamples
 from pipelines.staged import Staged, passed
-from pipelines.io.write import REJECTS_DIR, SHARDS_DIR, WriteRolling
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.schema import reject_schema, shard_schema
 

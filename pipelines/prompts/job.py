@@ -87,9 +87,9 @@ def run_build(request: BuildRequest, started: Optional[Started] = None) -> Optio
     from apache_beam.options.pipeline_options import TestOptions
 
     from pipelines.beam_options import pipeline_options
-    from pipelines.outputs.manifest import build_lineage
     from pipelines.io.resume import new_run_id
     from pipelines.io.write import _is_local
+    from pipelines.outputs.manifest import build_lineage
 
     options = pipeline_options(request.beam_args)
     runner = options.get_all_options()["runner"]
@@ -178,12 +178,12 @@ def _build_and_run(request: BuildRequest, lineage: dict, options, run_info: dict
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import TestOptions
 
-    from pipelines.prompts.graph import build_pipeline
-    from pipelines.outputs.manifest import read_manifest, summary_line
-    from pipelines.progress import Progress
     from pipelines.io.resume import clean_output
     from pipelines.io.sources import planned_inputs
     from pipelines.io.write import MANIFEST_NAME, _is_local
+    from pipelines.outputs.manifest import read_manifest, summary_line
+    from pipelines.progress import Progress
+    from pipelines.prompts.graph import build_pipeline
 
     output, config, mode, retry = request.output, request.config, request.mode, list(request.retry_rejects)
     dry_run, runner = bool(options.view_as(TestOptions).dry_run), run_info["runner"]

@@ -16,8 +16,8 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from pipelines import metrics
-from pipelines.staged import REJECTS, DoFnStage
 from pipelines.prompts.work_item import WorkItem
+from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.records import Reject
 
 

@@ -35,9 +35,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import metrics
-from pipelines.prompts.decode import CheckedSample, dedupe_rank
 from pipelines.io.resume import FromWrittenShards
 from pipelines.io.sources import ReadSamples
+from pipelines.prompts.decode import CheckedSample, dedupe_rank
 from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.images.decoding import ImageRejected, decode_image, hash_pixels, perceptual_hash
 from unimo_g.pipeline_config import PipelineConfig

@@ -12,8 +12,8 @@ from apache_beam.metrics import Metrics
 from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
 from pipelines import metrics
 from pipelines.prompts.decode import DecodedSample
-from pipelines.staged import REJECTS, DoFnStage
 from pipelines.prompts.work_item import WorkItem
+from pipelines.staged import REJECTS, DoFnStage
 from unimo_g.captions import clean_caption
 from unimo_g.pipeline_config import CaptionConfig, PhraseConfig
 from unimo_g.records import Reject

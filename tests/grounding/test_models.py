@@ -143,8 +143,8 @@ def test_padded_vocab_keeps_every_tiny_id_and_has_bert_base_size():
 
 
 def test_full_size_preset_uses_the_published_processor_settings():
-    from grounding.tiny import RANDOM_PRESETS, grounding_dino_tiny_image_processor
     from grounding.models import RANDOM_MODELS
+    from grounding.tiny import RANDOM_PRESETS, grounding_dino_tiny_image_processor
 
     processor = grounding_dino_tiny_image_processor()
     assert dict(processor.size) == {"shortest_edge": 800, "longest_edge": 1333}

@@ -18,11 +18,11 @@ from apache_beam.testing.util import assert_that
 from PIL import Image
 
 import beam_runner
+from pipelines.outputs.manifest import model_ids
 from pipelines.prompts.decode import decode_sample
 from pipelines.prompts.entity_stage import EntityModelHandler, ListEntities
 from pipelines.prompts.entity_vllm import VllmEntityRunner, image_url, openai_chat, server_kwargs
 from pipelines.prompts.work_item import WorkItem
-from pipelines.outputs.manifest import model_ids
 from unimo_g.model_sources import ModelRef, pipeline_models
 from unimo_g.pipeline_config import (CaptionConfig, DecodeConfig, EntitiesConfig, ModelRuntimeConfig, PhraseConfig,
                                      PipelineConfig)

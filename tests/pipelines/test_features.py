@@ -28,8 +28,8 @@ from unimo_g.features import (
     read_feature_metadata,
     spec_from_train_config,
 )
-from unimo_g.inference import encode_unconditional
 from unimo_g.images.training_geometry import open_image, transform_image
+from unimo_g.inference import encode_unconditional
 from unimo_g.models.encoder import build_encoder
 from unimo_g.models.vae import encode_moments
 from unimo_g.records import PromptPart

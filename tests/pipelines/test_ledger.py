@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.io.ledger import Ledger, ledger_files, read_ledgers
-from pipelines.progress import Progress
 from pipelines.io.sources import _ReadUnitFn, plan_read, planned_inputs
+from pipelines.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FILES = ROOT / "data" / "sample" / "00000"

@@ -28,8 +28,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 from PIL import Image
 
-from pipelines.prompts.graph import build_pipeline
 from pipelines.io.write import WriteRolling
+from pipelines.prompts.graph import build_pipeline
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 import beam_runner
-from pipelines.prompts.decode import CheckedSample, decode_checked
-from pipelines.outputs.verify import verify
 from bench.near_duplicates import TRANSFORMS, make_set, pair_stats
+from pipelines.outputs.verify import verify
+from pipelines.prompts.decode import CheckedSample, decode_checked
 from pipelines.prompts.near_duplicates import (
     EvaluationHashes,
     _BucketEdgesFn,

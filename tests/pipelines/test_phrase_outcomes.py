@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from grounding.detect import Grounding
-from grounding.phrases.phrase_set import PhraseSet, SetAside, row_phrases
 from grounding.phrases.noun_phrases import extract_phrase_set, load_nlp
+from grounding.phrases.phrase_set import PhraseSet, SetAside, row_phrases
 from pipelines.prompts.assemble import assemble_sample
 from pipelines.prompts.decode import DecodedSample
 from pipelines.prompts.work_item import WorkItem

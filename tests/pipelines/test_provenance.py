@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.prompts.decode import CheckedSample, check_sample
 from pipelines.io.source_formats import load_entry, read_unit
 from pipelines.io.sources import plan_read
+from pipelines.prompts.decode import CheckedSample, check_sample
 from unimo_g.provenance import (
     DROPPED_KEYS_KEY,
     MAX_METADATA_KEYS,

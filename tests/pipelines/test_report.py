@@ -18,15 +18,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from bench.report import ENTITY_PATTERN, MISSED_OUTCOMES, REJECT_REASONS, write_synthetic_output
+from pipelines.outputs.gallery import entity_color
+from pipelines.outputs.overlay import draw_overlay, label_rects
 from pipelines.outputs.report import collect as collect_module
 from pipelines.outputs.report import files
 from pipelines.outputs.report import page as page_module
-from pipelines.outputs.overlay import draw_overlay, label_rects
 from pipelines.outputs.report.collect import collect
 from pipelines.outputs.report.main import main
 from pipelines.outputs.report.stats import UNIT, Histogram
 from pipelines.outputs.shard_stats import ENTITY_BINS, entity_bin, summarize_shards
-from pipelines.outputs.gallery import entity_color
 from unimo_g.schema import FIELDS_SINCE_V2, OUTCOME_ENTITY, VERSION_KEY
 
 ROWS, REJECTS = 45, 7

@@ -10,11 +10,11 @@ import pytest
 
 from bench.report import write_synthetic_output
 from pipelines.features.read import read_row_group, row_group_units
+from pipelines.outputs.gallery import build_gallery
 from pipelines.outputs.manifest import collect_counts
 from pipelines.outputs.report.collect import collect
 from pipelines.outputs.report.main import main as report_main
 from trainers.data import DataConfig, ShardStream
-from pipelines.outputs.gallery import build_gallery
 from unimo_g.records import Sample
 from unimo_g.schema import FIELDS_SINCE_V4, SCHEMA_VERSION, VERSION_KEY, check_schema_version, shard_schema
 

@@ -13,13 +13,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from bench.report import write_synthetic_output
 from pipelines.features.read import read_row_group, row_group_units
+from pipelines.io.resume import DoneKeys, WrittenIds
+from pipelines.outputs.gallery import build_gallery
 from pipelines.outputs.manifest import collect_counts
 from pipelines.outputs.report.collect import collect
 from pipelines.outputs.report.main import main as report_main
-from pipelines.io.resume import DoneKeys, WrittenIds
 from pipelines.outputs.shard_stats import NO_LICENSE, summarize_shards
 from trainers.data import DataConfig, ShardStream
-from pipelines.outputs.gallery import build_gallery
 from unimo_g.schema import FIELDS_SINCE_V2, FIELDS_SINCE_V3, PROVENANCE_FIELDS, VERSION_KEY, check_schema_version
 
 ROWS, REJECTS = 6, 3

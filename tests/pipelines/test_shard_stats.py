@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from grounding.detect import Grounding
+from pipelines.outputs.shard_stats import summarize_shards
 from pipelines.prompts.assemble import assemble_sample
 from pipelines.prompts.decode import decode_sample
 from pipelines.prompts.phrase_stage import clean_sample
-from pipelines.outputs.shard_stats import summarize_shards
 from pipelines.prompts.work_item import WorkItem
 from segmentation.segment import MaskPrediction
 from unimo_g.images.decoding import encode_image

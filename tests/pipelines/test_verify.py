@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import beam_runner
-from pipelines.progress import Progress
 from pipelines.outputs.verify import main as verify_main
 from pipelines.outputs.verify import verify
+from pipelines.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"

@@ -5,11 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.prompts.decode import Check, Decode
 from pipelines.io.ledger import Ledger
-from pipelines.outputs.manifest import WriteManifest, build_lineage, collect_counts, read_manifest, write_manifest
 from pipelines.io.sources import ReadSamples
 from pipelines.io.write import REJECTS_DIR, SHARDS_DIR, WriteParquetRows, WriteRejects, WriteRolling, prepare_output_dir
+from pipelines.outputs.manifest import WriteManifest, build_lineage, collect_counts, read_manifest, write_manifest
+from pipelines.prompts.decode import Check, Decode
 from unimo_g.pipeline_config import DecodeConfig, PipelineConfig, WriteConfig
 from unimo_g.records import Entity, Mask, Phrase, PromptPart, Reject, Sample
 from unimo_g.schema import SCHEMA_VERSION, check_schema_version, lineage_of, reject_schema, shard_schema

@@ -23,8 +23,8 @@ def fid_of_folders(generated: list[Path], real: list[Path], fid_config, device, 
     (value, the extractor's description). `extractor` replaces the one `fid_config.inception` names."""
     from PIL import Image
 
-    from unimo_g_apps.evaluation.fid import FidAccumulator, fid_pixels, load_feature_extractor
     from unimo_g.inference import load_entity_image
+    from unimo_g_apps.evaluation.fid import FidAccumulator, fid_pixels, load_feature_extractor
 
     about = {"features": type(extractor).__name__, "sha256": None, "published_weights": False}
     if extractor is None:
@@ -38,12 +38,12 @@ def fid_of_folders(generated: list[Path], real: list[Path], fid_config, device, 
 
 
 def run_fid(args, config, settings: dict, device) -> str:
+    from unimo_g_apps.evaluation.cases import BenchmarkError
     from unimo_g_apps.evaluation.coco_captions import read_captions, real_images, sample_captions
     from unimo_g_apps.evaluation.evaluate import FID_CAPTIONS, RESULTS_MD, _generate, _write_results
-    from unimo_g_apps.evaluation.cases import BenchmarkError
-    from unimo_g_apps.evaluation.report import fid_markdown
     from unimo_g_apps.evaluation.fid import implementation
     from unimo_g_apps.evaluation.paper_results import paper_tables
+    from unimo_g_apps.evaluation.report import fid_markdown
 
     count = args.sample or FID_CAPTIONS
     try:

@@ -260,8 +260,8 @@ def score(cases, config: EvaluationConfig, images_dir: Path, metric_models) -> d
     """Per-case scores: DINO and CLIP-I averaged over the case's entities (and per entity), CLIP-T."""
     from PIL import Image
 
-    from unimo_g_apps.evaluation.metrics import mean_cosine, paired_cosine
     from unimo_g.inference import load_entity_image
+    from unimo_g_apps.evaluation.metrics import mean_cosine, paired_cosine
 
     references: dict = {}
 
@@ -363,9 +363,9 @@ def evaluate(request: EvaluateRequest) -> str:
 def _run_subject_bench(request: EvaluateRequest, config: EvaluationConfig, settings: dict, device) -> str:
     from unimo_g_apps.evaluation.benchmarks import BenchmarkError, detect_layout, read_benchmark
     from unimo_g_apps.evaluation.metrics import build_metric_models
+    from unimo_g_apps.evaluation.paper_results import paper_tables
     from unimo_g_apps.evaluation.report import METRIC_NAMES, markdown, summarize
     from unimo_g_apps.evaluation.subsets import select_cases
-    from unimo_g_apps.evaluation.paper_results import paper_tables
 
     try:
         layout = detect_layout(request.bench) if request.layout == "auto" else request.layout

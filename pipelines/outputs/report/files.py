@@ -9,8 +9,8 @@ from typing import Iterator, Optional
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.outputs.manifest import matching_files
 from pipelines.io.write import MANIFEST_NAME, reject_files_pattern, shard_files_pattern
+from pipelines.outputs.manifest import matching_files
 from unimo_g.schema import check_schema_version
 
 

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     # Beam's filesystems (slow to import) only once the arguments are usable
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.outputs.report.files import shard_files
     from pipelines.io.write import MANIFEST_NAME
+    from pipelines.outputs.report.files import shard_files
 
     started = time.time()
     try:

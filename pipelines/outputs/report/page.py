@@ -9,12 +9,12 @@ from typing import Any, Mapping
 import yaml
 from matplotlib.figure import Figure
 
+from pipelines.outputs.gallery import STYLE as GALLERY_STYLE
+from pipelines.outputs.gallery import counted, render_banner_html, render_sample_html
 from pipelines.outputs.report import plots
 from pipelines.outputs.report.collect import REJECT_COLUMNS, Collected
 from pipelines.outputs.report.stats import COUNTS_CAP, OUTCOMES_COLUMN, ShardStats
 from pipelines.outputs.shard_stats import ENTITY_BINS, PAPER_ENTITIES_PER_PROMPT, PAPER_MEAN_ENTITIES, PAPER_TEXT_TOKENS
-from pipelines.outputs.gallery import STYLE as GALLERY_STYLE
-from pipelines.outputs.gallery import counted, render_banner_html, render_sample_html
 
 # .plots: without align-items, a flex row stretches each plot to the row's tallest.
 STYLE = GALLERY_STYLE + """

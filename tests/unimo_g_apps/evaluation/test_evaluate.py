@@ -13,8 +13,8 @@ from PIL import Image
 
 from tests.unimo_g_apps.evaluation.evaluation_helpers import TINY, write_photo, write_tiny_model
 from unimo_g_apps.evaluation import evaluate
-from unimo_g_apps.evaluation.evaluate import MetricModelsConfig
 from unimo_g_apps.evaluation.benchmarks import BenchmarkError, read_benchmark
+from unimo_g_apps.evaluation.evaluate import MetricModelsConfig
 from unimo_g_apps.evaluation.metrics import build_metric_models, mean_cosine, paired_cosine
 from unimo_g_apps.evaluation.paper_results import paper_tables
 PROMPTS_AND_CLASSES = """Classes

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from tests.unimo_g_apps.evaluation.evaluation_helpers import write_photo, write_tiny_model
+from unimo_g.usage import UsageError
 from unimo_g_apps.evaluation import evaluate
 from unimo_g_apps.evaluation.coco_captions import read_captions, sample_captions
-from unimo_g_apps.evaluation.evaluate import FidConfig, parse_args
 from unimo_g_apps.evaluation.coco_fid import fid_of_folders
+from unimo_g_apps.evaluation.evaluate import FidConfig, parse_args
 from unimo_g_apps.evaluation.fid import TinyFeatureExtractor, fid_pixels, load_feature_extractor
-from unimo_g.usage import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 COLOURS = [(200, 30, 30), (30, 160, 60), (40, 60, 200)]

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from tests.unimo_g_apps.evaluation.evaluation_helpers import TINY, photo_pixels, write_photo, write_tiny_model
+from unimo_g.inference import load_entity_image
 from unimo_g_apps.evaluation import evaluate
 from unimo_g_apps.evaluation.benchmarks import BenchmarkError, detect_layout, read_benchmark
-from unimo_g.inference import load_entity_image
 from unimo_g_apps.evaluation.multibench import derived_noun, format_template, read_multibench, shipped_nouns
 
 # The published file, byte for byte (no newline at its end)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from unimo_g_apps.evaluation.evaluate import parse_args
-from unimo_g_apps.evaluation.cases import BenchEntity, Case
-from unimo_g_apps.evaluation.subsets import select_cases
 from unimo_g.usage import UsageError
+from unimo_g_apps.evaluation.cases import BenchEntity, Case
+from unimo_g_apps.evaluation.evaluate import parse_args
+from unimo_g_apps.evaluation.subsets import select_cases
 
 
 def _dreambench_like() -> list[Case]:
