@@ -212,4 +212,5 @@ def test_pillow_floor_covers_the_apis_the_code_calls():
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     floor = re.search(r'"pillow>=([0-9.]+)', text).group(1)
     assert tuple(int(part) for part in floor.split(".")) >= (10, 1)
-    assert "has_transparency_data" in (Path(__file__).resolve().parents[2] / "unimo_g" / "images.py").read_text()
+    decoding = Path(__file__).resolve().parents[2] / "unimo_g" / "images" / "decoding.py"
+    assert "has_transparency_data" in decoding.read_text()
