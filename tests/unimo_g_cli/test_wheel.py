@@ -79,7 +79,7 @@ def test_the_wheel_carries_the_sample_and_the_demo_runs_from_another_directory(i
         assert sorted(p.relative_to(shipped / folder) for p in (shipped / folder).rglob("*") if p.is_file()) == wanted
     assert (target / "pipelines" / "beam_flags.txt").is_file()
     for data in ("paper_results.json", "multibench_nouns.json"):  # read with importlib.resources
-        assert (target / "unimo_g" / data).is_file()
+        assert (target / "unimo_g_apps" / "evaluation" / data).is_file()
     demo = _run(installed, "demo", "out", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     assert "10 inputs -> 10 rows + 0 rejects" in demo.stderr and (tmp_path / "out" / "report.html").is_file()
