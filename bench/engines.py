@@ -32,7 +32,8 @@ from bench.results import write_json
 from tests.cluster import distributions
 from tests.cluster.beam_services import deployment
 from tests.cluster.engines import flink_session, spark_standalone
-from tests.cluster.jobs import ROOT, build_command, build_env
+from tests.cluster.jobs import build_command, build_env
+from tests.run_outputs import ROOT
 
 ENGINES = ("portable", "spark", "flink")
 

@@ -4,7 +4,7 @@ assertion)."""
 import pytest
 
 from bench.engines import compare
-from tests.cluster.jobs import TINY
+from tests.run_outputs import TINY
 
 pytestmark = [pytest.mark.cluster, pytest.mark.time_limit(600)]
 

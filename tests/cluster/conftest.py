@@ -7,9 +7,10 @@
     flink_cluster      a Flink standalone session cluster: a JobManager and a TaskManager with two slots
     dask_cluster       a dask.distributed scheduler and two single-threaded workers
 
-Each is package-scoped (started on first use, stopped by pid once the last test of tests/cluster has
-run, pass or fail: the engines' processes and their memory do not outlive the tests that use them), waits for readiness with a bounded timeout, and logs to a file under the session's temp folder
-that a readiness failure prints (tests/cluster/engines.py, beam_services.py). Where a tool is missing,
+Each is package-scoped: started on first use, stopped by pid once the last test of tests/cluster has
+run, pass or fail, so the engines' processes and their memory do not outlive the tests that use them.
+Each waits for readiness with a bounded timeout and logs to a file under the session's temp folder,
+which a readiness failure prints (tests/cluster/engines.py, beam_services.py). Where a tool is missing,
 `require` fails the test under CI=true and skips it elsewhere; an artifact Maven Central does not serve
 skips with Maven's answer.
 """
@@ -27,8 +28,9 @@ from tests.cluster import distributions
 from tests.cluster.beam_services import WorkerPool, start_job_service, start_worker_pool, wait_until_listening
 from tests.cluster.engines import (DaskCluster, FlinkCluster, SparkCluster, dask_distributed, flink_session,
                                    spark_standalone)
-from tests.cluster.jobs import BROKEN_INPUTS, LARGER_INPUTS, LARGER_SETTINGS, SAMPLE, run_build
+from tests.cluster.jobs import BROKEN_INPUTS, LARGER_INPUTS, LARGER_SETTINGS, run_build
 from tests.cluster.services import running
+from tests.run_outputs import SAMPLE
 
 T = TypeVar("T")
 SAMPLE_JPEG = next(SAMPLE.glob("*/*.jpg"))

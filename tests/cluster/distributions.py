@@ -45,12 +45,6 @@ def java() -> str:
     return path
 
 
-def java_version() -> str:
-    out = subprocess.run([java(), "-version"], capture_output=True, text=True, timeout=60)
-    match = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
-    return match.group(1) if match else "unknown"
-
-
 def _package_dir(module: str, extra: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:

@@ -11,14 +11,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import pyarrow.parquet as pq
-
 from tests.cluster.beam_services import Deployment, deployment
 from tests.cluster.services import Service, group_alive, running, wait_for
+from tests.run_outputs import ROOT, TINY
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "sample"
-TINY = str(ROOT / "configs" / "tiny.yaml")
 RUN_TIMEOUT_S = 900
 LARGER_INPUTS = 200
 BROKEN_INPUTS = 6  # of LARGER_INPUTS: rejects of the decode and check steps
@@ -43,14 +39,6 @@ def run_build(input_path: Path, out: Path, *flags: str) -> Path:
                           timeout=RUN_TIMEOUT_S, stdin=subprocess.DEVNULL, cwd=ROOT)
     assert done.returncode == 0, f"build exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
     return out
-
-
-def rows(out: Path) -> list[dict]:
-    """Every row of every committed shard, all columns, sorted by id (rows carry no run id or time:
-    two runs of one input compare equal)."""
-    files = sorted(glob.glob(str(out / "shards" / "*.parquet")))
-    assert files, f"no shard in {out}"
-    return sorted((row for path in files for row in pq.read_table(path).to_pylist()), key=lambda row: row["id"])
 
 
 def manifest_counts(out: Path) -> dict:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.jobs import ROOT, SAMPLE, build_command, build_env
+from tests.cluster.jobs import build_command, build_env
+from tests.run_outputs import ROOT, SAMPLE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.time_limit(300)]
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"

@@ -14,8 +14,9 @@ import pytest
 
 from tests.cluster import distributions
 from tests.cluster.beam_services import WorkerPool
-from tests.cluster.jobs import LARGER_SETTINGS, SAMPLE, manifest_counts, rows, run_build
+from tests.cluster.jobs import LARGER_SETTINGS, manifest_counts, run_build
 from tests.cluster.services import http_json
+from tests.run_outputs import SAMPLE, read_rows
 
 pytestmark = [pytest.mark.cluster, pytest.mark.time_limit(900)]
 PINNED_FLINK = "1.20.3"  # constraints.txt: apache-flink-libraries
@@ -40,7 +41,7 @@ def test_sample_rows_on_flink_equal_the_direct_runners(flink_job_server_jar, whe
     master = "[local]" if where == "embedded" else request.getfixturevalue("flink_cluster").rest_url
     direct = run_build(SAMPLE, tmp_path / "direct", "--runner=DirectRunner")
     flink = run_build(SAMPLE, tmp_path / "flink", *flink_flags(master, beam_worker_pool, flink_job_server_jar))
-    assert rows(flink) == rows(direct)
+    assert read_rows(flink) == read_rows(direct)
     assert manifest_counts(flink)["accounted"]
 
 
@@ -48,4 +49,4 @@ def test_larger_input_on_the_flink_session_cluster_equals_the_direct_runner(
         flink_job_server_jar, flink_cluster, beam_worker_pool, larger_input, larger_direct, tmp_path):
     flink = run_build(larger_input, tmp_path / "flink",
                       *flink_flags(flink_cluster.rest_url, beam_worker_pool, flink_job_server_jar), *LARGER_SETTINGS)
-    assert rows(flink) == rows(larger_direct)
+    assert read_rows(flink) == read_rows(larger_direct)

@@ -12,8 +12,9 @@ import json
 import pytest
 
 from tests.cluster.beam_services import Deployment, WorkerPool
-from tests.cluster.jobs import (LARGER_INPUTS, LARGER_SETTINGS, SAMPLE, kill_part_way_then_resume,
-                                manifest_counts, rows, run_build)
+from tests.cluster.jobs import (LARGER_INPUTS, LARGER_SETTINGS, kill_part_way_then_resume,
+                                manifest_counts, run_build)
+from tests.run_outputs import SAMPLE, read_rows
 
 pytestmark = [pytest.mark.cluster, pytest.mark.time_limit(900)]
 
@@ -25,7 +26,7 @@ def portable_flags(job_endpoint: str, pool: WorkerPool) -> list[str]:
 def test_sample_rows_equal_the_direct_runners(beam_job_service, beam_worker_pool, tmp_path):
     direct = run_build(SAMPLE, tmp_path / "direct", "--runner=DirectRunner")
     portable = run_build(SAMPLE, tmp_path / "portable", *portable_flags(beam_job_service, beam_worker_pool))
-    assert rows(portable) == rows(direct)
+    assert read_rows(portable) == read_rows(direct)
     counts = manifest_counts(portable)
     assert counts["accounted"] and counts["inputs"] == 10 and counts["rows"] + counts["rejects"] == 10
 
@@ -34,7 +35,7 @@ def test_larger_input_rows_and_rejects_equal_the_direct_runners(beam_job_service
                                                                 larger_direct, tmp_path):
     portable = run_build(larger_input, tmp_path / "portable", *portable_flags(beam_job_service, beam_worker_pool),
                          *LARGER_SETTINGS)
-    assert rows(portable) == rows(larger_direct)
+    assert read_rows(portable) == read_rows(larger_direct)
     counts, expected = manifest_counts(portable), manifest_counts(larger_direct)
     assert counts["accounted"] and counts["inputs"] == LARGER_INPUTS
     same = ("rows", "rejects", "rejects_by_reason")
@@ -47,7 +48,7 @@ def test_a_killed_run_resumes_to_the_direct_runners_rows(larger_input, larger_di
         return [*portable_flags(deployed.job_endpoint, deployed.pool), *LARGER_SETTINGS]
 
     out = kill_part_way_then_resume(larger_input, tmp_path, flags, job_service=True)
-    assert rows(out) == rows(larger_direct)
+    assert read_rows(out) == read_rows(larger_direct)
 
 
 def model_loads(pool: WorkerPool, since: int) -> dict[str, int]:

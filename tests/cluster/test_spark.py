@@ -13,8 +13,9 @@ import pytest
 
 from tests.cluster import distributions
 from tests.cluster.beam_services import WorkerPool
-from tests.cluster.jobs import LARGER_SETTINGS, SAMPLE, kill_part_way_then_resume, manifest_counts, rows, run_build
+from tests.cluster.jobs import LARGER_SETTINGS, kill_part_way_then_resume, manifest_counts, run_build
 from tests.cluster.services import http_json
+from tests.run_outputs import SAMPLE, read_rows
 
 pytestmark = [pytest.mark.cluster, pytest.mark.time_limit(900)]
 PINNED_SPARK = "3.5.8"  # constraints.txt
@@ -37,7 +38,7 @@ def test_sample_rows_on_spark_equal_the_direct_runners(spark_job_server_jar, spa
                                                        tmp_path):
     direct = run_build(SAMPLE, tmp_path / "direct", "--runner=DirectRunner")
     spark = run_build(SAMPLE, tmp_path / "spark", *spark_flags(spark_cluster, beam_worker_pool, spark_job_server_jar))
-    assert rows(spark) == rows(direct)
+    assert read_rows(spark) == read_rows(direct)
     assert manifest_counts(spark)["accounted"]
 
 
@@ -45,4 +46,4 @@ def test_larger_input_on_spark_equals_the_direct_runner_and_resumes_after_a_kill
         spark_job_server_jar, spark_cluster, larger_input, larger_direct, tmp_path):
     out = kill_part_way_then_resume(larger_input, tmp_path, lambda deployed: [
         *spark_flags(spark_cluster, deployed.pool, spark_job_server_jar), *LARGER_SETTINGS])
-    assert rows(out) == rows(larger_direct)
+    assert read_rows(out) == read_rows(larger_direct)

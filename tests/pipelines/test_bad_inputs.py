@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tests.pipelines.test_end_to_end import read_rows, run_job
+from tests.pipelines.test_end_to_end import run_job
+from tests.run_outputs import read_rows
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -25,7 +25,8 @@ from pipelines.prompts.decode import (
     passing_check,
 )
 from pipelines.io.sources import ReadSamples
-from tests.pipelines.test_end_to_end import read_rows, run_job
+from tests.pipelines.test_end_to_end import run_job
+from tests.run_outputs import read_rows
 from unimo_g.pipeline_config import DecodeConfig
 from unimo_g.records import RawSample, Reject
 from unimo_g.schema import sample_id

@@ -10,12 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import beam_runner
+from tests.run_outputs import SAMPLE, TINY, read_rows
 from unimo_g.rle import decode_mask
-from unimo_g.schema import PHRASE_OUTCOMES, SHARD_FIELDS, check_schema_version, lineage_of, prompt_text
+from unimo_g.schema import PHRASE_OUTCOMES, SHARD_FIELDS, lineage_of, prompt_text
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "sample"
-TINY = str(ROOT / "configs" / "tiny.yaml")
 
 
 pytestmark = pytest.mark.time_limit(600)  # Beam's multi_processing workers, and every run's setup
@@ -26,17 +24,6 @@ def run_job(tmp_path: Path, name: str, *extra: str, input_path: Path = SAMPLE) -
     code = beam_runner.main(["--input", str(input_path), "--output", str(out), "--config", TINY, *extra])
     assert code == 0
     return out
-
-
-def read_rows(out: Path) -> list[dict]:
-    files = sorted(glob.glob(str(out / "shards" / "*.parquet")))
-    assert files, "no shard written"
-    rows = []
-    for path in files:
-        table = pq.read_table(path)
-        check_schema_version(table.schema.metadata, where=path)
-        rows.extend(table.to_pylist())
-    return sorted(rows, key=lambda r: r["id"])
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from pipelines.prompts.decode import CheckedSample, decode_checked
 from pipelines.prompts.model_handlers import GroundingModelHandler, SegmentationModelHandler
 from pipelines.prompts.phrase_stage import ExtractPhrasesFn
 from pipelines.prompts.work_item import WorkItem
-from tests.pipelines.test_end_to_end import ROOT, read_rows, run_job
+from tests.pipelines.test_end_to_end import run_job
+from tests.run_outputs import ROOT, read_rows
 from unimo_g.config_tools import load_config
 from unimo_g.pipeline_config import PipelineConfig
 from unimo_g.records import Reject

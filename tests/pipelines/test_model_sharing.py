@@ -13,7 +13,8 @@ from collections import Counter
 import pytest
 
 from pipelines.prompts.model_handlers import LOAD_LOG_ENV, GroundingModelHandler, SegmentationModelHandler
-from tests.pipelines.test_end_to_end import read_rows, run_job
+from tests.pipelines.test_end_to_end import run_job
+from tests.run_outputs import read_rows
 from unimo_g.pipeline_config import GroundingConfig, ModelRuntimeConfig, SegmentationConfig
 
 TWO_PROCESSES = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]

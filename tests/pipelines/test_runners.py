@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipelines.test_end_to_end import SAMPLE, TINY, read_rows, run_job
+from tests.pipelines.test_end_to_end import run_job
+from tests.run_outputs import SAMPLE, TINY, read_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
